@@ -1,0 +1,7 @@
+#![cfg(loom)]
+#[test]
+fn m() {
+    loom::model(|| {
+        assert_eq!(multiopen::f(), 1);
+    });
+}
