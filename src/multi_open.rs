@@ -61,7 +61,7 @@ use crate::error::{
     OpenError,
 };
 use crate::sync::{
-    mutant, ordering_unless, AtomicPtr, AtomicU32, AtomicUsize, Futex, Mutant, Ordering, UnsafeCell,
+    mutant, ordering_unless, AtomicPtr, AtomicU32, AtomicUsize, Futex, Ordering, UnsafeCell,
 };
 
 // ---------------------------------------------------------------------------
@@ -1037,9 +1037,10 @@ impl<R: Resource> MultiOpen<R> {
     fn acquire(&self) -> Result<(), OpenError<R::Error>> {
         // Acquire: pairs with the Release that published OPEN, so the
         // handle the starter wrote is visible to this opener.
-        let prev = self
-            .state
-            .fetch_add(1, ordering_unless(Mutant::OpenRelaxed, Ordering::Acquire));
+        let prev = self.state.fetch_add(
+            1,
+            ordering_unless("multi_open::open_relaxed", Ordering::Acquire),
+        );
         // One mask and compare: phase OPEN and the count below COUNT_LIMIT.
         if prev & (PHASE_MASK | COUNT_LIMIT) == OPEN {
             return Ok(());
@@ -1123,18 +1124,18 @@ impl<R: Resource> MultiOpen<R> {
         self.cycles.fetch_add(1, Ordering::Relaxed);
         // Release: publishes the handle (and the cycle number) to every
         // opener that Acquires OPEN.
-        let publish = ordering_unless(Mutant::StartupPublishRelaxed, Ordering::Release);
+        let publish = ordering_unless("multi_open::startup_publish_relaxed", Ordering::Release);
         self.end_phase(
             publish,
             |state| (state & !PHASE_MASK) | OPEN | EVER_OPENED,
-            Mutant::StartupNoWake,
+            "multi_open::startup_no_wake",
         );
         Ok(())
     }
 
     /// Leaves STARTING or SHUTTING_DOWN: applies `next` to the state word
     /// (clearing WAITERS), and wakes the sleepers if there were any.
-    fn end_phase(&self, ordering: Ordering, next: impl Fn(u32) -> u32, no_wake: Mutant) {
+    fn end_phase(&self, ordering: Ordering, next: impl Fn(u32) -> u32, no_wake: &str) {
         // Relaxed: first guess for the CAS loop.
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -1201,7 +1202,7 @@ impl<R: Resource> MultiOpen<R> {
     /// Our close brought the count to zero: try to become the shutter.
     #[cold]
     fn release_last(&self, site: CloseSite) -> Result<CloseOutcome, CloseError<R::Error>> {
-        if mutant(Mutant::CloseCheckThenAct) {
+        if mutant("multi_open::close_check_then_act") {
             // The bug: look, then leap.
             let state = self.state.load(Ordering::Acquire);
             if state & (PHASE_MASK | COUNT_MASK) != OPEN {
@@ -1281,7 +1282,7 @@ impl<R: Resource> MultiOpen<R> {
                 Err(now) => word = now,
             }
         }
-        if word & JOIN_WAITERS != 0 && !mutant(Mutant::FinaliseNoWake) {
+        if word & JOIN_WAITERS != 0 && !mutant("multi_open::finalise_no_wake") {
             self.finalised.wake_all();
         }
         true
@@ -1370,13 +1371,13 @@ struct StartupRollback<'a, R: Resource> {
 
 impl<R: Resource> Drop for StartupRollback<'_, R> {
     fn drop(&mut self) {
-        let keep = mutant(Mutant::StartupFailKeepsCount);
+        let keep = mutant("multi_open::startup_fail_keeps_count");
         // Release: whatever the failed startup did to the resource happens
         // before the next starter's Acquire.
         self.owner.end_phase(
             Ordering::Release,
             |state| ((state - u32::from(!keep)) & !PHASE_MASK) | IDLE,
-            Mutant::StartupNoWake,
+            "multi_open::startup_fail_no_wake",
         );
     }
 }
@@ -1396,7 +1397,7 @@ impl<R: Resource> Drop for ShutdownFinish<'_, R> {
         owner.end_phase(
             Ordering::Release,
             |state| (state & !PHASE_MASK) | IDLE,
-            Mutant::ShutdownNoWake,
+            "multi_open::shutdown_no_wake",
         );
         if !owner.finalise_later() {
             owner.finalise_pending();

@@ -137,55 +137,35 @@ impl std::ops::Deref for Futex {
     }
 }
 
-/// The deliberate bugs that `loom-tests/mutants.sh` switches on, one at a
-/// time, to show that the loom models catch them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Each variant is named only where its bug would live.
-pub(crate) enum Mutant {
-    /// `open`'s fast path loads with `Relaxed` instead of `Acquire`.
-    OpenRelaxed,
-    /// The last close decides to shut down with a load and a store instead
-    /// of one compare-exchange.
-    CloseCheckThenAct,
-    /// The end of startup forgets to wake openers that sleep on it.
-    StartupNoWake,
-    /// The end of shutdown forgets to wake openers that sleep on it.
-    ShutdownNoWake,
-    /// `finalise` forgets to wake joiners.
-    FinaliseNoWake,
-    /// A failed startup leaves its open in the count (the Python 20210731 bug).
-    StartupFailKeepsCount,
-    /// Publishing the started handle uses `Relaxed` instead of `Release`.
-    StartupPublishRelaxed,
-}
-
-/// Is `which` the mutant this run was asked to commit?
+/// Is `name` the mutant this run was asked to commit?
 ///
-/// Normal builds: always `false`, and the optimiser removes the branch.
+/// Mutant names are `module::what_breaks`; `loom-tests/mutants.txt` lists
+/// each with the loom test that must catch it. Normal builds: always
+/// `false`, and the optimiser removes the branch.
 #[cfg(not(loom))]
 #[inline(always)]
-pub(crate) const fn mutant(_which: Mutant) -> bool {
+pub(crate) const fn mutant(_name: &str) -> bool {
     false
 }
 
-/// Is `which` the mutant this run was asked to commit?
+/// Is `name` the mutant this run was asked to commit?
 ///
-/// Under loom: true when the environment variable `MULTIOPEN_MUTANT` names it
-/// (its `Debug` spelling), as `loom-tests/mutants.sh` sets it.
+/// Under loom: true when the environment variable `MULTIOPEN_MUTANT` equals
+/// `name`, as `loom-tests/mutants.sh` sets it.
 #[cfg(loom)]
-pub(crate) fn mutant(which: Mutant) -> bool {
+pub(crate) fn mutant(name: &str) -> bool {
     // A std OnceLock, outside loom's view: the switch is fixed for the run.
     static CHOSEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     CHOSEN
         .get_or_init(|| std::env::var("MULTIOPEN_MUTANT").ok())
         .as_deref()
-        .is_some_and(|name| name == format!("{which:?}"))
+        .is_some_and(|chosen| chosen == name)
 }
 
-/// `ordering`, or `Relaxed` if the mutant `which` is switched on.
+/// `ordering`, or `Relaxed` if the mutant `name` is switched on.
 #[inline(always)]
-pub(crate) fn ordering_unless(which: Mutant, ordering: Ordering) -> Ordering {
-    if mutant(which) {
+pub(crate) fn ordering_unless(name: &str, ordering: Ordering) -> Ordering {
+    if mutant(name) {
         Ordering::Relaxed
     } else {
         ordering

@@ -1,0 +1,1 @@
+//! Shared measuring helpers for the criterion benches: to be written.

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Shows that every loom model can fail: for each deliberate bug listed in
+# loom-tests/mutants.txt, switch it on (MULTIOPEN_MUTANT=<name>, read by
+# src/sync.rs under --cfg loom only) and check that the named loom tests now
+# fail. Exits non-zero if any mutant survives, or if a listed name no longer
+# appears in src/.
+#
+# Usage: bash loom-tests/mutants.sh [name-substring]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUSTFLAGS="--cfg loom"
+only="${1:-}"
+logdir="$(mktemp -d)"
+echo "== building loom tests once"
+cargo test --release --tests --no-run -q
+caught=0
+survived=()
+while read -r name target filter; do
+    [[ -z "${name}" || "${name}" == \#* ]] && continue
+    [[ -n "${only}" && "${name}" != *"${only}"* ]] && continue
+    if ! grep -rqF "\"${name}\"" src/; then
+        echo "mutant ${name}: not found in src/ (stale entry)"
+        exit 1
+    fi
+    log="${logdir}/${name//[:\/]/_}.log"
+    start=$(date +%s)
+    # A mutant is caught when its tests fail because a model failed (an
+    # assertion, a loom causality/data-race report, or a loom deadlock).
+    if MULTIOPEN_MUTANT="${name}" timeout 900 \
+        cargo test --release -q --test "${target}" -- ${filter:-} >"${log}" 2>&1; then
+        echo "mutant ${name}: SURVIVED (${target} ${filter:-}) — the models did not notice"
+        survived+=("${name}")
+    elif grep -qE "panicked|deadlock|Causality|FAILED" "${log}"; then
+        why=$(grep -m1 -oE "deadlock|Causality violation|data race|assertion[^']*|panicked at [^ ]+" "${log}" || true)
+        echo "mutant ${name}: caught by ${target} ${filter:-} in $(( $(date +%s) - start ))s (${why})"
+        caught=$((caught + 1))
+    else
+        echo "mutant ${name}: run failed without a model failure (timeout or build error); log:"
+        tail -20 "${log}"
+        survived+=("${name}")
+    fi
+done < loom-tests/mutants.txt
+echo "mutants caught: ${caught}, survived: ${#survived[@]}"
+[[ ${#survived[@]} -eq 0 ]]

@@ -1,0 +1,2 @@
+//! loom models for pool: to be written.
+#![cfg(loom)]

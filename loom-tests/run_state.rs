@@ -1,0 +1,2 @@
+//! loom models for run_state: to be written.
+#![cfg(loom)]
