@@ -1,7 +1,344 @@
+//! loom models of `MultiOpen`: every interleaving of open, close, finalise
+//! and join (2 threads exhaustively, 3 under a preemption bound), startup
+//! failure, re-open during shutdown, finalise-later and detached close.
+//!
+//! The resource in every model is a [`Probe`]: its startup and shutdown
+//! write a loom `UnsafeCell` that marks the resource live, and every use of
+//! an open guard reads it. So loom itself reports two startups at once, a
+//! startup racing a shutdown, or a guard touching a shut-down resource (as
+//! a data race or causality violation), and the probe's assertions check
+//! the counts. A lost wake-up shows up as a loom deadlock.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_multi_open`.
+//! `loom-tests/mutants.sh` runs these against deliberately broken builds.
 #![cfg(loom)]
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use multiopen::{CloseError, CloseOutcome, MultiOpen, OpenError, Resource};
+
+/// The startup error of a [`Probe`] told to fail.
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused")
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A resource that checks its own lifecycle (see the module doc).
+struct Probe {
+    /// 1 while started up, 0 otherwise; written only by startup/shutdown.
+    live: UnsafeCell<u32>,
+    /// Startup attempts, successful or not (bookkeeping outside loom's view:
+    /// read only after every thread has been joined).
+    attempts: StdAtomicUsize,
+    startups: StdAtomicUsize,
+    shutdowns: StdAtomicUsize,
+    /// The next startup fails (then this clears).
+    fail_next: StdAtomicBool,
+}
+
+// SAFETY: `live` is the one non-Sync field; every access to it goes through
+// loom, which reports any access not ordered by the protocol under test.
+unsafe impl Sync for Probe {}
+
+impl Probe {
+    fn new(fail_first: bool) -> Self {
+        Self {
+            live: UnsafeCell::new(0),
+            attempts: StdAtomicUsize::new(0),
+            startups: StdAtomicUsize::new(0),
+            shutdowns: StdAtomicUsize::new(0),
+            fail_next: StdAtomicBool::new(fail_first),
+        }
+    }
+}
+
+impl Resource for Probe {
+    /// The cycle number this handle belongs to.
+    type Handle = usize;
+    type Error = Refused;
+
+    fn startup(&self) -> Result<usize, Refused> {
+        self.attempts.fetch_add(1, SeqCst);
+        if self.fail_next.swap(false, SeqCst) {
+            return Err(Refused);
+        }
+        self.live.with_mut(|live| {
+            // SAFETY: loom checks this access against every other one.
+            let live = unsafe { &mut *live };
+            assert_eq!(*live, 0, "startup while the resource is already live");
+            *live = 1;
+        });
+        Ok(self.startups.fetch_add(1, SeqCst) + 1)
+    }
+
+    fn shutdown(&self, cycle: usize) -> Result<(), Refused> {
+        self.live.with_mut(|live| {
+            // SAFETY: loom checks this access against every other one.
+            let live = unsafe { &mut *live };
+            assert_eq!(*live, 1, "shutdown of a resource that is not live");
+            *live = 0;
+        });
+        let shutdowns = self.shutdowns.fetch_add(1, SeqCst) + 1;
+        assert_eq!(shutdowns, cycle, "shutdown of cycle {cycle} out of order");
+        Ok(())
+    }
+}
+
+type Shared = Arc<MultiOpen<Probe>>;
+
+/// Models with three or more threads: every interleaving with at most
+/// `PREEMPTIONS` preemptions (loom's default, `LOOM_MAX_PREEMPTIONS`,
+/// overrides), which keeps them to minutes on two cores.
+fn bounded(model: impl Fn() + Sync + Send + 'static) {
+    const PREEMPTIONS: usize = 2;
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = builder.preemption_bound.or(Some(PREEMPTIONS));
+    builder.check(model);
+}
+
+fn shared(fail_first: bool) -> Shared {
+    Arc::new(MultiOpen::new(Probe::new(fail_first)))
+}
+
+/// Opens, uses the resource (loom checks the read against shutdown), and
+/// closes by dropping the guard.
+fn open_use_close(mo: &MultiOpen<Probe>) {
+    let guard = mo.open().expect("probe startup succeeds");
+    use_guard(mo, *guard);
+    drop(guard);
+}
+
+/// Reads the live flag as a holder of an open: it must be 1, and loom
+/// flags the read if it is not ordered after startup and before shutdown.
+fn use_guard(mo: &MultiOpen<Probe>, cycle: usize) {
+    assert!(cycle >= 1);
+    mo.resource().live.with(|live| {
+        // SAFETY: loom checks this access against every other one.
+        assert_eq!(unsafe { *live }, 1, "a guard saw a shut-down resource");
+    });
+}
+
+/// After every thread is joined: as many shutdowns as startups, nothing
+/// open, nothing live.
+fn assert_quiescent(mo: &MultiOpen<Probe>) {
+    let probe = mo.resource();
+    assert_eq!(mo.open_count(), 0, "open count not back to zero");
+    assert_eq!(
+        probe.startups.load(SeqCst),
+        probe.shutdowns.load(SeqCst),
+        "startups and shutdowns differ at rest"
+    );
+    // SAFETY: every other thread is joined.
+    probe.live.with(|live| assert_eq!(unsafe { *live }, 0));
+    if probe.startups.load(SeqCst) > 0 {
+        assert!(mo.closed());
+    }
+}
+
+/// Two threads open, use and close: one startup per cycle, never two live.
 #[test]
-fn m() {
+fn two_threads_open_close() {
     loom::model(|| {
-        assert_eq!(multiopen::f(), 1);
+        let mo = shared(false);
+        let other = {
+            let mo = mo.clone();
+            thread::spawn(move || open_use_close(&mo))
+        };
+        open_use_close(&mo);
+        other.join().unwrap();
+        assert_quiescent(&mo);
+        let startups = mo.resource().startups.load(SeqCst);
+        assert!((1..=2).contains(&startups), "{startups} startups");
+    });
+}
+
+/// A thread holds the object open; another opens and closes inside that
+/// window, then the holder's close is the final one; a joiner waits for it.
+/// Three threads: under the preemption bound.
+#[test]
+fn holder_opener_and_joiner() {
+    bounded(|| {
+        let mo = shared(false);
+        let guard = mo.open().unwrap();
+        let opener = {
+            let mo = mo.clone();
+            thread::spawn(move || open_use_close(&mo))
+        };
+        let joiner = {
+            let mo = mo.clone();
+            thread::spawn(move || {
+                mo.join().expect("opened, so join is no error");
+                // Released only by a finalise, which follows the shutdown.
+                // (The opener may have started a new cycle since, so the
+                // resource may be live again: that is not this cycle.)
+                assert!(mo.resource().shutdowns.load(SeqCst) >= 1);
+            })
+        };
+        use_guard(&mo, *guard);
+        drop(guard);
+        opener.join().unwrap();
+        joiner.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}
+
+/// One thread's final close races another thread's re-open: the re-open
+/// either joins the live cycle or waits out the shutdown and starts anew.
+#[test]
+fn reopen_during_shutdown() {
+    loom::model(|| {
+        let mo = shared(false);
+        let guard = mo.open().unwrap();
+        let reopener = {
+            let mo = mo.clone();
+            thread::spawn(move || open_use_close(&mo))
+        };
+        drop(guard);
+        reopener.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}
+
+/// The first startup fails while another thread also opens: exactly the
+/// thread that ran the failing startup sees the error, the count is
+/// restored, and the other opener runs startup itself.
+#[test]
+fn startup_failure_with_concurrent_opener() {
+    loom::model(|| {
+        let mo = shared(true);
+        let other = {
+            let mo = mo.clone();
+            thread::spawn(move || attempt(&mo))
+        };
+        let mine = attempt(&mo);
+        let theirs = other.join().unwrap();
+        assert_eq!(
+            u8::from(mine) + u8::from(theirs),
+            1,
+            "exactly one opener must see the failure"
+        );
+        assert_quiescent(&mo);
+        let probe = mo.resource();
+        assert!(probe.attempts.load(SeqCst) >= 2, "the failure was retried");
+    });
+
+    /// Opens once: true if this call saw the startup failure.
+    fn attempt(mo: &MultiOpen<Probe>) -> bool {
+        match mo.open() {
+            Ok(guard) => {
+                use_guard(mo, *guard);
+                false
+            }
+            Err(OpenError::Startup(Refused)) => true,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// With finalise-later, a joiner is released by `finalise()`, not by the
+/// final close, and sees everything done before the finalise.
+#[test]
+fn finalise_later_releases_joiner() {
+    loom::model(|| {
+        let mo = shared(false);
+        mo.set_finalise_later(true);
+        let guard = mo.open().unwrap();
+        let after_close = Arc::new(AtomicBool::new(false));
+        let joiner = {
+            let mo = mo.clone();
+            let after_close = after_close.clone();
+            thread::spawn(move || {
+                mo.join().unwrap();
+                // Relaxed: join's Acquire pairs with finalise's Release.
+                assert!(
+                    after_close.load(Ordering::Relaxed),
+                    "joiner released before finalise"
+                );
+            })
+        };
+        assert_eq!(guard.close().unwrap(), CloseOutcome::ShutDown);
+        // Relaxed: published by finalise's Release.
+        after_close.store(true, Ordering::Relaxed);
+        mo.finalise().unwrap();
+        joiner.join().unwrap();
+        assert!(mo.finalise().is_err(), "finalising twice is an error");
+        assert_quiescent(&mo);
+    });
+}
+
+/// A detached open closed by another thread while a third opens: the
+/// detached close may or may not be final, never closes twice, and an
+/// extra close afterwards is an error that changes nothing.
+#[test]
+fn detached_close_from_another_thread() {
+    loom::model(|| {
+        let mo = shared(false);
+        mo.open().unwrap().detach();
+        let closer = {
+            let mo = mo.clone();
+            thread::spawn(move || mo.close().expect("one detached open to close"))
+        };
+        open_use_close(&mo);
+        closer.join().unwrap();
+        assert!(matches!(mo.close(), Err(CloseError::Unmatched(_))));
+        assert_quiescent(&mo);
+    });
+}
+
+/// Two threads race to close the last two (detached) opens while the main
+/// thread joins: exactly one close is final and runs shutdown, and the
+/// joiner is released after it.
+#[test]
+fn two_closers_and_a_joiner() {
+    bounded(|| {
+        let mo = shared(false);
+        mo.open().unwrap().detach();
+        mo.open().unwrap().detach();
+        let closers: Vec<_> = (0..2)
+            .map(|_| {
+                let mo = mo.clone();
+                thread::spawn(move || mo.close().unwrap())
+            })
+            .collect();
+        mo.join().unwrap();
+        assert_eq!(mo.resource().shutdowns.load(SeqCst), 1);
+        let outcomes: Vec<_> = closers.into_iter().map(|t| t.join().unwrap()).collect();
+        let finals = outcomes
+            .iter()
+            .filter(|&&o| o == CloseOutcome::ShutDown)
+            .count();
+        assert_eq!(finals, 1, "exactly one final close: {outcomes:?}");
+        assert_quiescent(&mo);
+    });
+}
+
+/// Three threads race from idle (no holder): startup, openers waiting on
+/// it, shutdown and re-open all interleave.
+#[test]
+fn three_threads_from_idle() {
+    bounded(|| {
+        let mo = shared(false);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let mo = mo.clone();
+                thread::spawn(move || open_use_close(&mo))
+            })
+            .collect();
+        open_use_close(&mo);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_quiescent(&mo);
     });
 }

@@ -1268,7 +1268,10 @@ impl<R: Resource> MultiOpen<R> {
             // Acquire: pairs with the shutter's Release increment, so the
             // joiners we release (via our Release below) see the shutdown.
             let shut = self.shutdowns.load(Ordering::Acquire) & CYCLE_MASK;
-            if word >> 1 == shut {
+            // Never move FINALISED backwards: a finaliser that read an old
+            // `shutdowns` may come after one that read a newer value (loom
+            // found this: the newer cycle's joiners then slept forever).
+            if cycle_reached(word >> 1, shut) {
                 return false;
             }
             // Release: the joiners' Acquire load sees the shutdown.
