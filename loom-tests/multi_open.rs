@@ -45,6 +45,8 @@ struct Probe {
     shutdowns: StdAtomicUsize,
     /// The next startup fails (then this clears).
     fail_next: StdAtomicBool,
+    /// The next startup panics (then this clears).
+    panic_next: StdAtomicBool,
 }
 
 // SAFETY: `live` is the one non-Sync field; every access to it goes through
@@ -59,6 +61,7 @@ impl Probe {
             startups: StdAtomicUsize::new(0),
             shutdowns: StdAtomicUsize::new(0),
             fail_next: StdAtomicBool::new(fail_first),
+            panic_next: StdAtomicBool::new(false),
         }
     }
 }
@@ -72,6 +75,9 @@ impl Resource for Probe {
         self.attempts.fetch_add(1, SeqCst);
         if self.fail_next.swap(false, SeqCst) {
             return Err(Refused);
+        }
+        if self.panic_next.swap(false, SeqCst) {
+            panic!("startup panicked");
         }
         self.live.with_mut(|live| {
             // SAFETY: loom checks this access against every other one.
@@ -242,6 +248,41 @@ fn startup_failure_with_concurrent_opener() {
             }
             Err(OpenError::Startup(Refused)) => true,
             Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// The first startup panics while another thread also opens: the panic
+/// reaches only the thread that ran it, the state is rolled back, and the
+/// other opener runs startup itself.
+#[test]
+fn startup_panic_with_concurrent_opener() {
+    loom::model(|| {
+        let mo = shared(false);
+        mo.resource().panic_next.store(true, SeqCst);
+        let other = {
+            let mo = mo.clone();
+            thread::spawn(move || attempt(&mo))
+        };
+        let mine = attempt(&mo);
+        let theirs = other.join().unwrap();
+        assert_eq!(
+            u8::from(mine) + u8::from(theirs),
+            1,
+            "exactly one opener must see the panic"
+        );
+        assert_quiescent(&mo);
+    });
+
+    /// Opens once: true if this call's startup panicked.
+    fn attempt(mo: &MultiOpen<Probe>) -> bool {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mo.open().map(|g| *g))) {
+            Ok(Ok(cycle)) => {
+                assert_eq!(cycle, 1);
+                false
+            }
+            Ok(Err(other)) => panic!("unexpected {other:?}"),
+            Err(_panic) => true,
         }
     }
 }

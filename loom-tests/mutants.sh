@@ -31,7 +31,9 @@ while read -r name target filter; do
         echo "mutant ${name}: SURVIVED (${target} ${filter:-}) — the models did not notice"
         survived+=("${name}")
     elif grep -qE "panicked|deadlock|Causality|FAILED" "${log}"; then
-        why=$(grep -m1 -A1 "panicked at" "${log}" | tail -1 | cut -c1-100 || true)
+        # The first loom report or failed assertion (expected panics that a
+        # model catches itself also print "panicked at", so prefer these).
+        why=$(grep -m1 -E "deadlock|Causality|assertion|race" "${log}" | cut -c1-100 || true)
         echo "mutant ${name}: caught by ${target} ${filter:-} in $(( $(date +%s) - start ))s (${why})"
         caught=$((caught + 1))
     else

@@ -1182,20 +1182,31 @@ impl<R: Resource> MultiOpen<R> {
         }
     }
 
-    /// A guard's drop. Shutdown's error has nowhere to go and is dropped
-    /// (use `close()` to see it). If this thread is already panicking, a
-    /// panic from shutdown is swallowed rather than aborting the process;
-    /// the state is consistent either way.
+    /// A guard's drop: the same fast path as [`release`](Self::release).
     #[inline]
     fn release_on_drop(&self, opened_at: &'static Location<'static>) {
+        // Release: as in `release`.
+        let prev = self.state.fetch_sub(1, Ordering::Release);
+        if prev & COUNT_MASK == 1 {
+            self.release_last_on_drop(opened_at);
+        }
+    }
+
+    /// A guard's drop was the last close. Shutdown's error has nowhere to
+    /// go and is dropped (use `close()` to see it). If this thread is
+    /// already unwinding, a panic from shutdown is swallowed rather than
+    /// aborting the process; the state is consistent either way.
+    #[cold]
+    fn release_last_on_drop(&self, opened_at: &'static Location<'static>) {
         let site = CloseSite {
             location: opened_at,
             how: CloseHow::GuardDropped,
         };
         if std::thread::panicking() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.release(site)));
+            let _ =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.release_last(site)));
         } else {
-            let _ = self.release(site);
+            let _ = self.release_last(site);
         }
     }
 
@@ -1374,7 +1385,8 @@ struct StartupRollback<'a, R: Resource> {
 
 impl<R: Resource> Drop for StartupRollback<'_, R> {
     fn drop(&mut self) {
-        let keep = mutant("multi_open::startup_fail_keeps_count");
+        let keep = mutant("multi_open::startup_fail_keeps_count")
+            || (mutant("multi_open::startup_panic_keeps_count") && std::thread::panicking());
         // Release: whatever the failed startup did to the resource happens
         // before the next starter's Acquire.
         self.owner.end_phase(

@@ -527,7 +527,7 @@ fn wrapped_openable_is_opened_once_per_cycle() {
     assert_eq!(port.resource().get().opens.load(SeqCst), 1);
     drop(guards);
     assert_eq!(port.resource().get().closes.load(SeqCst), 1);
-    port.open().unwrap();
+    drop(port.open().unwrap());
     assert_eq!(port.resource().get().opens.load(SeqCst), 2);
 }
 
