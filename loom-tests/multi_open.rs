@@ -47,6 +47,10 @@ struct Probe {
     fail_next: StdAtomicBool,
     /// The next startup panics (then this clears).
     panic_next: StdAtomicBool,
+    /// The next shutdown panics, after its work (then this clears).
+    panic_shutdown_next: StdAtomicBool,
+    /// Closes that reported `ShutDown` (counted by `open_use_close`).
+    reported: StdAtomicUsize,
 }
 
 // SAFETY: `live` is the one non-Sync field; every access to it goes through
@@ -62,6 +66,8 @@ impl Probe {
             shutdowns: StdAtomicUsize::new(0),
             fail_next: StdAtomicBool::new(fail_first),
             panic_next: StdAtomicBool::new(false),
+            panic_shutdown_next: StdAtomicBool::new(false),
+            reported: StdAtomicUsize::new(0),
         }
     }
 }
@@ -97,6 +103,9 @@ impl Resource for Probe {
         });
         let shutdowns = self.shutdowns.fetch_add(1, SeqCst) + 1;
         assert_eq!(shutdowns, cycle, "shutdown of cycle {cycle} out of order");
+        if self.panic_shutdown_next.swap(false, SeqCst) {
+            panic!("shutdown panicked");
+        }
         Ok(())
     }
 }
@@ -118,11 +127,18 @@ fn shared(fail_first: bool) -> Shared {
 }
 
 /// Opens, uses the resource (loom checks the read against shutdown), and
-/// closes by dropping the guard.
+/// closes explicitly; counts in `reported` a close that reports having run
+/// the shutdown.
 fn open_use_close(mo: &MultiOpen<Probe>) {
     let guard = mo.open().expect("probe startup succeeds");
     use_guard(mo, *guard);
-    drop(guard);
+    match guard.close().expect("probe shutdown succeeds") {
+        CloseOutcome::ShutDown => {
+            mo.resource().reported.fetch_add(1, SeqCst);
+        }
+        CloseOutcome::StillOpen | CloseOutcome::ShutDownByOther => {}
+        CloseOutcome::NothingOpen => panic!("a guard always has an open to close"),
+    }
 }
 
 /// Reads the live flag as a holder of an open: it must be 1, and loom
@@ -152,7 +168,8 @@ fn assert_quiescent(mo: &MultiOpen<Probe>) {
     }
 }
 
-/// Two threads open, use and close: one startup per cycle, never two live.
+/// Two threads open, use and close: one startup per cycle, never two live,
+/// and exactly one close per cycle reports running the shutdown.
 #[test]
 fn two_threads_open_close() {
     loom::model(|| {
@@ -166,6 +183,116 @@ fn two_threads_open_close() {
         assert_quiescent(&mo);
         let startups = mo.resource().startups.load(SeqCst);
         assert!((1..=2).contains(&startups), "{startups} startups");
+        assert_eq!(mo.resource().reported.load(SeqCst), startups);
+    });
+}
+
+/// One thread opens, uses the handle and detaches while the main thread
+/// closes that detached open: the close is ordered after the use.
+#[test]
+fn detach_then_close_elsewhere() {
+    loom::model(|| {
+        let mo = shared(false);
+        let user = {
+            let mo = mo.clone();
+            thread::spawn(move || {
+                let guard = mo.open().unwrap();
+                use_guard(&mo, *guard);
+                guard.detach();
+            })
+        };
+        match mo.close() {
+            Ok(outcome) => assert_eq!(outcome, CloseOutcome::ShutDown),
+            // Not detached yet (or never opened yet): nothing changed.
+            Err(CloseError::Unmatched(_) | CloseError::NeverOpened(_)) => {
+                user.join().unwrap();
+                assert_eq!(mo.close().unwrap(), CloseOutcome::ShutDown);
+                assert_quiescent(&mo);
+                return;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        user.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}
+
+/// A shutdown that panics while another thread opens: the panic reaches
+/// the closer, the phase still ends (the opener is woken and starts a new
+/// cycle), and the counts stay true.
+#[test]
+fn shutdown_panic_with_waiting_opener() {
+    loom::model(|| {
+        let mo = shared(false);
+        mo.resource().panic_shutdown_next.store(true, SeqCst);
+        let guard = mo.open().unwrap();
+        let opener = {
+            let mo = mo.clone();
+            thread::spawn(move || {
+                let closed =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_use_close(&mo)));
+                u8::from(closed.is_err())
+            })
+        };
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.close()));
+        let panics = u8::from(mine.is_err()) + opener.join().unwrap();
+        assert_eq!(panics, 1, "the one panicking shutdown reached its closer");
+        assert_quiescent(&mo);
+        assert!(mo.join().is_ok(), "a panicking shutdown still finalises");
+    });
+}
+
+/// A user's `finalise()` races the final close's own finalise while a
+/// joiner waits: the cycle is finalised once, and the joiner is woken.
+#[test]
+fn finalise_races_auto_finalise() {
+    bounded(|| {
+        let mo = shared(false);
+        let guard = mo.open().unwrap();
+        let finaliser = {
+            let mo = mo.clone();
+            // Succeeds only between the shutdown and the final close's own
+            // finalise; otherwise an error (still open / already done).
+            thread::spawn(move || drop(mo.finalise()))
+        };
+        let joiner = {
+            let mo = mo.clone();
+            thread::spawn(move || mo.join().unwrap())
+        };
+        drop(guard);
+        finaliser.join().unwrap();
+        joiner.join().unwrap();
+        assert!(mo.finalise().is_err(), "finalised twice");
+        assert_quiescent(&mo);
+    });
+}
+
+/// With finalise-later, a re-open before the pending finalise starts a new
+/// cycle at once, and the old cycle's joiner is still released by
+/// `finalise()` (the Python stranded it).
+#[test]
+fn reopen_before_pending_finalise() {
+    bounded(|| {
+        let mo = shared(false);
+        mo.set_finalise_later(true);
+        let guard = mo.open().unwrap();
+        let joiner = {
+            let mo = mo.clone();
+            thread::spawn(move || mo.join().unwrap())
+        };
+        drop(guard); // cycle 1 shuts down; its finalise is pending
+        let reopener = {
+            let mo = mo.clone();
+            thread::spawn(move || open_use_close(&mo))
+        };
+        mo.finalise().unwrap(); // cycle 1 (and cycle 2 if it already shut down)
+        reopener.join().unwrap();
+        // Cycle 2, if it shut down after our finalise. (The joiner may have
+        // started waiting only once cycle 2 began, so it may need this.)
+        let _ = mo.finalise();
+        joiner.join().unwrap();
+        mo.join().unwrap();
+        assert_quiescent(&mo);
     });
 }
 

@@ -281,8 +281,8 @@ impl std::error::Error for NotOpenedError {
 pub enum FinaliseError {
     /// No startup has ever succeeded, so there is nothing to finalise.
     NeverOpened(NeverOpenedError),
-    /// The current cycle has not shut down yet, and every earlier one is
-    /// finalised already.
+    /// The current cycle has not finished shutting down yet, and every
+    /// earlier one is finalised already.
     StillOpen {
         /// The object's name.
         name: String,
@@ -299,7 +299,7 @@ impl fmt::Display for FinaliseError {
         match self {
             Self::NeverOpened(e) => write!(f, "finalise: {e}"),
             Self::StillOpen { name } => {
-                write!(f, "finalise: {name} is still open, nothing to finalise")
+                write!(f, "finalise: {name} is still open or shutting down, nothing to finalise")
             }
             Self::AlreadyFinalised { name } => write!(f, "{name} is already finalised"),
         }

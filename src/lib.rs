@@ -10,31 +10,35 @@
 //! threads that must wait sleep on a futex and are woken by the transition
 //! they wait for. The same code, built with `RUSTFLAGS="--cfg loom"`, is
 //! model-checked by the loom models in `loom-tests/`.
-//!
-//! ```
-//! use multiopen::MultiOpen;
-//!
-//! let db = MultiOpen::from_fns(
-//!     || Ok::<_, std::io::Error>(String::from("connection")),
-//!     |_conn| Ok(()),
-//! );
-//! std::thread::scope(|s| {
-//!     for _ in 0..4 {
-//!         s.spawn(|| {
-//!             let conn = db.open().expect("startup works");
-//!             assert_eq!(*conn, "connection");
-//!         });
-//!     }
-//! });
-//! assert!(db.closed()); // the last guard dropped ran shutdown
-//! ```
+#![cfg_attr(
+    not(all(doctest, loom_build)),
+    doc = r#"
+```
+use multiopen::MultiOpen;
 
+let db = MultiOpen::from_fns(
+    || Ok::<_, std::io::Error>(String::from("connection")),
+    |_conn| Ok(()),
+);
+std::thread::scope(|s| {
+    for _ in 0..4 {
+        s.spawn(|| {
+            let conn = db.open().expect("startup works");
+            assert_eq!(*conn, "connection");
+        });
+    }
+});
+assert!(db.closed()); // the last guard dropped ran shutdown
+```
+"#
+)]
 #![warn(missing_docs)]
 
 // Under `RUSTFLAGS="--cfg loom"` the library is built on loom's mocks, which
 // panic outside a loom model. rustdoc does not see RUSTFLAGS, so it would run
 // the doctests against them; `build.rs` sets `loom_build` for rustdoc too, and
-// doctest collection then skips the API. The loom models are the tests there.
+// doctest collection then skips the API and the crate example above. The loom
+// models are the tests there.
 
 #[cfg(not(all(doctest, loom_build)))]
 pub mod error;

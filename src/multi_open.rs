@@ -131,6 +131,10 @@ fn cycle_reached(done: u32, target: u32) -> bool {
 /// it). The handle exists only while the object is open, so nothing can use
 /// a shut-down resource.
 ///
+/// `startup` and `shutdown` must not open, close or join the `MultiOpen`
+/// that runs them: it is starting or shutting down at that moment, so such
+/// a call would wait for itself.
+///
 /// ```
 /// use multiopen::{MultiOpen, Resource};
 ///
@@ -323,6 +327,13 @@ pub enum CloseOutcome {
     /// Nothing was open to close, and the caller said that was fine
     /// ([`CloseOptions::unopened_ok`]).
     NothingOpen,
+    /// This close brought the count to zero, but so did another close at
+    /// nearly the same moment (a re-open and re-close slipped in between),
+    /// and that close ran the shutdown (or is running it). This close was
+    /// final all the same: [`close_final`](OpenGuard::close_final) does not
+    /// reject it. Exactly one close per cycle reports
+    /// [`ShutDown`](CloseOutcome::ShutDown) or a shutdown error.
+    ShutDownByOther,
 }
 
 /// Options for [`MultiOpen::close_with`], after the Python
@@ -798,7 +809,7 @@ impl<R: Resource> MultiOpen<R> {
             match self.detached.compare_exchange_weak(
                 detached,
                 detached - 1,
-                Ordering::Acquire,
+                ordering_unless("multi_open::detach_relaxed", Ordering::Acquire),
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
@@ -891,7 +902,7 @@ impl<R: Resource> MultiOpen<R> {
         let state = self.state.load(Ordering::Relaxed);
         Err(if state & EVER_OPENED == 0 {
             FinaliseError::NeverOpened(self.never_opened_error())
-        } else if matches!(state & PHASE_MASK, OPEN | STARTING) {
+        } else if state & PHASE_MASK != IDLE {
             FinaliseError::StillOpen {
                 name: self.name.to_string(),
             }
@@ -1034,6 +1045,7 @@ impl<R: Resource> MultiOpen<R> {
 
     /// Registers one open and returns once the handle is up.
     #[inline]
+    #[track_caller]
     fn acquire(&self) -> Result<(), OpenError<R::Error>> {
         // Acquire: pairs with the Release that published OPEN, so the
         // handle the starter wrote is visible to this opener.
@@ -1051,12 +1063,17 @@ impl<R: Resource> MultiOpen<R> {
     /// The open path when the object is not simply open: our increment is
     /// in the count; wait out startup/shutdown, or run startup ourselves.
     #[cold]
+    #[track_caller]
     fn acquire_slow(&self, prev: u32) -> Result<(), OpenError<R::Error>> {
         if prev & COUNT_MASK >= COUNT_LIMIT {
-            // Relaxed: takes back our own increment; we touched nothing.
-            // The count stays ≥ COUNT_LIMIT − 1 > 0, so this is never a
-            // final close.
-            self.state.fetch_sub(1, Ordering::Relaxed);
+            // Take our increment back with an ordinary close: if every
+            // other open closed meanwhile, ours is the final close and must
+            // run shutdown like any other.
+            let site = CloseSite {
+                location: Location::caller(),
+                how: CloseHow::Explicit,
+            };
+            let _ = self.release(site);
             return Err(OpenError::TooManyOpens {
                 name: self.name.to_string(),
             });
@@ -1082,7 +1099,7 @@ impl<R: Resource> MultiOpen<R> {
                 }
                 _ => {
                     // STARTING or SHUTTING_DOWN: sleep until it ends.
-                    if state & WAITERS == 0 {
+                    if state & WAITERS == 0 && !mutant("multi_open::opener_no_announce") {
                         // Relaxed on success: only announces a sleeper.
                         // Acquire on failure: the new value may be OPEN.
                         if let Err(now) = self.state.compare_exchange_weak(
@@ -1161,7 +1178,10 @@ impl<R: Resource> MultiOpen<R> {
     fn release(&self, site: CloseSite) -> Result<CloseOutcome, CloseError<R::Error>> {
         // Release: our reads of the handle happen before the shutter's
         // Acquire takes it away.
-        let prev = self.state.fetch_sub(1, Ordering::Release);
+        let prev = self.state.fetch_sub(
+            1,
+            ordering_unless("multi_open::close_relaxed", Ordering::Release),
+        );
         if prev & COUNT_MASK != 1 {
             return Ok(CloseOutcome::StillOpen);
         }
@@ -1186,7 +1206,10 @@ impl<R: Resource> MultiOpen<R> {
     #[inline]
     fn release_on_drop(&self, opened_at: &'static Location<'static>) {
         // Release: as in `release`.
-        let prev = self.state.fetch_sub(1, Ordering::Release);
+        let prev = self.state.fetch_sub(
+            1,
+            ordering_unless("multi_open::close_relaxed", Ordering::Release),
+        );
         if prev & COUNT_MASK == 1 {
             self.release_last_on_drop(opened_at);
         }
@@ -1225,11 +1248,15 @@ impl<R: Resource> MultiOpen<R> {
         // Relaxed: first guess for the CAS.
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
-            if state & (PHASE_MASK | COUNT_MASK) != OPEN {
-                // Someone opened again since our decrement (the count is no
-                // longer zero), or another close that also reached zero got
-                // here first: either way this close was not the final one.
+            if state & COUNT_MASK != 0 {
+                // Someone opened again since our decrement: not final.
                 return Ok(CloseOutcome::StillOpen);
+            }
+            if state & PHASE_MASK != OPEN {
+                // The count is zero but another close that also brought it
+                // to zero (after a re-open and re-close slipped in between)
+                // claimed the shutdown first.
+                return Ok(CloseOutcome::ShutDownByOther);
             }
             // Acquire: pairs with every closer's Release decrement (they
             // form one release sequence on this word), so all uses of the
@@ -1237,7 +1264,7 @@ impl<R: Resource> MultiOpen<R> {
             match self.state.compare_exchange_weak(
                 state,
                 state | SHUTTING_DOWN,
-                Ordering::Acquire,
+                ordering_unless("multi_open::shutdown_claim_relaxed", Ordering::Acquire),
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return self.run_shutdown(site),
@@ -1282,14 +1309,24 @@ impl<R: Resource> MultiOpen<R> {
             // Never move FINALISED backwards: a finaliser that read an old
             // `shutdowns` may come after one that read a newer value (loom
             // found this: the newer cycle's joiners then slept forever).
-            if cycle_reached(word >> 1, shut) {
+            let done = if mutant("multi_open::finalise_backwards") {
+                word >> 1 == shut // the bug loom found: may move backwards
+            } else {
+                cycle_reached(word >> 1, shut)
+            };
+            if done {
                 return false;
+            }
+            if mutant("multi_open::finalise_check_then_act") {
+                // The bug: a store that can overwrite a joiner's bit.
+                self.finalised.store(shut << 1, Ordering::Release);
+                break;
             }
             // Release: the joiners' Acquire load sees the shutdown.
             match self.finalised.compare_exchange_weak(
                 word,
                 shut << 1,
-                Ordering::Release,
+                ordering_unless("multi_open::finalise_relaxed", Ordering::Release),
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
@@ -1350,7 +1387,10 @@ impl<R: Resource> MultiOpen<R> {
     /// Moves a held open from a guard to the detached count.
     fn detach_one(&self) {
         // Release: pairs with `close_with`'s Acquire (see there).
-        self.detached.fetch_add(1, Ordering::Release);
+        self.detached.fetch_add(
+            1,
+            ordering_unless("multi_open::detach_relaxed", Ordering::Release),
+        );
     }
 }
 
@@ -1536,7 +1576,11 @@ macro_rules! guard_methods {
                 how: CloseHow::Explicit,
             };
             let this = ManuallyDrop::new(self);
-            this.owner.release_with_options(site, enforce_final_close)
+            // SAFETY: `this` is never used or dropped again, so the owner
+            // (a `&` or an `Arc`) moves out exactly once and is dropped
+            // after the close, releasing an `Arc`'s reference.
+            let owner = unsafe { std::ptr::read(&this.owner) };
+            owner.release_with_options(site, enforce_final_close)
         }
     };
 }

@@ -146,6 +146,28 @@ fn owned_guards_move_into_threads() {
     assert!(mo.closed());
 }
 
+/// Closing an owned guard explicitly (not just dropping it) releases its
+/// reference to the `Arc` too.
+#[test]
+fn explicit_close_of_owned_guards_releases_the_arc() {
+    let mo = Arc::new(counted());
+    let (a, b, c) = (
+        mo.open_owned().unwrap(),
+        mo.open_owned().unwrap(),
+        mo.open_owned().unwrap(),
+    );
+    assert_eq!(Arc::strong_count(&mo), 4);
+    assert_eq!(a.close().unwrap(), CloseOutcome::StillOpen);
+    assert_eq!(Arc::strong_count(&mo), 3);
+    assert!(b.close_final().is_err());
+    assert_eq!(Arc::strong_count(&mo), 2);
+    let detached = c.detach();
+    assert_eq!(Arc::strong_count(&mo), 2, "detach hands its Arc back");
+    drop(detached);
+    assert_eq!(mo.close().unwrap(), CloseOutcome::ShutDown);
+    assert_eq!(Arc::strong_count(&mo), 1);
+}
+
 #[test]
 fn failed_startup_leaves_count_and_next_opener_retries() {
     let mo = counted();
