@@ -299,7 +299,10 @@ impl fmt::Display for FinaliseError {
         match self {
             Self::NeverOpened(e) => write!(f, "finalise: {e}"),
             Self::StillOpen { name } => {
-                write!(f, "finalise: {name} is still open or shutting down, nothing to finalise")
+                write!(
+                    f,
+                    "finalise: {name} is still open or shutting down, nothing to finalise"
+                )
             }
             Self::AlreadyFinalised { name } => write!(f, "{name} is already finalised"),
         }
