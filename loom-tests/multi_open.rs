@@ -112,6 +112,19 @@ impl Resource for Probe {
 
 type Shared = Arc<MultiOpen<Probe>>;
 
+/// Runs a two-thread model twice: as written, and with the main thread
+/// yielding before its own operations. loom 0.7's exploration can miss
+/// orders where a spawned thread's operations all come before the main
+/// thread's load-then-CAS (tokio-rs/loom#392); the yield makes loom start
+/// from the spawned thread, so both starts are explored.
+fn both_orders(model: impl Fn(bool) + Sync + Send + 'static) {
+    let model = std::sync::Arc::new(model);
+    for main_yields_first in [false, true] {
+        let model = model.clone();
+        loom::model(move || model(main_yields_first));
+    }
+}
+
 /// Models with three or more threads: every interleaving with at most
 /// `PREEMPTIONS` preemptions (loom's default, `LOOM_MAX_PREEMPTIONS`,
 /// overrides), which keeps them to minutes on two cores.
@@ -172,12 +185,15 @@ fn assert_quiescent(mo: &MultiOpen<Probe>) {
 /// and exactly one close per cycle reports running the shutdown.
 #[test]
 fn two_threads_open_close() {
-    loom::model(|| {
+    both_orders(|main_yields_first| {
         let mo = shared(false);
         let other = {
             let mo = mo.clone();
             thread::spawn(move || open_use_close(&mo))
         };
+        if main_yields_first {
+            thread::yield_now();
+        }
         open_use_close(&mo);
         other.join().unwrap();
         assert_quiescent(&mo);
@@ -330,13 +346,16 @@ fn holder_opener_and_joiner() {
 /// either joins the live cycle or waits out the shutdown and starts anew.
 #[test]
 fn reopen_during_shutdown() {
-    loom::model(|| {
+    both_orders(|main_yields_first| {
         let mo = shared(false);
         let guard = mo.open().unwrap();
         let reopener = {
             let mo = mo.clone();
             thread::spawn(move || open_use_close(&mo))
         };
+        if main_yields_first {
+            thread::yield_now();
+        }
         drop(guard);
         reopener.join().unwrap();
         assert_quiescent(&mo);

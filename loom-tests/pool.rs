@@ -1,2 +1,285 @@
-//! loom models for pool: to be written.
+//! loom models of `Pool`: concurrent instance/return/take/prefill from 2
+//! threads (every interleaving) and 3 (under a preemption bound), with
+//! max_size 1 and 2.
+//!
+//! Every object is a [`Probe`] whose `uses` is a loom `UnsafeCell` that each
+//! holder (and the reset hook) writes: if two threads ever held one object
+//! at once, or a hand-over through the pool's queue lacked a
+//! happens-before edge, loom reports a data race. After the threads are
+//! joined, each model counts the objects: made − dropped (real drops) must
+//! equal idle + out, the stats must agree with those real counts and with
+//! the operations the threads did (`created + reused` takes, `returned +
+//! dropped_full` returns), and the pool must hold at most `max_size`.
+//!
+//! Under loom the pool's queue is the loom `Mutex<VecDeque>` stand-in from
+//! `src/sync.rs`, so what is checked is the pool's own logic: the per-thread
+//! counter stripes, the rare-path counters and the prefill room check.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_pool`.
+//! `loom-tests/mutants.sh pool::` runs these against deliberately broken
+//! builds.
 #![cfg(loom)]
+
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+use loom::cell::UnsafeCell;
+use loom::thread;
+use multiopen::{Pool, PoolStats};
+
+/// Real counts, outside loom's view (std atomics): read only after every
+/// thread has been joined.
+#[derive(Default)]
+struct Counts {
+    made: StdAtomicUsize,
+    dropped: StdAtomicUsize,
+}
+
+/// A pooled object: `uses` is written by every holder, under loom's eye.
+struct Probe {
+    uses: UnsafeCell<usize>,
+    counts: Arc<Counts>,
+}
+
+// SAFETY: `uses` is the one non-Sync field; every access goes through loom,
+// which reports any access not ordered by the pool's hand-over.
+unsafe impl Sync for Probe {}
+
+impl Probe {
+    /// Writes the object as its one holder.
+    fn touch(&self) {
+        // SAFETY: loom checks this access against every other one.
+        self.uses.with_mut(|uses| unsafe { *uses += 1 });
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.counts.dropped.fetch_add(1, SeqCst);
+    }
+}
+
+fn pool(max_size: usize, reset: bool) -> (Arc<Pool<Probe>>, Arc<Counts>) {
+    let counts = Arc::new(Counts::default());
+    let c = Arc::clone(&counts);
+    let mut builder = Pool::builder(move || {
+        c.made.fetch_add(1, SeqCst);
+        Probe {
+            uses: UnsafeCell::new(0),
+            counts: Arc::clone(&c),
+        }
+    })
+    .max_size(max_size);
+    if reset {
+        builder = builder.reset(|probe: &mut Probe| probe.touch());
+    }
+    (Arc::new(builder.build()), counts)
+}
+
+/// One use: take an object, write it, give it back.
+fn use_once(pool: &Pool<Probe>) {
+    let g = pool.instance();
+    g.touch();
+}
+
+/// What the threads of a model did: `instance` calls, guard returns, and
+/// objects their `prefill`s made and then dropped for want of room.
+#[derive(Clone, Copy, Default)]
+struct Did {
+    takes: usize,
+    returns: usize,
+    prefill_made: usize,
+    prefill_dropped: usize,
+}
+
+/// The end-of-model accounting (see the module doc).
+fn check(pool: &Pool<Probe>, counts: &Counts, did: Did) -> PoolStats {
+    let s = pool.stats();
+    let made = counts.made.load(SeqCst);
+    let dropped = counts.dropped.load(SeqCst);
+    assert_eq!(s.created, made, "{s:?}");
+    assert_eq!(
+        made - dropped,
+        s.idle + s.out,
+        "objects lost or duplicated: {s:?}"
+    );
+    assert_eq!(s.retired(), dropped, "stats do not add up: {s:?}");
+    assert_eq!(s.out, 0, "{s:?}");
+    assert_eq!(s.created - did.prefill_made + s.reused, did.takes, "{s:?}");
+    assert_eq!(
+        s.returned + s.dropped_full - did.prefill_dropped,
+        did.returns,
+        "{s:?}"
+    );
+    if pool.max_size() > 0 {
+        assert!(pool.len() <= pool.max_size(), "{s:?}");
+    }
+    s
+}
+
+/// Two threads each take, write and return an object twice: max_size 1
+/// and 2, every interleaving.
+#[test]
+fn two_threads_take_and_return() {
+    for max_size in [1, 2] {
+        loom::model(move || {
+            let (pool, counts) = pool(max_size, false);
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || {
+                        use_once(&pool);
+                        use_once(&pool);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            check(
+                &pool,
+                &counts,
+                Did {
+                    takes: 4,
+                    returns: 4,
+                    ..Did::default()
+                },
+            );
+        });
+    }
+}
+
+/// Two threads hold two objects at once against max_size 1 (so returns
+/// find the pool full), with a reset hook that writes the object: the hook
+/// runs while the returner still owns it.
+#[test]
+fn returns_to_a_full_pool_with_reset_hook() {
+    loom::model(|| {
+        let (pool, counts) = pool(1, true);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || {
+                    let a = pool.instance();
+                    let b = pool.instance();
+                    a.touch();
+                    b.touch();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = check(
+            &pool,
+            &counts,
+            Did {
+                takes: 4,
+                returns: 4,
+                ..Did::default()
+            },
+        );
+        // At the end one object is idle and every other one was dropped
+        // because the pool was full.
+        assert_eq!(s.idle, 1, "{s:?}");
+        assert_eq!(s.dropped_full, s.created - 1, "{s:?}");
+    });
+}
+
+/// Owned guards: one moves to another thread to be returned there, while
+/// a second thread takes one object for good and uses another.
+#[test]
+fn owned_guard_hand_over_and_take() {
+    loom::model(|| {
+        let (pool, counts) = pool(2, false);
+        let g = pool.instance_owned();
+        g.touch();
+        let mover = thread::spawn(move || {
+            g.touch();
+            drop(g);
+        });
+        let p2 = Arc::clone(&pool);
+        let taker = thread::spawn(move || {
+            let kept = p2.instance().take();
+            kept.touch();
+            use_once(&p2);
+            kept
+        });
+        mover.join().unwrap();
+        let kept = taker.join().unwrap();
+        let s = pool.stats();
+        assert_eq!(s.taken, 1, "{s:?}");
+        drop(kept);
+        // 3 takes; 2 went back to the pool (or found it full), 1 was taken.
+        check(
+            &pool,
+            &counts,
+            Did {
+                takes: 3,
+                returns: 2,
+                ..Did::default()
+            },
+        );
+    });
+}
+
+/// `prefill` races returns on a pool of size 1: its room check can go stale
+/// before its push, and the object that then does not fit must be counted.
+#[test]
+fn prefill_races_returns() {
+    loom::model(|| {
+        let (pool, counts) = pool(1, false);
+        let p2 = Arc::clone(&pool);
+        let filler = thread::spawn(move || p2.prefill(1));
+        use_once(&pool);
+        let added = filler.join().unwrap();
+        let s = pool.stats();
+        // Objects prefill made: one if it saw room, and then it either fit
+        // (`added`) or was dropped because full.
+        let prefill_made = s.created - (1 - s.reused);
+        assert!(prefill_made <= 1 && added <= prefill_made, "{s:?}");
+        check(
+            &pool,
+            &counts,
+            Did {
+                takes: 1,
+                returns: 1,
+                prefill_made,
+                prefill_dropped: prefill_made - added,
+            },
+        );
+        assert_eq!(pool.len(), 1, "{s:?}");
+    });
+}
+
+/// Three threads, max_size 1 and 2, under a preemption bound of 3 (every
+/// interleaving with at most three preemptions).
+#[test]
+fn three_threads_bounded() {
+    for max_size in [1, 2] {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(move || {
+            let (pool, counts) = pool(max_size, false);
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || use_once(&pool))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            check(
+                &pool,
+                &counts,
+                Did {
+                    takes: 3,
+                    returns: 3,
+                    ..Did::default()
+                },
+            );
+        });
+    }
+}

@@ -1,2 +1,609 @@
-//! loom models for run_state: to be written.
+//! loom models of `RunState`: start/cancel/stop races from 2 threads
+//! (exhaustively) and 3 (under a preemption bound), cancel against a
+//! sleeper and against paused waiters (a lost wake-up is a loom deadlock),
+//! resume and stop against paused waiters, the timestamps' seqlock against
+//! a reader, callbacks seeing the state their transition made, callback
+//! registration racing a transition, the guard on panic, a cancel that a
+//! restart must not hide from a waiter, and a guard that must not end a
+//! later run.
+//!
+//! `sleep` is modelled untimed (the shim's `wait_timeout` is an untimed
+//! wait under loom), so a sleeper here returns only when cancelled: the
+//! models give it an hour and expect `Err(Cancelled)`.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_run_state`.
+//! `loom-tests/mutants.sh run_state::` runs them against deliberately broken
+//! builds.
 #![cfg(loom)]
+
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc as StdArc, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use multiopen::{Cancelled, RunPhase, RunState, RunStateError};
+
+/// Long enough that no model ever reaches it: sleeps end by cancel only.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// 3-thread models: every interleaving with at most this many preemptions.
+fn bounded() -> loom::model::Builder {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder
+}
+
+/// A recorded time is a real one, not the zero of an unwritten slot.
+fn plausible(t: Option<SystemTime>) -> bool {
+    t.is_none_or(|t| t > UNIX_EPOCH + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// Silences the panic hook for the message the guard model panics with.
+fn quiet_planned_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&"planned") {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Lets the spawned threads run first, before the main thread's own
+/// operations.
+///
+/// loom 0.7.3's DPOR keeps only the last access to each atomic, so when a
+/// thread does a load and then a read-modify-write of the same word (every
+/// CAS loop here), a race between that RMW and another thread's *earlier*
+/// load is hidden behind the thread's own load and never explored
+/// (tokio-rs/loom#392, #166). Races are still found from the load's side
+/// when the load runs after the RMW in the first schedule, which is what
+/// yielding here arranges: the first execution runs the spawned threads
+/// through, and backtracking then moves the main thread's loads earlier.
+fn others_first() {
+    thread::yield_now();
+}
+
+/// Counts a transition's callbacks (outside loom's view; read after join).
+fn counter(rs: &RunState) -> [StdArc<StdAtomicUsize>; 3] {
+    let counts = [(); 3].map(|()| StdArc::new(StdAtomicUsize::new(0)));
+    let [starts, cancels, ends] = counts.clone();
+    rs.on_start(move |_| {
+        starts.fetch_add(1, SeqCst);
+    });
+    rs.on_cancel(move |_| {
+        cancels.fetch_add(1, SeqCst);
+    });
+    rs.on_end(move |_| {
+        ends.fetch_add(1, SeqCst);
+    });
+    counts
+}
+
+fn ok_count(results: &[bool]) -> usize {
+    results.iter().filter(|&&ok| ok).count()
+}
+
+// --- transitions ---------------------------------------------------------------
+
+/// Two starts race: exactly one wins, the other is told it is running; the
+/// loser may have to wait for the winner's timestamps (a lost wake there
+/// is a deadlock).
+#[test]
+fn two_starts_race() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        let [starts, _, _] = counter(&rs);
+        let spawn_start = || {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || match rs.start() {
+                Ok(()) => true,
+                Err(RunStateError::AlreadyRunning { .. }) => false,
+                Err(e) => panic!("unexpected {e:?}"),
+            })
+        };
+        let (a, b) = (spawn_start(), spawn_start());
+        let results = [a.join().unwrap(), b.join().unwrap()];
+        assert_eq!(ok_count(&results), 1, "exactly one start wins");
+        assert_eq!(starts.load(SeqCst), 1);
+        assert_eq!(rs.state(), RunPhase::Running);
+        assert!(plausible(rs.start_time()) && rs.start_time().is_some());
+    });
+}
+
+/// One thread runs start then stop, another cancels: the cancel lands
+/// before the start (and is cleared by it) or after (and sticks).
+#[test]
+fn start_stop_vs_cancel() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        let [starts, cancels, ends] = counter(&rs);
+        let runner = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || {
+                rs.start().unwrap();
+                let cancelled_while_running = rs.cancelled();
+                rs.stop().unwrap();
+                cancelled_while_running
+            })
+        };
+        let canceller = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.cancel().unwrap())
+        };
+        let seen_cancelled = runner.join().unwrap();
+        canceller.join().unwrap();
+        assert!(rs.stopped());
+        let phase = rs.state();
+        assert!(
+            phase == RunPhase::Stopped || phase == RunPhase::Cancelled,
+            "{phase}"
+        );
+        assert_eq!(rs.cancelled(), phase == RunPhase::Cancelled);
+        if seen_cancelled {
+            // Cancelled during the run: nothing can clear it afterwards.
+            assert_eq!(phase, RunPhase::Cancelled);
+        }
+        assert_eq!(
+            (starts.load(SeqCst), cancels.load(SeqCst), ends.load(SeqCst)),
+            (1, 1, 1)
+        );
+        let (start, stop) = (rs.start_time().unwrap(), rs.stop_time().unwrap());
+        assert!(plausible(Some(start)) && stop >= start);
+        assert_eq!(stop.duration_since(start).unwrap(), rs.run_time());
+        assert_eq!(rs.total_time(), rs.run_time());
+    });
+}
+
+/// Three threads: two start, one stops, under a preemption bound. The
+/// successful starts and stops alternate, the callbacks match them, and
+/// the final state agrees with the count.
+#[test]
+fn three_threads_start_start_stop() {
+    bounded().check(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        let [starts, _, ends] = counter(&rs);
+        let starter = || {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.start().is_ok())
+        };
+        let (a, b) = (starter(), starter());
+        let stopper = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || match rs.stop() {
+                Ok(()) => true,
+                Err(RunStateError::NeverStarted { .. } | RunStateError::NotRunning { .. }) => false,
+                Err(e) => panic!("unexpected {e:?}"),
+            })
+        };
+        let ok_starts = ok_count(&[a.join().unwrap(), b.join().unwrap()]);
+        let ok_stops = ok_count(&[stopper.join().unwrap()]);
+        assert!(ok_starts >= 1);
+        assert!(ok_stops <= ok_starts);
+        // start, stop, start ... alternate: one more start than stops iff
+        // it is running.
+        assert_eq!(ok_starts - ok_stops, usize::from(rs.is_running()));
+        assert_eq!(ok_starts, starts.load(SeqCst));
+        assert_eq!(ok_stops, ends.load(SeqCst));
+        assert!(plausible(rs.start_time()) && plausible(rs.stop_time()));
+        if ok_stops == 1 {
+            assert!(rs.stop_time().is_some());
+            if rs.stopped() {
+                assert!(rs.stop_time() >= rs.start_time());
+            } else {
+                assert!(rs.start_time() >= rs.stop_time(), "a later run");
+            }
+        }
+    });
+}
+
+/// Three threads: start, cancel and stop at once (preemption bound).
+#[test]
+fn three_threads_start_cancel_stop() {
+    bounded().check(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.stop().unwrap();
+        let [starts, cancels, ends] = counter(&rs);
+        let starter = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.start().is_ok())
+        };
+        let canceller = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.cancel().unwrap())
+        };
+        let stopper = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.stop().is_ok())
+        };
+        assert!(starter.join().unwrap(), "it was stopped: the start wins");
+        canceller.join().unwrap();
+        let stopped = stopper.join().unwrap();
+        assert_eq!(rs.is_running(), !stopped);
+        assert_eq!(rs.stopped(), stopped);
+        assert_eq!(starts.load(SeqCst), 1);
+        assert_eq!(cancels.load(SeqCst), 1);
+        assert_eq!(ends.load(SeqCst), usize::from(stopped));
+    });
+}
+
+// --- wake-ups -----------------------------------------------------------------
+
+/// A sleeper (untimed under loom) is woken by a cancel from another thread.
+#[test]
+fn cancel_wakes_sleeper() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        let sleeper = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.sleep(HOUR))
+        };
+        others_first();
+        rs.cancel().unwrap();
+        assert_eq!(
+            sleeper.join().unwrap(),
+            Err(Cancelled { name: "rs".into() })
+        );
+    });
+}
+
+/// A thread blocked in `check()` on a paused state is released by a cancel
+/// with `Err(Cancelled)`.
+#[test]
+fn cancel_wakes_paused_waiter() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.pause().unwrap();
+        let waiter = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.check())
+        };
+        others_first();
+        rs.cancel().unwrap();
+        assert!(waiter.join().unwrap().is_err());
+        assert_eq!(rs.state(), RunPhase::Stopping);
+    });
+}
+
+/// One cancel wakes every kind of sleeper at once (3 threads, bounded).
+#[test]
+fn cancel_wakes_sleeper_and_paused_waiter() {
+    bounded().check(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.pause().unwrap();
+        let sleeper = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.sleep(HOUR))
+        };
+        let paused = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || {
+                rs.wait_while_paused();
+                rs.cancelled()
+            })
+        };
+        let canceller = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.cancel().unwrap())
+        };
+        canceller.join().unwrap();
+        assert!(sleeper.join().unwrap().is_err());
+        assert!(paused.join().unwrap(), "released by the cancel");
+    });
+}
+
+/// `resume` releases a paused waiter.
+#[test]
+fn resume_wakes_paused_waiter() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.pause().unwrap();
+        let waiter = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.check())
+        };
+        others_first();
+        rs.resume().unwrap();
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+        assert_eq!(rs.state(), RunPhase::Running);
+    });
+}
+
+/// `stop` releases a paused waiter (not cancelled: `Ok`).
+#[test]
+fn stop_wakes_paused_waiter() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.pause().unwrap();
+        let waiter = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.check())
+        };
+        others_first();
+        rs.stop().unwrap();
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+        assert_eq!(rs.state(), RunPhase::Stopped);
+    });
+}
+
+/// Waits (spinning with loom yields) until a thread has announced that it
+/// sleeps on the state word, i.e. it began its wait before what follows.
+fn until_someone_waits(rs: &RunState) {
+    while !rs.loom_has_waiters() {
+        thread::yield_now();
+    }
+}
+
+/// A cancel is not lost when the run restarts before the sleeper wakes:
+/// the controller cancels, stops and starts again (clearing the flag)
+/// while the sleeper is asleep; the sleeper must still return
+/// `Err(Cancelled)`. Without the count of cleared cancels it would find a
+/// fresh run, sleep again, and never wake (a loom deadlock).
+#[test]
+fn restart_does_not_hide_cancel_from_sleeper() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        let sleeper = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.sleep(HOUR))
+        };
+        until_someone_waits(&rs);
+        rs.cancel().unwrap();
+        rs.stop().unwrap();
+        rs.start().unwrap();
+        assert_eq!(
+            sleeper.join().unwrap(),
+            Err(Cancelled { name: "rs".into() })
+        );
+        assert_eq!(rs.state(), RunPhase::Running, "the new run goes on");
+    });
+}
+
+/// The same for a thread blocked in `check()` on a paused run: the stop
+/// clears the pause and the start the cancel, yet `check` reports the
+/// cancel (the mutant returns `Ok`).
+#[test]
+fn restart_does_not_hide_cancel_from_paused_waiter() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.pause().unwrap();
+        let waiter = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.check())
+        };
+        until_someone_waits(&rs);
+        rs.cancel().unwrap();
+        rs.stop().unwrap();
+        rs.start().unwrap();
+        assert!(waiter.join().unwrap().is_err(), "the cancel was lost");
+    });
+}
+
+/// What a thread wrote before `cancel` is visible to a thread that sees
+/// `cancelled()` (Release/Acquire).
+#[test]
+fn cancel_publishes_prior_writes() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        let data = Arc::new(AtomicUsize::new(0));
+        let canceller = {
+            let (rs, data) = (Arc::clone(&rs), Arc::clone(&data));
+            thread::spawn(move || {
+                data.store(42, Ordering::Relaxed);
+                rs.cancel().unwrap();
+            })
+        };
+        // No `others_first()`: the canceller makes no load-then-RMW here,
+        // and this model needs the main thread's load to run first.
+        if rs.cancelled() {
+            assert_eq!(data.load(Ordering::Relaxed), 42);
+        }
+        canceller.join().unwrap();
+    });
+}
+
+// --- timestamps -------------------------------------------------------------
+
+/// The seqlock: a reader's answer comes from one record that a publish
+/// made live. One run is done before the threads start, so the live slot
+/// holds its record; the writer's second run then rewrites that very slot
+/// (at its stop) while a slow reader may still be reading it.
+#[test]
+fn times_reader_vs_second_run() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.stop().unwrap();
+        let writer = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || {
+                rs.start().unwrap();
+                rs.stop().unwrap();
+            })
+        };
+        others_first();
+        // Every run lasts a positive time: 0 would mean the second run's
+        // start read with the first run's stop, from one half-rewritten
+        // slot.
+        let run = rs.run_time();
+        assert!(run > Duration::ZERO, "torn read: run_time {run:?}");
+        assert!(plausible(rs.stop_time()));
+        writer.join().unwrap();
+        assert!(rs.total_time() > rs.run_time(), "two runs");
+    });
+}
+
+/// The first publish against a reader: a reader that sees the run started
+/// sees its start time.
+#[test]
+fn times_reader_vs_first_start() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        let writer = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.start().unwrap())
+        };
+        others_first();
+        let start = rs.start_time();
+        let run = rs.run_time();
+        assert!(plausible(start), "unwritten start time {start:?}");
+        if start.is_some() {
+            assert!(run > Duration::ZERO);
+        }
+        writer.join().unwrap();
+    });
+}
+
+// --- callbacks ----------------------------------------------------------------
+
+/// Each callback sees the state its own transition made, while the other
+/// transition races it.
+#[test]
+fn callbacks_see_their_transition() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        rs.on_cancel(|rs| assert!(rs.cancelled(), "on_cancel without cancelled"));
+        rs.on_end(|rs| {
+            assert!(rs.stopped(), "on_end while running");
+            let (start, stop) = (rs.start_time(), rs.stop_time());
+            assert!(
+                stop.is_some() && stop >= start,
+                "on_end without its stop time"
+            );
+        });
+        let canceller = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.cancel())
+        };
+        let stopper = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.stop())
+        };
+        assert_eq!(canceller.join().unwrap(), Ok(()));
+        assert_eq!(stopper.join().unwrap(), Ok(()));
+        assert_eq!(rs.state(), RunPhase::Cancelled);
+    });
+}
+
+/// Registration races a transition that runs the callbacks: the
+/// transition sees the list before or after, runs the new callback at most
+/// once, and nothing leaks (loom checks its `Arc`s at the end).
+///
+/// A deliberately early free of a replaced list is *not* caught here:
+/// reaching it needs the transition preempted between its load of the
+/// list and its increment, a race that loom 0.7.3's DPOR hides behind the
+/// same thread's neighbouring accesses (see `others_first`). The ordinary
+/// stress tests `stress_registration_while_transitions_run_callbacks` and
+/// `stress_no_callback_list_is_freed_under_a_transition` exercise that
+/// window instead (freeing retired lists unconditionally makes the latter
+/// crash, 6 runs out of 6 in a release build, about half in a debug one).
+#[test]
+fn callbacks_registration_vs_cancel() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.on_end(|_| {}); // a list exists from the start
+        let calls = StdArc::new(StdAtomicUsize::new(0));
+        let registrar = {
+            let (rs, calls) = (Arc::clone(&rs), StdArc::clone(&calls));
+            thread::spawn(move || {
+                rs.on_cancel(move |_| {
+                    calls.fetch_add(1, SeqCst);
+                });
+            })
+        };
+        others_first();
+        rs.cancel().unwrap();
+        registrar.join().unwrap();
+        assert!(calls.load(SeqCst) <= 1);
+    });
+}
+
+/// Removal races a transition that runs the callbacks: the removed
+/// callback runs at most once, and the list is not freed under the
+/// transition.
+#[test]
+fn callbacks_removal_vs_cancel() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        let calls = StdArc::new(StdAtomicUsize::new(0));
+        let counter = StdArc::clone(&calls);
+        let id = rs.on_cancel(move |_| {
+            counter.fetch_add(1, SeqCst);
+        });
+        let remover = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || assert!(rs.remove_callback(id)))
+        };
+        others_first();
+        rs.cancel().unwrap();
+        remover.join().unwrap();
+        assert!(calls.load(SeqCst) <= 1);
+        rs.stop().unwrap_err(); // never started: the state still answers
+    });
+}
+
+// --- the guard ------------------------------------------------------------------
+
+/// A guard ends only its own run: its holder drops it while a supervisor
+/// stops the run and starts another. Whatever the interleaving, the
+/// supervisor's run is still going at the end (the mutant's guard stops
+/// it).
+#[test]
+fn guard_leaves_a_later_run_alone() {
+    loom::model(|| {
+        // A std `Arc` (`run_owned` takes one); loom sees the state's atomics.
+        let rs = StdArc::new(RunState::new("rs"));
+        let guard = rs.run_owned();
+        assert!(guard.started());
+        let holder = thread::spawn(move || drop(guard));
+        // Fails (NotRunning) if the guard already ended the first run.
+        let _ = rs.stop();
+        rs.start().unwrap();
+        holder.join().unwrap();
+        assert_eq!(
+            rs.state(),
+            RunPhase::Running,
+            "the guard stopped a run it did not start"
+        );
+    });
+}
+
+/// A scope that panics under `run()`: the guard cancels, then stops, so
+/// the state reads `cancelled`, and a sleeper on the state is released.
+#[test]
+fn guard_cancels_on_panic() {
+    quiet_planned_panics();
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        let worker = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _run = rs.run();
+                    std::panic::panic_any("planned");
+                }))
+                .is_err()
+            })
+        };
+        // Before the run it sleeps until the cancel; after, it finds the
+        // state cancelled. Either way: Err, and never a hang.
+        others_first();
+        assert!(rs.sleep(HOUR).is_err());
+        assert!(worker.join().unwrap());
+        assert_eq!(rs.state(), RunPhase::Cancelled);
+    });
+}

@@ -4,6 +4,13 @@
 //! - [`MultiOpen`]: one shared resource opened by many threads: the first
 //!   [`open`](MultiOpen::open) runs startup, the last close runs shutdown,
 //!   [`join`](MultiOpen::join) waits for that; it can cycle many times.
+//! - [`Pool`]: reusable objects (buffers, sessions) handed out by
+//!   [`instance`](Pool::instance) and put back when the guard drops; take
+//!   and return are one lock-free queue operation each.
+//! - [`RunState`]: a task that starts, may be cancelled, and stops:
+//!   [`cancelled`](RunState::cancelled) is one atomic load, cheap to poll
+//!   from a hot loop; [`cancel`](RunState::cancel) wakes every thread in
+//!   [`sleep`](RunState::sleep) or paused; timestamps, callbacks, a guard.
 //!
 //! Every state lives in atomics; nothing on a hot path takes a lock (open
 //! and close on an open object are one atomic read-modify-write each);
@@ -45,8 +52,14 @@ pub mod error;
 #[cfg(not(all(doctest, loom_build)))]
 pub mod multi_open;
 #[cfg(not(all(doctest, loom_build)))]
+pub mod pool;
+#[cfg(not(all(doctest, loom_build)))]
+pub mod run_state;
+#[cfg(not(all(doctest, loom_build)))]
 mod sync;
 
+#[cfg(not(all(doctest, loom_build)))]
+pub use error::{CallbackPanicked, Cancelled, RunStateError};
 #[cfg(not(all(doctest, loom_build)))]
 pub use error::{
     CloseError, CloseHow, CloseSite, ClosedError, FinaliseError, NeverOpenedError, NotOpenedError,
@@ -57,3 +70,17 @@ pub use multi_open::{
     CloseOptions, CloseOutcome, FnResource, MultiOpen, MultiOpenState, OpenGuard, Openable,
     OwnedOpenGuard, Phase, Resource, Wrapped,
 };
+#[cfg(not(all(doctest, loom_build)))]
+pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolGuard, PoolStats};
+#[cfg(all(not(all(doctest, loom_build)), feature = "signal", unix))]
+pub use run_state::SignalCanceller;
+#[cfg(not(all(doctest, loom_build)))]
+pub use run_state::{
+    CallbackId, HasRunState, OwnedRunGuard, RunEvent, RunGuard, RunPhase, RunState, UntilCancelled,
+    UntilCancelledExt,
+};
+
+/// The README's examples, run as doctests so they cannot drift from the API.
+#[cfg(all(doctest, not(loom_build)))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

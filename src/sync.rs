@@ -171,3 +171,322 @@ pub(crate) fn ordering_unless(name: &str, ordering: Ordering) -> Ordering {
         ordering
     }
 }
+
+// ---------------------------------------------------------------------------
+// Pool support: the idle-object queue and a per-thread index.
+// ---------------------------------------------------------------------------
+
+/// The queue a [`Pool`](crate::Pool) keeps its idle objects in.
+///
+/// Normally crossbeam's lock-free `ArrayQueue` (bounded: a push onto a full
+/// queue hands the object back) or `SegQueue` (unbounded); every operation
+/// is one queue operation, no lock. Under loom, where crossbeam is invisible,
+/// a loom `Mutex<VecDeque>` with the same push/pop/len/capacity contract, so
+/// the models check the pool's own logic around the queue.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) enum ObjectQueue<T> {
+    Bounded(crossbeam_queue::ArrayQueue<T>),
+    Unbounded(crossbeam_queue::SegQueue<T>),
+}
+
+#[cfg(not(loom))]
+impl<T> ObjectQueue<T> {
+    /// Holds at most `capacity` objects, or any number if `capacity == 0`.
+    pub(crate) fn new(capacity: usize) -> Self {
+        if capacity == 0 {
+            Self::Unbounded(crossbeam_queue::SegQueue::new())
+        } else {
+            Self::Bounded(crossbeam_queue::ArrayQueue::new(capacity))
+        }
+    }
+
+    /// Adds `value`, or hands it back if the queue is full.
+    #[inline(always)]
+    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+        match self {
+            Self::Bounded(queue) => queue.push(value),
+            Self::Unbounded(queue) => {
+                push_unbounded(queue, value);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the oldest value, if any.
+    #[inline(always)]
+    pub(crate) fn pop(&self) -> Option<T> {
+        match self {
+            Self::Bounded(queue) => queue.pop(),
+            Self::Unbounded(queue) => pop_unbounded(queue),
+        }
+    }
+
+    /// How many values it holds now.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Bounded(queue) => queue.len(),
+            Self::Unbounded(queue) => queue.len(),
+        }
+    }
+
+    /// The most values it can hold; `None` if unbounded.
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        match self {
+            Self::Bounded(queue) => Some(queue.capacity()),
+            Self::Unbounded(_) => None,
+        }
+    }
+}
+
+/// Out of line, so the bounded case (the common one) keeps a compact path.
+#[cfg(not(loom))]
+#[inline(never)]
+fn push_unbounded<T>(queue: &crossbeam_queue::SegQueue<T>, value: T) {
+    queue.push(value);
+}
+
+/// Out of line, as [`push_unbounded`].
+#[cfg(not(loom))]
+#[inline(never)]
+fn pop_unbounded<T>(queue: &crossbeam_queue::SegQueue<T>) -> Option<T> {
+    queue.pop()
+}
+
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct ObjectQueue<T> {
+    items: loom::sync::Mutex<std::collections::VecDeque<T>>,
+    capacity: Option<usize>,
+}
+
+#[cfg(loom)]
+impl<T> ObjectQueue<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
+            capacity: (capacity != 0).then_some(capacity),
+        }
+    }
+
+    pub(crate) fn push(&self, value: T) -> Result<(), T> {
+        let mut items = self.items.lock().unwrap();
+        if self
+            .capacity
+            .is_some_and(|capacity| items.len() >= capacity)
+        {
+            return Err(value);
+        }
+        items.push_back(value);
+        Ok(())
+    }
+
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.items.lock().unwrap().pop_front()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.lock().unwrap().len()
+    }
+
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+}
+
+/// A small index unique among the threads alive now, for per-thread
+/// counters (the pool's statistics stripes); `None` while this thread's
+/// thread-locals are being destroyed.
+///
+/// Normally: claimed on a thread's first call from a lock-free bitmap of
+/// 4096 indices (lowest free first, so indices stay dense) and given back
+/// when the thread exits; past 4096 live threads, fresh indices that are
+/// never reused. The claim is an Acquire CAS and the give-back a Release
+/// `fetch_and`, so a thread that inherits an index sees every write its
+/// previous owner made under it: one writer per index at any time. Under
+/// loom: a loom thread-local numbered from a per-execution counter.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn thread_index() -> Option<usize> {
+    thread_index_impl::SLOT
+        .try_with(thread_index_impl::Slot::get)
+        .ok()
+}
+
+#[cfg(not(loom))]
+mod thread_index_impl {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const BITS: usize = usize::BITS as usize;
+    /// Bitmap words: 4096 reusable indices.
+    const WORDS: usize = 4096 / BITS;
+    /// Bit `i % BITS` of word `i / BITS`: index `i` belongs to a live thread.
+    static IN_USE: [AtomicUsize; WORDS] = [const { AtomicUsize::new(0) }; WORDS];
+    /// The next never-reused index, once the bitmap is full.
+    static BEYOND: AtomicUsize = AtomicUsize::new(WORDS * BITS);
+    /// A `Slot` that has not claimed an index yet.
+    const UNCLAIMED: usize = usize::MAX;
+
+    /// This thread's claim; gives the index back when the thread exits.
+    pub(super) struct Slot(Cell<usize>);
+
+    thread_local! {
+        pub(super) static SLOT: Slot = const { Slot(Cell::new(UNCLAIMED)) };
+    }
+
+    impl Slot {
+        #[inline]
+        pub(super) fn get(&self) -> usize {
+            let index = self.0.get();
+            if index != UNCLAIMED {
+                return index;
+            }
+            let index = claim();
+            self.0.set(index);
+            index
+        }
+    }
+
+    #[cold]
+    fn claim() -> usize {
+        for (word_index, word) in IN_USE.iter().enumerate() {
+            // Relaxed: a first guess for the CAS.
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != usize::MAX {
+                let bit = (!bits).trailing_zeros() as usize;
+                // Acquire: pairs with the previous owner's Release give-back,
+                // so its writes under this index happen before ours.
+                match word.compare_exchange_weak(
+                    bits,
+                    bits | 1 << bit,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return word_index * BITS + bit,
+                    Err(now) => bits = now,
+                }
+            }
+        }
+        // Relaxed: only uniqueness matters; these indices are never reused.
+        BEYOND.fetch_add(1, Ordering::Relaxed)
+    }
+
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            let index = self.0.get();
+            if index < WORDS * BITS {
+                // Release: our writes under this index happen before the next
+                // owner's Acquire claim.
+                IN_USE[index / BITS].fetch_and(!(1 << (index % BITS)), Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Under loom: a loom thread-local, numbered 0, 1, 2, … in the order the
+/// threads of one execution first ask.
+#[cfg(loom)]
+pub(crate) fn thread_index() -> Option<usize> {
+    loom::lazy_static! {
+        static ref NEXT: AtomicUsize = AtomicUsize::new(0);
+    }
+    loom::thread_local! {
+        static INDEX: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);
+    }
+    INDEX
+        .try_with(|index| match index.get() {
+            Some(claimed) => claimed,
+            None => {
+                // Relaxed: only uniqueness matters.
+                let fresh = NEXT.fetch_add(1, Ordering::Relaxed);
+                index.set(Some(fresh));
+                fresh
+            }
+        })
+        .ok()
+}
+
+// ---------------------------------------------------------------------------
+// RunState support: 64-bit atomics and fences (the timestamps' seqlock), an
+// `Arc` and `Mutex` (the copy-on-write callback list), and a futex wait with
+// a timeout (`RunState::sleep`).
+// ---------------------------------------------------------------------------
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicU64};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Mutex};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU64};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Mutex};
+
+/// On Linux, the futex syscall itself: `atomic-wait` has no timed wait.
+#[cfg(all(not(loom), target_os = "linux"))]
+impl Futex {
+    /// Sleeps while the word equals `expected`, for at most about `timeout`.
+    ///
+    /// May return early: spuriously, on a signal, or because the word
+    /// changed. Callers loop on their own condition and re-check their
+    /// deadline. `wake_all` wakes it like an untimed [`wait`](Futex::wait)
+    /// (both use the private futex of this word).
+    pub(crate) fn wait_timeout(&self, expected: u32, timeout: std::time::Duration) {
+        // Capped at ~68 years so that the seconds fit every `time_t`; the
+        // caller's loop waits again if it ever gets that far.
+        let secs = timeout.as_secs().min(i32::MAX as u64);
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX),
+            // Below 10^9, so it fits a `c_long` of any width.
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: FUTEX_WAIT reads the aligned `u32` behind `as_ptr` (alive
+        // for the call, as `self` is borrowed) and the relative timeout at
+        // `&ts` (a valid timespec on this stack frame); it writes neither.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+        if r != 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                // Timed out, interrupted, or the word had changed: return.
+                Some(libc::ETIMEDOUT | libc::EINTR | libc::EAGAIN) => {}
+                // The futex is unusable here (e.g. a seccomp filter): do not
+                // let the caller's loop spin; sleep a short step instead.
+                _ => std::thread::sleep(timeout.min(std::time::Duration::from_millis(1))),
+            }
+        }
+    }
+}
+
+/// Elsewhere a portable fallback that polls: sleeps of at most 1 ms (a wake is seen within ~1 ms).
+#[cfg(all(not(loom), not(target_os = "linux")))]
+impl Futex {
+    /// Sleeps while the word equals `expected`, for at most about `timeout`,
+    /// in steps of at most 1 ms (no timed futex here): a wake is noticed
+    /// within a step. Callers loop on their own condition and deadline.
+    pub(crate) fn wait_timeout(&self, expected: u32, timeout: std::time::Duration) {
+        if self.word.load(Ordering::Relaxed) == expected {
+            std::thread::sleep(timeout.min(std::time::Duration::from_millis(1)));
+        }
+    }
+}
+
+/// Under loom: untimed (loom has no clock), as SPEC says: the wake-on-cancel
+/// half of a timed wait is what the models check; timeouts are tested by the
+/// ordinary tests.
+#[cfg(loom)]
+impl Futex {
+    /// As [`wait`](Futex::wait): the timeout is ignored.
+    pub(crate) fn wait_timeout(&self, expected: u32, _timeout: std::time::Duration) {
+        self.wait(expected);
+    }
+}

@@ -1,0 +1,223 @@
+//! `RunState` against its floors and tokio-util's `CancellationToken`, in
+//! one criterion run.
+//!
+//! Groups (SPEC "Speed"; figures go to `BENCHMARKS.md` as ratios):
+//!
+//! - `cancelled/{1,2}t`: one poll per iteration per thread, on a state
+//!   that is never cancelled (the hot-loop case). Beside it the floor, an
+//!   `AtomicBool` load (Acquire, as `cancelled()` loads, on a flag alone
+//!   on its cache line as the state word is), and what a user might pick
+//!   instead, `tokio_util::sync::CancellationToken::is_cancelled`.
+//! - `wake`: a thread asleep in `RunState::sleep` (a timed futex wait) or
+//!   blocked in `check()` on a paused state, released by another thread's
+//!   `cancel()`, against the bare futex hand-off (the floor).
+//!
+//! After criterion, the same comparisons run again in short alternating
+//! rounds (`interleaved` in the harness), whose round-by-round ratios hold
+//! up while other jobs load the machine; set `MULTIOPEN_INTERLEAVED=0` to
+//! skip that.
+//!
+//! Per-iteration figures are wall time per iteration per thread; see the
+//! `multiopen_benches` crate docs.
+//!
+//! Run: `cargo bench -p multiopen-benches --bench runstate`.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use crossbeam_utils::CachePadded;
+use multiopen::RunState;
+use multiopen_benches::{futex_handoff, interleaved, parallel, spread_table, wake_latency};
+use tokio_util::sync::CancellationToken;
+
+/// Short runs, as in the other benches of this package: compare ratios
+/// within one run, never figures across runs.
+fn budget<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<'_, M>) {
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+}
+
+/// `cancelled()` against the `AtomicBool` floor and `is_cancelled`, at 1
+/// and 2 threads.
+fn cancelled(c: &mut Criterion) {
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("cancelled/{threads}t"));
+        budget(&mut group);
+
+        let flag = CachePadded::new(AtomicBool::new(false));
+        group.bench_function("atomic_bool_floor", |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    black_box(flag.load(Ordering::Acquire));
+                })
+            })
+        });
+
+        // A running, never-cancelled state: the poll of a hot loop.
+        let rs = RunState::new("bench");
+        rs.start().expect("fresh state");
+        group.bench_function("runstate_cancelled", |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    black_box(rs.cancelled());
+                })
+            })
+        });
+
+        let token = CancellationToken::new();
+        group.bench_function("tokio_is_cancelled", |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    black_box(token.is_cancelled());
+                })
+            })
+        });
+        group.finish();
+    }
+}
+
+/// A new run for each wake round (untimed): running, not cancelled.
+fn restart(rs: &RunState) {
+    let _ = rs.stop();
+    rs.start().expect("stopped just now");
+}
+
+/// Cancel → `sleep` returns: the waker's part of a wake round.
+fn sleep_until_cancelled(rs: &RunState) {
+    // A timed futex wait that only the cancel ends.
+    let woke = rs.sleep(Duration::from_secs(3600));
+    assert!(woke.is_err(), "ended by the cancel");
+}
+
+/// Cancel → sleeper running, against the futex hand-off floor.
+fn wake(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wake");
+    budget(&mut group);
+    // Each hand-off costs tens of µs of wall time around it; fewer, longer
+    // samples keep the group inside its budget.
+    group.sample_size(30);
+
+    group.bench_function("futex_handoff", |b| b.iter_custom(futex_handoff));
+
+    let rs = RunState::new("bench");
+    group.bench_function("runstate_sleep", |b| {
+        b.iter_custom(|iters| {
+            wake_latency(
+                iters,
+                || restart(&rs),
+                || sleep_until_cancelled(&rs),
+                // Timed from here.
+                |()| rs.cancel().expect("no callbacks"),
+            )
+        })
+    });
+
+    let rs = RunState::new("bench");
+    group.bench_function("runstate_paused_check", |b| {
+        b.iter_custom(|iters| {
+            wake_latency(
+                iters,
+                || {
+                    restart(&rs);
+                    rs.pause().expect("running, not cancelled");
+                },
+                // Blocks in the futex wait while paused.
+                || assert!(rs.check().is_err(), "ended by the cancel"),
+                |()| rs.cancel().expect("no callbacks"),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cancelled, wake);
+
+/// Criterion first, then the interleaved cross-check, unless this is a
+/// `--test`/`--list` run (as under `cargo test --benches`) or
+/// `MULTIOPEN_INTERLEAVED=0` is set.
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let args: Vec<String> = std::env::args().collect();
+    let bench_mode =
+        args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list");
+    if bench_mode && std::env::var("MULTIOPEN_INTERLEAVED").as_deref() != Ok("0") {
+        cross_check();
+    }
+}
+
+/// The same comparisons in short alternating rounds ([`interleaved`]): the
+/// ratios BENCHMARKS.md can trust while other jobs load the machine. About
+/// 10 s in all.
+fn cross_check() {
+    println!("\n## Interleaved cross-check (ns per iteration per thread)\n");
+    for (threads, rounds) in [(1, 100), (2, 60)] {
+        let iters = 1_000_000;
+        let flag = CachePadded::new(AtomicBool::new(false));
+        let rs = RunState::new("bench");
+        rs.start().expect("fresh state");
+        let token = CancellationToken::new();
+        let floor = |iters| {
+            parallel(threads, iters, |_| {
+                black_box(flag.load(Ordering::Acquire));
+            })
+        };
+        let runstate = |iters| {
+            parallel(threads, iters, |_| {
+                black_box(rs.cancelled());
+            })
+        };
+        let tokio = |iters| {
+            parallel(threads, iters, |_| {
+                black_box(token.is_cancelled());
+            })
+        };
+        let spreads = interleaved(
+            rounds,
+            iters,
+            &[
+                ("atomic_bool_floor", &floor),
+                ("runstate_cancelled", &runstate),
+                ("tokio_is_cancelled", &tokio),
+            ],
+        );
+        println!("### cancelled/{threads}t ({rounds} rounds of {iters})\n");
+        println!("{}", spread_table(&spreads));
+    }
+
+    let sleeping = RunState::new("bench");
+    let sleep = |iters| {
+        wake_latency(
+            iters,
+            || restart(&sleeping),
+            || sleep_until_cancelled(&sleeping),
+            |()| sleeping.cancel().expect("no callbacks"),
+        )
+    };
+    let paused = RunState::new("bench");
+    let paused_check = |iters| {
+        wake_latency(
+            iters,
+            || {
+                restart(&paused);
+                paused.pause().expect("running, not cancelled");
+            },
+            || assert!(paused.check().is_err(), "ended by the cancel"),
+            |()| paused.cancel().expect("no callbacks"),
+        )
+    };
+    let spreads = interleaved(
+        100,
+        20,
+        &[
+            ("futex_handoff", &futex_handoff),
+            ("runstate_sleep", &sleep),
+            ("runstate_paused_check", &paused_check),
+        ],
+    );
+    println!("### wake (100 rounds of 20 hand-offs)\n");
+    println!("{}", spread_table(&spreads));
+}
