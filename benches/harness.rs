@@ -503,3 +503,26 @@ impl Drop for SetOnDrop<'_> {
         self.0.store(true, Ordering::Release);
     }
 }
+
+/// The `main` of every bench file: runs the criterion groups (`benches`,
+/// from `criterion_group!`), prints criterion's summary, then the
+/// interleaved cross-check, unless this is a `--test`/`--list` run (as
+/// under `cargo test --benches`) or `MULTIOPEN_INTERLEAVED=0` is set.
+///
+/// ```no_run
+/// fn benches() { /* criterion_group!(benches, ...) makes this */ }
+/// fn cross_check() { println!("interleaved tables"); }
+/// multiopen_benches::bench_main(benches, cross_check);
+/// ```
+pub fn bench_main(benches: fn(), cross_check: fn()) {
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+    let args: Vec<String> = std::env::args().collect();
+    let bench_mode =
+        args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list");
+    if bench_mode && std::env::var("MULTIOPEN_INTERLEAVED").as_deref() != Ok("0") {
+        cross_check();
+    }
+}

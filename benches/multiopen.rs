@@ -34,7 +34,7 @@ use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use crossbeam_utils::CachePadded;
 use multiopen::MultiOpen;
 use multiopen_benches::{
-    futex_handoff, futex_ping_pong, interleaved, parallel, spread_table, wake_latency,
+    bench_main, futex_handoff, futex_ping_pong, interleaved, parallel, spread_table, wake_latency,
 };
 
 /// The cheapest resource: startup and shutdown do nothing, so what is
@@ -188,18 +188,9 @@ fn wake(c: &mut Criterion) {
 
 criterion_group!(benches, open_close, cycle, wake);
 
-/// Criterion first, then the interleaved cross-check, unless this is a
-/// `--test`/`--list` run (as under `cargo test --benches`) or
-/// `MULTIOPEN_INTERLEAVED=0` is set.
+/// Criterion, then the interleaved cross-check: see [`bench_main`].
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    let args: Vec<String> = std::env::args().collect();
-    let bench_mode =
-        args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list");
-    if bench_mode && std::env::var("MULTIOPEN_INTERLEAVED").as_deref() != Ok("0") {
-        cross_check();
-    }
+    bench_main(benches, cross_check);
 }
 
 /// The same comparisons in short alternating rounds ([`interleaved`]): the

@@ -40,7 +40,7 @@ use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use multiopen::Pool;
-use multiopen_benches::{interleaved, parallel_with, spread_table, Contender};
+use multiopen_benches::{bench_main, interleaved, parallel_with, spread_table, Contender};
 
 /// Objects in every pool (multiopen's default `max_size`).
 const SIZE: usize = 4;
@@ -199,18 +199,9 @@ fn take_return(c: &mut Criterion) {
 
 criterion_group!(benches, take_return);
 
-/// Criterion first, then the interleaved cross-check, unless this is a
-/// `--test`/`--list` run (as under `cargo test --benches`) or
-/// `MULTIOPEN_INTERLEAVED=0` is set.
+/// Criterion, then the interleaved cross-check: see [`bench_main`].
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    let args: Vec<String> = std::env::args().collect();
-    let bench_mode =
-        args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list");
-    if bench_mode && std::env::var("MULTIOPEN_INTERLEAVED").as_deref() != Ok("0") {
-        cross_check();
-    }
+    bench_main(benches, cross_check);
 }
 
 /// The same contenders in short alternating rounds ([`interleaved`]): the

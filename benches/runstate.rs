@@ -29,7 +29,9 @@ use std::time::Duration;
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use crossbeam_utils::CachePadded;
 use multiopen::RunState;
-use multiopen_benches::{futex_handoff, interleaved, parallel, spread_table, wake_latency};
+use multiopen_benches::{
+    bench_main, futex_handoff, interleaved, parallel, spread_table, wake_latency,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Short runs, as in the other benches of this package: compare ratios
@@ -135,18 +137,9 @@ fn wake(c: &mut Criterion) {
 
 criterion_group!(benches, cancelled, wake);
 
-/// Criterion first, then the interleaved cross-check, unless this is a
-/// `--test`/`--list` run (as under `cargo test --benches`) or
-/// `MULTIOPEN_INTERLEAVED=0` is set.
+/// Criterion, then the interleaved cross-check: see [`bench_main`].
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    let args: Vec<String> = std::env::args().collect();
-    let bench_mode =
-        args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list");
-    if bench_mode && std::env::var("MULTIOPEN_INTERLEAVED").as_deref() != Ok("0") {
-        cross_check();
-    }
+    bench_main(benches, cross_check);
 }
 
 /// The same comparisons in short alternating rounds ([`interleaved`]): the
