@@ -17,34 +17,17 @@
 //! threads that must wait sleep on a futex and are woken by the transition
 //! they wait for. The same code, built with `RUSTFLAGS="--cfg loom"`, is
 //! model-checked by the loom models in `loom-tests/`.
-#![cfg_attr(
-    not(all(doctest, loom_build)),
-    doc = r#"
-```
-use multiopen::MultiOpen;
-
-let db = MultiOpen::from_fns(
-    || Ok::<_, std::io::Error>(String::from("connection")),
-    |_conn| Ok(()),
-);
-std::thread::scope(|s| {
-    for _ in 0..4 {
-        s.spawn(|| {
-            let conn = db.open().expect("startup works");
-            assert_eq!(*conn, "connection");
-        });
-    }
-});
-assert!(db.closed()); // the last guard dropped ran shutdown
-```
-"#
-)]
+//!
+//! The README follows: the quick tour, each primitive, the measured
+//! comparisons, the Python-to-Rust name map and how correctness is checked.
+//! Its examples run as doctests.
+#![cfg_attr(not(all(doctest, loom_build)), doc = include_str!("../README.md"))]
 #![warn(missing_docs)]
 
 // Under `RUSTFLAGS="--cfg loom"` the library is built on loom's mocks, which
 // panic outside a loom model. rustdoc does not see RUSTFLAGS, so it would run
 // the doctests against them; `build.rs` sets `loom_build` for rustdoc too, and
-// doctest collection then skips the API and the crate example above. The loom
+// doctest collection then skips the API and the README above. The loom
 // models are the tests there.
 
 #[cfg(not(all(doctest, loom_build)))]
@@ -79,8 +62,3 @@ pub use run_state::{
     CallbackId, HasRunState, OwnedRunGuard, RunEvent, RunGuard, RunPhase, RunState, UntilCancelled,
     UntilCancelledExt,
 };
-
-/// The README's examples, run as doctests so they cannot drift from the API.
-#[cfg(all(doctest, not(loom_build)))]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
