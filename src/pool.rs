@@ -571,6 +571,10 @@ impl<T> Pool<T> {
     /// A pool keeping at most `max_size` idle objects; 0 means no upper
     /// limit (the seed's `max_size=0`).
     ///
+    /// A bounded pool allocates its queue's `max_size` slots up front
+    /// (crossbeam's `ArrayQueue`), so a huge bound costs that memory at
+    /// once; for "no practical limit" pass 0.
+    ///
     /// ```
     /// use multiopen::Pool;
     /// let pool = Pool::with_max_size(|| 0u64, 1);
@@ -900,8 +904,22 @@ impl<T, E> Pool<T, E> {
                 object: &mut *object,
                 count: &self.rare.reset_panicked,
             };
-            reset(&mut *discard.object);
-            std::mem::forget(discard);
+            if std::thread::panicking() {
+                // The guard is dropped during unwinding: a second panic
+                // would abort the process, so catch it; `discard` has then
+                // already dropped and counted the object.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    reset(&mut *discard.object);
+                    discard
+                }));
+                match ran {
+                    Ok(discard) => std::mem::forget(discard),
+                    Err(_) => return,
+                }
+            } else {
+                reset(&mut *discard.object);
+                std::mem::forget(discard);
+            }
         }
         // SAFETY: the caller gives up `object`; it is moved out once.
         match self.idle.push(unsafe { ManuallyDrop::take(object) }) {
@@ -1030,10 +1048,16 @@ impl<T, E> OwnedPoolGuard<T, E> {
         bump(&this.pool.rare.taken);
         // SAFETY: `this` is never dropped or used again, so the object and
         // the Arc are each moved out exactly once.
-        unsafe {
-            drop(std::ptr::read(&this.pool));
-            ManuallyDrop::take(&mut this.object)
-        }
+        // The object first: dropping the last `Arc` may run other objects'
+        // `Drop`, and a panic there must not leak this one.
+        let (object, pool) = unsafe {
+            (
+                ManuallyDrop::take(&mut this.object),
+                std::ptr::read(&this.pool),
+            )
+        };
+        drop(pool);
+        object
     }
 
     /// The pool the object came from.

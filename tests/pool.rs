@@ -221,6 +221,30 @@ fn panicking_factory_leaves_the_pool_consistent() {
     assert_consistent(&pool, &tracker, 0);
 }
 
+/// A reset hook that panics while the guard is dropped during another
+/// panic's unwinding must not abort the process: the object is dropped and
+/// counted, the first panic propagates, and the pool keeps working.
+#[test]
+fn panicking_reset_hook_during_unwinding_does_not_abort() {
+    let tracker = Arc::new(Tracker::default());
+    let pool = Pool::builder(factory(&tracker))
+        .reset(|_: &mut Obj| panic!("reset failed"))
+        .build();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let _obj = pool.instance();
+        panic!("user scope failed");
+    }));
+    let payload = result.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"user scope failed"));
+    let s = pool.stats();
+    assert_eq!((s.reset_panicked, s.returned, s.idle, s.out), (1, 0, 0, 0));
+    assert_eq!(tracker.dropped.load(SeqCst), 1);
+    assert_consistent(&pool, &tracker, 0);
+    let again = pool.instance();
+    assert_eq!(again.id, 1, "a new object: the first was dropped");
+    drop(again.take()); // `take` skips the (panicking) reset hook
+}
+
 #[test]
 fn panicking_reset_hook_drops_the_object() {
     let tracker = Arc::new(Tracker::default());
