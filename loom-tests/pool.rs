@@ -253,6 +253,37 @@ fn prefill_races_returns() {
     });
 }
 
+/// A thread that exits gives its thread index back, and a thread running
+/// beside it may inherit the index (and so its counter stripe) through the
+/// index bitmap alone: neither thread joins the other, and each counts one
+/// return. The inheritor's Relaxed load of the stripe must see the exited
+/// thread's count (the give-back's Release and the claim's Acquire order
+/// them), or a count is lost and the stats come out short.
+#[test]
+fn exited_thread_hands_its_index_on() {
+    loom::model(|| {
+        let (pool, counts) = pool(1, false);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || use_once(&pool))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        check(
+            &pool,
+            &counts,
+            Did {
+                takes: 2,
+                returns: 2,
+                ..Did::default()
+            },
+        );
+    });
+}
+
 /// Three threads, max_size 1 and 2, under a preemption bound of 3 (every
 /// interleaving with at most three preemptions).
 #[test]

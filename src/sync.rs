@@ -298,14 +298,17 @@ impl<T> ObjectQueue<T> {
 /// counters (the pool's statistics stripes); `None` while this thread's
 /// thread-locals are being destroyed.
 ///
-/// Normally: claimed on a thread's first call from a lock-free bitmap of
-/// 4096 indices (lowest free first, so indices stay dense) and given back
-/// when the thread exits; past 4096 live threads, fresh indices that are
-/// never reused. The claim is an Acquire CAS and the give-back a Release
+/// Claimed on a thread's first call from a lock-free bitmap of reusable
+/// indices (lowest free first, so indices stay dense) and given back when
+/// the thread exits; once the bitmap is full, fresh indices that are never
+/// reused. The claim is an Acquire CAS and the give-back a Release
 /// `fetch_and`, so a thread that inherits an index sees every write its
-/// previous owner made under it: one writer per index at any time. Under
-/// loom: a loom thread-local numbered from a per-execution counter.
-#[cfg(not(loom))]
+/// previous owner made under it: one writer per index at any time.
+/// Normally the bitmap holds 4096 indices in std atomics and a std
+/// thread-local gives the index back; under loom the same code runs over
+/// loom atomics with a one-word bitmap and a loom thread-local (loom runs
+/// its destructor when the loom thread ends), so the models check the
+/// hand-over of an index from an exited thread to a new one.
 #[inline]
 pub(crate) fn thread_index() -> Option<usize> {
     thread_index_impl::SLOT
@@ -313,26 +316,65 @@ pub(crate) fn thread_index() -> Option<usize> {
         .ok()
 }
 
-#[cfg(not(loom))]
 mod thread_index_impl {
+    use super::{ordering_unless, AtomicUsize, Ordering};
     use std::cell::Cell;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const BITS: usize = usize::BITS as usize;
     /// Bitmap words: 4096 reusable indices.
+    #[cfg(not(loom))]
     const WORDS: usize = 4096 / BITS;
+    /// Bitmap words under loom: one word is more than a model's threads.
+    #[cfg(loom)]
+    const WORDS: usize = 1;
     /// Bit `i % BITS` of word `i / BITS`: index `i` belongs to a live thread.
+    #[cfg(not(loom))]
     static IN_USE: [AtomicUsize; WORDS] = [const { AtomicUsize::new(0) }; WORDS];
     /// The next never-reused index, once the bitmap is full.
+    #[cfg(not(loom))]
     static BEYOND: AtomicUsize = AtomicUsize::new(WORDS * BITS);
+
+    /// Under loom: `IN_USE` and `BEYOND` of one execution.
+    #[cfg(loom)]
+    struct Tables {
+        in_use: [AtomicUsize; WORDS],
+        beyond: AtomicUsize,
+    }
+
+    // Under loom: fresh for each execution. Each `Slot` that claims keeps a
+    // (std, so unmodelled) reference: loom's `join` returns before the
+    // joined thread's thread-locals are destroyed, so a `Slot` may give its
+    // index back after the model's main thread has dropped its lazy statics.
+    #[cfg(loom)]
+    loom::lazy_static! {
+        static ref TABLES: std::sync::Arc<Tables> = std::sync::Arc::new(Tables {
+            in_use: std::array::from_fn(|_| AtomicUsize::new(0)),
+            beyond: AtomicUsize::new(WORDS * BITS),
+        });
+    }
+
     /// A `Slot` that has not claimed an index yet.
     const UNCLAIMED: usize = usize::MAX;
+    /// The mutant that weakens the claim's Acquire and the give-back's
+    /// Release to Relaxed: an inheriting thread may then miss its
+    /// predecessor's last writes under the index.
+    const RELAXED_HANDOVER: &str = "pool::thread_index_relaxed_handover";
 
     /// This thread's claim; gives the index back when the thread exits.
-    pub(super) struct Slot(Cell<usize>);
+    /// Under loom it also holds the execution's [`Tables`] once it claims.
+    pub(super) struct Slot(
+        Cell<usize>,
+        #[cfg(loom)] std::cell::OnceCell<std::sync::Arc<Tables>>,
+    );
 
+    #[cfg(not(loom))]
     thread_local! {
         pub(super) static SLOT: Slot = const { Slot(Cell::new(UNCLAIMED)) };
+    }
+
+    #[cfg(loom)]
+    loom::thread_local! {
+        pub(super) static SLOT: Slot = Slot(Cell::new(UNCLAIMED), std::cell::OnceCell::new());
     }
 
     impl Slot {
@@ -342,15 +384,22 @@ mod thread_index_impl {
             if index != UNCLAIMED {
                 return index;
             }
-            let index = claim();
+            let index = claim(
+                #[cfg(loom)]
+                self.1.get_or_init(|| std::sync::Arc::clone(&TABLES)),
+            );
             self.0.set(index);
             index
         }
     }
 
     #[cold]
-    fn claim() -> usize {
-        for (word_index, word) in IN_USE.iter().enumerate() {
+    fn claim(#[cfg(loom)] tables: &Tables) -> usize {
+        #[cfg(not(loom))]
+        let (in_use, beyond) = (&IN_USE, &BEYOND);
+        #[cfg(loom)]
+        let (in_use, beyond) = (&tables.in_use, &tables.beyond);
+        for (word_index, word) in in_use.iter().enumerate() {
             // Relaxed: a first guess for the CAS.
             let mut bits = word.load(Ordering::Relaxed);
             while bits != usize::MAX {
@@ -360,7 +409,7 @@ mod thread_index_impl {
                 match word.compare_exchange_weak(
                     bits,
                     bits | 1 << bit,
-                    Ordering::Acquire,
+                    ordering_unless(RELAXED_HANDOVER, Ordering::Acquire),
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => return word_index * BITS + bit,
@@ -369,42 +418,29 @@ mod thread_index_impl {
             }
         }
         // Relaxed: only uniqueness matters; these indices are never reused.
-        BEYOND.fetch_add(1, Ordering::Relaxed)
+        beyond.fetch_add(1, Ordering::Relaxed)
     }
 
     impl Drop for Slot {
         fn drop(&mut self) {
+            #[cfg(not(loom))]
+            let in_use = &IN_USE;
+            // Under loom: no tables means this thread never claimed.
+            #[cfg(loom)]
+            let Some(in_use) = self.1.get().map(|tables| &tables.in_use) else {
+                return;
+            };
             let index = self.0.get();
             if index < WORDS * BITS {
                 // Release: our writes under this index happen before the next
                 // owner's Acquire claim.
-                IN_USE[index / BITS].fetch_and(!(1 << (index % BITS)), Ordering::Release);
+                in_use[index / BITS].fetch_and(
+                    !(1 << (index % BITS)),
+                    ordering_unless(RELAXED_HANDOVER, Ordering::Release),
+                );
             }
         }
     }
-}
-
-/// Under loom: a loom thread-local, numbered 0, 1, 2, … in the order the
-/// threads of one execution first ask.
-#[cfg(loom)]
-pub(crate) fn thread_index() -> Option<usize> {
-    loom::lazy_static! {
-        static ref NEXT: AtomicUsize = AtomicUsize::new(0);
-    }
-    loom::thread_local! {
-        static INDEX: std::cell::Cell<Option<usize>> = std::cell::Cell::new(None);
-    }
-    INDEX
-        .try_with(|index| match index.get() {
-            Some(claimed) => claimed,
-            None => {
-                // Relaxed: only uniqueness matters.
-                let fresh = NEXT.fetch_add(1, Ordering::Relaxed);
-                index.set(Some(fresh));
-                fresh
-            }
-        })
-        .ok()
 }
 
 // ---------------------------------------------------------------------------
