@@ -1,6 +1,9 @@
-//! loom models of `Pool`: concurrent instance/return/take/prefill from 2
-//! threads (every interleaving) and 3 (under a preemption bound), with
-//! max_size 1 and 2.
+//! loom models of `Pool`: concurrent instance/return/take/prefill/clear
+//! from 2 threads (every interleaving) and 3 (under a preemption bound),
+//! with max_size 1 (no front slot: the queue alone), 2 (one front slot that
+//! every thread shares, and a queue of 1) and 3 (two front slots, so two
+//! threads have a home slot each and take from and return into each
+//! other's, and a queue of 1).
 //!
 //! Every object is a [`Probe`] whose `uses` is a loom `UnsafeCell` that each
 //! holder (and the reset hook) writes: if two threads ever held one object
@@ -12,8 +15,10 @@
 //! dropped_full` returns), and the pool must hold at most `max_size`.
 //!
 //! Under loom the pool's queue is the loom `Mutex<VecDeque>` stand-in from
-//! `src/sync.rs`, so what is checked is the pool's own logic: the per-thread
-//! counter stripes, the rare-path counters and the prefill room check.
+//! `src/sync.rs`, so what is checked is the pool's own logic: the front
+//! slots' state words (their claim, hand-over and put counts; the slot's
+//! object is a loom `UnsafeCell` too), the per-thread counter stripes, the
+//! rare-path counters and the prefill room check.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_pool`.
 //! `loom-tests/mutants.sh pool::` runs these against deliberately broken
@@ -118,26 +123,93 @@ fn check(pool: &Pool<Probe>, counts: &Counts, did: Did) -> PoolStats {
     s
 }
 
-/// Two threads each take, write and return an object twice: max_size 1
-/// and 2, every interleaving.
+/// Two threads each take, write and return an object `uses` times, from
+/// a pool of `max_size`, checking every interleaving with at most
+/// `preemption_bound` preemptions (all of them if `None`).
+fn two_threads_take_and_return(max_size: usize, uses: usize, preemption_bound: Option<usize>) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = preemption_bound;
+    builder.check(move || {
+        let (pool, counts) = pool(max_size, false);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || {
+                    for _ in 0..uses {
+                        use_once(&pool);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        check(
+            &pool,
+            &counts,
+            Did {
+                takes: 2 * uses,
+                returns: 2 * uses,
+                ..Did::default()
+            },
+        );
+    });
+}
+
+/// One use per thread, every interleaving: max_size 1 (the queue alone),
+/// 2 (one front slot both threads share) and 3 (a home slot each): an
+/// object one thread returns is the one the other takes, through a slot or
+/// the queue.
 #[test]
-fn two_threads_take_and_return() {
-    for max_size in [1, 2] {
-        loom::model(move || {
-            let (pool, counts) = pool(max_size, false);
+fn two_threads_one_use_each() {
+    for max_size in [1, 2, 3] {
+        two_threads_take_and_return(max_size, 1, None);
+    }
+}
+
+/// Two uses per thread, so an object can go back and forth: max_size 1
+/// over every interleaving; max_size 2 and 3 (front slots) under a
+/// preemption bound of PREEMPTIONS (every interleaving of these has too
+/// many schedules for CI).
+#[test]
+fn two_threads_two_uses_each() {
+    two_threads_take_and_return(1, 2, None);
+    for max_size in [2, 3] {
+        two_threads_take_and_return(max_size, 2, Some(PREEMPTIONS));
+    }
+}
+
+/// The preemption bound of the bounded two-use models.
+const PREEMPTIONS: usize = 3;
+
+/// Two threads hold two objects at once against max_size 1 (so returns
+/// find the pool full) and 3 (so a thread's second object goes to the
+/// queue or the other thread's home slot, and may be dropped only when
+/// every place was full), with a reset hook that writes the object: the
+/// hook runs while the returner still owns it. max_size 1 over every
+/// interleaving, max_size 3 under the preemption bound PREEMPTIONS.
+#[test]
+fn returns_to_a_full_pool_with_reset_hook() {
+    for (max_size, preemption_bound) in [(1, None), (3, Some(PREEMPTIONS))] {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = preemption_bound;
+        builder.check(move || {
+            let (pool, counts) = pool(max_size, true);
             let threads: Vec<_> = (0..2)
                 .map(|_| {
                     let pool = Arc::clone(&pool);
                     thread::spawn(move || {
-                        use_once(&pool);
-                        use_once(&pool);
+                        let a = pool.instance();
+                        let b = pool.instance();
+                        a.touch();
+                        b.touch();
                     })
                 })
                 .collect();
             for t in threads {
                 t.join().unwrap();
             }
-            check(
+            let s = check(
                 &pool,
                 &counts,
                 Did {
@@ -146,45 +218,16 @@ fn two_threads_take_and_return() {
                     ..Did::default()
                 },
             );
+            if max_size == 1 {
+                // One object is idle and every other one was dropped because
+                // the pool was full.
+                assert_eq!(s.idle, 1, "{s:?}");
+                assert_eq!(s.dropped_full, s.created - 1, "{s:?}");
+            }
+            // Each thread's two objects are out at once: at least 2 made.
+            assert!(s.created >= 2, "{s:?}");
         });
     }
-}
-
-/// Two threads hold two objects at once against max_size 1 (so returns
-/// find the pool full), with a reset hook that writes the object: the hook
-/// runs while the returner still owns it.
-#[test]
-fn returns_to_a_full_pool_with_reset_hook() {
-    loom::model(|| {
-        let (pool, counts) = pool(1, true);
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let pool = Arc::clone(&pool);
-                thread::spawn(move || {
-                    let a = pool.instance();
-                    let b = pool.instance();
-                    a.touch();
-                    b.touch();
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let s = check(
-            &pool,
-            &counts,
-            Did {
-                takes: 4,
-                returns: 4,
-                ..Did::default()
-            },
-        );
-        // At the end one object is idle and every other one was dropped
-        // because the pool was full.
-        assert_eq!(s.idle, 1, "{s:?}");
-        assert_eq!(s.dropped_full, s.created - 1, "{s:?}");
-    });
 }
 
 /// Owned guards: one moves to another thread to be returned there, while
@@ -224,33 +267,67 @@ fn owned_guard_hand_over_and_take() {
     });
 }
 
-/// `prefill` races returns on a pool of size 1: its room check can go stale
-/// before its push, and the object that then does not fit must be counted.
+/// `prefill` races a take and return on pools of size 1 and 2: its room
+/// check can go stale before its push, and the object that then does not
+/// fit must be counted; in the end the pool is full.
 #[test]
 fn prefill_races_returns() {
-    loom::model(|| {
-        let (pool, counts) = pool(1, false);
-        let p2 = Arc::clone(&pool);
-        let filler = thread::spawn(move || p2.prefill(1));
-        use_once(&pool);
-        let added = filler.join().unwrap();
-        let s = pool.stats();
-        // Objects prefill made: one if it saw room, and then it either fit
-        // (`added`) or was dropped because full.
-        let prefill_made = s.created - (1 - s.reused);
-        assert!(prefill_made <= 1 && added <= prefill_made, "{s:?}");
-        check(
-            &pool,
-            &counts,
-            Did {
-                takes: 1,
-                returns: 1,
-                prefill_made,
-                prefill_dropped: prefill_made - added,
-            },
-        );
-        assert_eq!(pool.len(), 1, "{s:?}");
-    });
+    for max_size in [1, 2] {
+        loom::model(move || {
+            let (pool, counts) = pool(max_size, false);
+            let p2 = Arc::clone(&pool);
+            let filler = thread::spawn(move || p2.prefill(max_size));
+            use_once(&pool);
+            let added = filler.join().unwrap();
+            let s = pool.stats();
+            // Objects prefill made: one if it saw room, and then it either fit
+            // (`added`) or was dropped because full.
+            let prefill_made = s.created - (1 - s.reused);
+            assert!(prefill_made <= max_size && added <= prefill_made, "{s:?}");
+            check(
+                &pool,
+                &counts,
+                Did {
+                    takes: 1,
+                    returns: 1,
+                    prefill_made,
+                    prefill_dropped: prefill_made - added,
+                },
+            );
+            assert_eq!(pool.len(), max_size, "{s:?}");
+        });
+    }
+}
+
+/// `clear` races a take and return on pools of size 1 and 2: whatever it
+/// drops is counted as cleared and nothing else, and an object returned
+/// after it looked stays idle.
+#[test]
+fn clear_races_a_return() {
+    for max_size in [1, 2] {
+        loom::model(move || {
+            let (pool, counts) = pool(max_size, false);
+            pool.prefill(1);
+            let p2 = Arc::clone(&pool);
+            let user = thread::spawn(move || use_once(&p2));
+            let cleared = pool.clear();
+            user.join().unwrap();
+            let s = check(
+                &pool,
+                &counts,
+                Did {
+                    takes: 1,
+                    returns: 1,
+                    prefill_made: 1,
+                    prefill_dropped: 0,
+                },
+            );
+            assert_eq!(s.cleared, cleared, "{s:?}");
+            assert!(cleared <= 2, "{s:?}");
+            // Every object made was cleared, or is idle again.
+            assert_eq!(s.created, s.cleared + s.idle, "{s:?}");
+        });
+    }
 }
 
 /// A thread that exits gives its thread index back, and a thread running
@@ -284,11 +361,11 @@ fn exited_thread_hands_its_index_on() {
     });
 }
 
-/// Three threads, max_size 1 and 2, under a preemption bound of 3 (every
-/// interleaving with at most three preemptions).
+/// Three threads, max_size 1, 2 and 3, under a preemption bound of 3
+/// (every interleaving with at most three preemptions).
 #[test]
 fn three_threads_bounded() {
-    for max_size in [1, 2] {
+    for max_size in [1, 2, 3] {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(3);
         builder.check(move || {

@@ -5,9 +5,13 @@
 //! with the pool's factory if none is idle; the [`PoolGuard`] derefs to it
 //! and puts it back when dropped. At most [`max_size`](Pool::max_size) idle
 //! objects are kept: an object coming back to a full pool is dropped
-//! instead. Taking and returning are one lock-free queue operation each
-//! (crossbeam's `ArrayQueue`, or `SegQueue` for an unbounded pool), with no
-//! lock and no system call; the factory runs only when no object is idle.
+//! instead. Idle objects sit in a few *front slots*, one cache line each,
+//! and behind them in crossbeam's `ArrayQueue` (`SegQueue` for an unbounded
+//! pool); each thread has a home slot, so taking and returning are one
+//! compare-and-swap and one store on a line no other thread writes while
+//! there are no more threads than slots (see [the layout](#the-layout-front-slots-then-the-queue)).
+//! No lock, no system call, and no waiting: a thread that finds a slot
+//! busy moves on. The factory runs only when no object is idle.
 //!
 //! ```
 //! use multiopen::Pool;
@@ -49,37 +53,72 @@
 //! object goes back even if that scope panics (after the reset hook, if one
 //! is set).
 //!
+//! # The layout: front slots, then the queue
+//!
+//! A bounded pool of `max_size` has `F = min(max_size - 1, 16)` front slots
+//! and a queue of `max_size - F` (at least one), so it never holds more
+//! than `max_size` idle objects, exactly, without a shared count. A slot is
+//! a state word (holds an object, busy, and a count of puts) beside room
+//! for one object, padded to a cache line. The thread with index `i` (a
+//! small number unique among live threads, reused after a thread exits)
+//! calls slot `i % F` its home.
+//!
+//! - A take tries the home slot (a compare-and-swap to *busy*, read the
+//!   object, a store to *empty*), then the queue, then the other slots,
+//!   and only then runs the factory.
+//! - A return (after the reset hook) tries the slot of the thread that
+//!   took the object (the guard remembers it), then the queue, then the
+//!   other slots; only when every one of them was full when tried is the
+//!   object dropped as *full*.
+//! - A slot is *busy* for a few instructions with no user code in between;
+//!   another thread that finds it busy treats it as unavailable and moves
+//!   on, so no thread ever waits for another.
+//!
+//! Under concurrency a take can miss an object that lands in a slot it
+//! already passed (and run the factory), and a return can miss a slot that
+//! empties after it passed (and drop the object): the bound is never
+//! exceeded, and the single-threaded behaviour is exact (`len() ==
+//! max_size` after enough returns). An unbounded pool has 16 front slots
+//! in front of its `SegQueue`.
+//!
+//! Why: with a queue alone, every take and return of every thread hits the
+//! queue's head and tail lines, which ping-pong between cores (a raw
+//! `ArrayQueue` pop+push costs about 3× as much per thread at two threads
+//! as at one), and under oversubscription `ArrayQueue` spins on a slot a
+//! preempted thread left half-written. With home slots, two threads touch
+//! different lines: at two threads the pool runs about 4× faster than the
+//! raw queue (`BENCHMARKS.md`).
+//!
 //! # Statistics without a shared hot line
 //!
 //! [`stats`](Pool::stats) reports created, reused, returned, dropped
 //! because full, and currently out (and a few more). Counting every take
-//! and every return in shared counters would cost more than the queue
+//! and every return in shared counters would cost more than the pool
 //! operations themselves: in `benches/pool.rs` two `fetch_add`s on padded
 //! shared counters make a raw `ArrayQueue` pop+push 1.5–1.8× slower at one
 //! thread and 2–6× at two (`BENCHMARKS.md`). So the pool counts as little as
 //! it can on the hot path and derives the rest:
 //!
 //! - A return that finds room (*returned*) is the one event counted on the
-//!   hot path, in a per-thread stripe (its own cache line) written only by
-//!   the thread that owns it, as a plain load and store (no
-//!   read-modify-write, no line shared between threads). Measured against
-//!   the same pool with no hot-path counting, that costs about 0.8 ns per
-//!   take+return at one thread; counting the take as well cost another
-//!   1.3 ns, which would have put the pool past 1.2× the raw queue.
+//!   hot path. Into a front slot it costs nothing: the slot's state word
+//!   counts its puts, in the same store that publishes the object. Into the
+//!   queue it is counted in a per-thread stripe (its own cache line)
+//!   written only by the thread that owns it, as a plain load and store
+//!   (no read-modify-write, no line shared between threads).
 //! - Every other event (factory ran, factory failed, dropped because full,
 //!   taken for good, reset hook panicked, cleared) is on a path that already
 //!   runs the factory or drops an object; each is a `fetch_add` on a counter
 //!   in one padded block, away from the queue's lines.
-//! - *Reused* (takes served from the queue) is derived: every object that
-//!   entered the queue (prefilled or returned) has been reused, cleared, or
+//! - *Reused* (takes served from an idle object) is derived: every object
+//!   that became idle (prefilled or returned) has been reused, cleared, or
 //!   is still idle, so `reused = prefilled + returned - cleared - idle`.
 //! - *Out* (objects in guards now) is derived the same way: every object
 //!   made is retired (dropped because full, dropped by a panicking reset
 //!   hook, taken, cleared), idle, or out.
 //!
 //! At rest (no call in flight) the snapshot is exact. One taken while other
-//! threads work combines counters and the queue's length read one after
-//! another, so *reused* and *out* can be off by the operations in flight
+//! threads work combines counters, slot words and the queue's length read
+//! one after another, so *reused* and *out* can be off by the operations in flight
 //! (never below zero), and may even step back between two snapshots.
 //!
 //! # Panics in the factory or the reset hook
@@ -90,29 +129,26 @@
 //! from the guard's drop. Either way the pool stays consistent and later
 //! calls work.
 //!
-//! # A per-thread fast slot?
+//! # Compared with lockfree-object-pool
 //!
-//! lockfree-object-pool's `LinearObjectPool` takes and returns in about
-//! 0.8× this pool's time at one thread (one compare-and-swap on a slot flag
-//! and one store, where `ArrayQueue` needs a compare-and-swap each way; it
-//! also never drops an object, having no maximum). A slot per thread in front
-//! of the queue (take from it, return into it, no read-modify-write) would
-//! close that gap, but it is not built: an object parked in one thread's slot
-//! is idle yet invisible to other threads, and keeping the number of idle
-//! objects within `max_size` exactly would need a shared count of parked
-//! objects, one read-modify-write per take and return, which is what the
-//! queue already costs. Parking without that count would let every thread
-//! keep one object beyond `max_size`.
+//! lockfree-object-pool's `LinearObjectPool` also takes with one
+//! compare-and-swap on a slot flag, but it has no maximum (it never drops
+//! an object) and its slots are found by a shared linear search; at one
+//! thread it is about as fast as this pool, at two threads it is several
+//! times slower (`BENCHMARKS.md`).
 
 use std::convert::Infallible;
 use std::fmt;
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{mutant, thread_index, AtomicPtr, AtomicUsize, ObjectQueue, Ordering};
+use crate::sync::{
+    mutant, ordering_unless, thread_index, AtomicPtr, AtomicUsize, ObjectQueue, Ordering,
+    UnsafeCell,
+};
 
 /// What makes an object; a fallible factory's error reaches the caller.
 type Factory<T, E> = Box<dyn Fn() -> Result<T, E> + Send + Sync>;
@@ -120,13 +156,160 @@ type Factory<T, E> = Box<dyn Fn() -> Result<T, E> + Send + Sync>;
 type Reset<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 
 // ---------------------------------------------------------------------------
+// Front slots (`Slot`, `Front`)
+//
+// A bounded pool of `max_size` keeps its idle objects in `F` front slots
+// plus an `ArrayQueue` of `max_size - F` (F = min(max_size - 1, MAX_FRONT),
+// so the queue always has room for one): at most `max_size` idle objects,
+// exactly, with no shared count. An unbounded pool has MAX_FRONT slots in
+// front of its `SegQueue`. A front slot holds one object on a cache line of
+// its own. The thread with index `i` (`sync::thread_index`) calls slot
+// `i % F` its home: a take tries the home slot first, then the queue, then
+// the other slots, and only then runs the factory; a return tries the home
+// slot of the thread that took it (the guard remembers it), then the queue, then
+// the other slots, and only then drops the object. While live threads are
+// at most F, each has a slot of its own and a take+return touches no line
+// another thread writes.
+// ---------------------------------------------------------------------------
+
+/// Slot state, bit 0: the slot holds an object.
+const FULL: usize = 1;
+/// Slot state, bit 1: a thread is moving an object in or out; until it
+/// clears the bit (a few instructions later, no user code in between),
+/// every other thread skips the slot, never waits on it.
+const BUSY: usize = 2;
+/// Slot state, bits 2 and up: how many objects were ever put into the slot
+/// (wrapping). A put adds `PUT` in the same store that publishes the
+/// object, so counting returns costs nothing extra.
+const PUT: usize = 4;
+
+/// The most front slots a pool has (16 cache lines, 2 KiB).
+const MAX_FRONT: usize = 16;
+/// A guard's `home` when its object did not come through a home slot
+/// lookup (pool without front slots, or a thread without an index).
+const NO_HOME: usize = usize::MAX;
+
+/// One idle object's place, or none: see the layout comment above.
+struct Slot<T> {
+    /// `FULL`, `BUSY` and the put count, as documented at the constants.
+    state: AtomicUsize,
+    /// Initialised exactly while `FULL` is set (and `BUSY` clear).
+    object: UnsafeCell<MaybeUninit<T>>,
+}
+
+// SAFETY: a slot moves `T` values between threads (so `T: Send`), and only
+// the one thread that set `BUSY` touches `object` until it clears it.
+unsafe impl<T: Send> Send for Slot<T> {}
+// SAFETY: as above; `&Slot` gives no access to a `&T`.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Self {
+            state: AtomicUsize::new(0),
+            object: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// Takes the slot's object, if it holds one and no other thread is at
+    /// it; never waits.
+    #[inline(always)]
+    fn take(&self) -> Option<T> {
+        // Relaxed: a guess for the CAS, which decides.
+        let state = self.state.load(Ordering::Relaxed);
+        if state & (FULL | BUSY) != FULL {
+            return None;
+        }
+        // Acquire: pairs with the Release store that published the object,
+        // so its bytes are visible before we read them.
+        self.state
+            .compare_exchange(
+                state,
+                state | BUSY,
+                ordering_unless("pool::slot_take_relaxed", Ordering::Acquire),
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        // SAFETY: FULL was set and we set BUSY, so the object is initialised
+        // and ours alone; clearing FULL below makes this the only read.
+        let object = self
+            .object
+            .with(|object| unsafe { std::ptr::read(object).assume_init() });
+        // Release: our read happens before the next put's write (its CAS
+        // Acquires this store).
+        self.state.store(
+            state & !FULL,
+            ordering_unless("pool::slot_free_relaxed", Ordering::Release),
+        );
+        Some(object)
+    }
+
+    /// Puts `object` into the slot if it is empty and no other thread is at
+    /// it; hands it back otherwise. Never waits.
+    #[inline(always)]
+    fn put(&self, object: T) -> Result<(), T> {
+        // Relaxed: a guess for the CAS, which decides.
+        let state = self.state.load(Ordering::Relaxed);
+        if state & (FULL | BUSY) != 0 {
+            return Err(object);
+        }
+        if mutant("pool::slot_put_check_then_act") {
+            // The mutant claims with a plain store after the check: two
+            // putters can both write, and one object is lost.
+            self.state.store(state | BUSY, Ordering::Relaxed);
+        } else if self
+            .state
+            // Acquire: pairs with the Release store of the last take, whose
+            // read of the old object must happen before our write.
+            .compare_exchange(state, state | BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(object);
+        }
+        // SAFETY: FULL was clear and we set BUSY: the slot is ours and
+        // holds no object to overwrite.
+        self.object
+            .with_mut(|slot| unsafe { slot.write(MaybeUninit::new(object)) });
+        // Release: publishes the object to the next take's Acquire CAS.
+        self.state.store(
+            state.wrapping_add(PUT) | FULL,
+            ordering_unless("pool::slot_publish_relaxed", Ordering::Release),
+        );
+        Ok(())
+    }
+
+    /// The state word now, for `len` and `stats`.
+    fn state(&self) -> usize {
+        // Acquire: pairs with the publishing Release stores, as in `take`,
+        // so `stats` sees the events a count covers.
+        self.state.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Drop for Slot<T> {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self` is exclusive; BUSY is never left set.
+        if self.state.load(Ordering::Relaxed) & FULL != 0 {
+            // SAFETY: FULL means the object is initialised, and nothing
+            // reads it after this.
+            self.object
+                .with_mut(|object| unsafe { (*object).assume_init_drop() });
+        }
+    }
+}
+
+/// A pool's front slots, each on its own cache line.
+type Front<T> = Box<[CachePadded<Slot<T>>]>;
+
+// ---------------------------------------------------------------------------
 // Hot-path counters: per-thread stripes (`Stripes`)
 //
 // A stripe is one cache line holding a thread's count of returns that
-// found room in the pool (the one event counted on the hot path). The
-// stripe of thread index `i` (see `sync::thread_index`: unique among live
-// threads, handed over between threads with Release/Acquire) is written
-// only by the thread that holds `i`, with a load and a store. Stripes live in buckets
+// found room in the queue (returns into front slots are counted in the
+// slots' state words). The stripe of thread index `i` (see
+// `sync::thread_index`: unique among live threads, handed over between
+// threads with Release/Acquire) is written only by the thread that holds
+// `i`, with a load and a store. Stripes live in buckets
 // allocated on first use: bucket `b` holds 2^(b + 3) stripes, so the first
 // 8 thread indices share one small allocation and the table grows by
 // doubling up to `BUCKETS`. A thread with no index (its thread-locals are
@@ -290,6 +473,9 @@ struct RareCounts {
     made_for_guard: AtomicUsize,
     /// Factory successes for `prefill`.
     made_for_prefill: AtomicUsize,
+    /// Prefilled objects that went into a front slot (their slot counted
+    /// them as puts; `stats` takes them out of `returned`).
+    prefilled_to_front: AtomicUsize,
     /// Factory calls that returned an error or panicked.
     failed: AtomicUsize,
     /// Guard objects dropped because the pool was full.
@@ -309,6 +495,7 @@ impl RareCounts {
         Self {
             made_for_guard: AtomicUsize::new(0),
             made_for_prefill: AtomicUsize::new(0),
+            prefilled_to_front: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             full_on_return: AtomicUsize::new(0),
             full_on_prefill: AtomicUsize::new(0),
@@ -355,7 +542,7 @@ impl<T> Drop for DiscardOnUnwind<'_, T> {
 ///
 /// Every object made is [retired](Self::retired), idle or out: `created ==
 /// retired() + idle + out` (`out` is derived that way), and every object
-/// that entered the queue was reused, cleared or is idle (`reused` is
+/// that became idle was reused, cleared or is idle (`reused` is
 /// derived that way); see the [module documentation](crate::pool#statistics-without-a-shared-hot-line).
 /// Exact at rest; a snapshot taken while other threads work may be off by
 /// the operations in flight.
@@ -383,7 +570,7 @@ pub struct PoolStats {
     /// Factory calls that returned an error or panicked (no object made).
     pub failed: usize,
     /// Instances served from an idle object (derived from the others and
-    /// the queue's length).
+    /// the number idle).
     pub reused: usize,
     /// Objects that guards put back into the pool.
     pub returned: usize,
@@ -426,11 +613,13 @@ impl PoolStats {
 /// [`Infallible`] for a plain factory.
 ///
 /// # Costs
-/// [`instance`](Pool::instance) with an idle object and dropping a guard
-/// into a pool with room: one lock-free queue operation each, and the
-/// return also bumps a per-thread counter (a load and a store on the
-/// thread's own cache line); no lock, no system call, and (after a
-/// thread's first use of the pool, which claims a thread index and may
+/// [`instance`](Pool::instance) with an object idle in the thread's home
+/// slot, and dropping the guard into it: a compare-and-swap and a store
+/// each, on the slot's own cache line, statistics included. When the home
+/// slot is empty or full, a queue operation (a return into the queue also
+/// bumps a per-thread counter: a load and a store on the thread's own
+/// line), then the other slots. No lock, no system call, and (after a
+/// thread's first use of a pool, which claims a thread index and may
 /// allocate its counter stripe) no allocation. Otherwise `instance` runs
 /// the factory, and a return to a full pool drops the object.
 ///
@@ -457,8 +646,13 @@ impl PoolStats {
 /// assert_eq!(pool.len(), 4); // all four came back
 /// ```
 pub struct Pool<T, E = Infallible> {
-    /// The idle objects.
+    /// Idle objects in front of the queue: see the layout comment at `Slot`.
+    front: Front<T>,
+    /// The other idle objects.
     idle: ObjectQueue<T>,
+    /// At most this many idle objects, front and queue together; 0 for no
+    /// limit.
+    max_size: usize,
     /// The hot-path counter: returns that found room.
     stripes: Stripes,
     /// Rare-path counters, away from the queue's and stripes' lines.
@@ -491,9 +685,10 @@ pub struct PoolBuilder<T, E = Infallible> {
 impl<T, E> PoolBuilder<T, E> {
     /// At most `max_size` idle objects are kept; 0 means no upper limit.
     /// The default is [`Pool::DEFAULT_MAX_SIZE`] (4). A bounded pool
-    /// allocates its `max_size` queue slots up front (crossbeam's
-    /// `ArrayQueue`), so give the number of objects you mean to keep, and
-    /// 0 for "as many as come back".
+    /// allocates its `max_size` places up front (up to 16 front slots of a
+    /// cache line each, the rest in crossbeam's `ArrayQueue`), so give the
+    /// number of objects you mean to keep, and 0 for "as many as come
+    /// back".
     ///
     /// ```
     /// use multiopen::Pool;
@@ -533,8 +728,24 @@ impl<T, E> PoolBuilder<T, E> {
     /// assert_eq!((pool.len(), pool.stats().created), (0, 0));
     /// ```
     pub fn build(self) -> Pool<T, E> {
+        // Front slots: all but one of the places, up to MAX_FRONT; the queue
+        // has the rest (at least one). The mutant forgets that the slots
+        // count against `max_size`.
+        let (front, queue) = match self.max_size {
+            0 => (MAX_FRONT, 0),
+            max_size => {
+                let front = (max_size - 1).min(MAX_FRONT);
+                if mutant("pool::front_outside_bound") {
+                    (front, max_size)
+                } else {
+                    (front, max_size - front)
+                }
+            }
+        };
         Pool {
-            idle: ObjectQueue::new(self.max_size),
+            front: (0..front).map(|_| CachePadded::new(Slot::new())).collect(),
+            idle: ObjectQueue::new(queue),
+            max_size: self.max_size,
             stripes: Stripes::new(),
             rare: CachePadded::new(RareCounts::new()),
             factory: self.factory,
@@ -571,9 +782,11 @@ impl<T> Pool<T> {
     /// A pool keeping at most `max_size` idle objects; 0 means no upper
     /// limit (the seed's `max_size=0`).
     ///
-    /// A bounded pool allocates its queue's `max_size` slots up front
-    /// (crossbeam's `ArrayQueue`), so a huge bound costs that memory at
-    /// once; for "no practical limit" pass 0.
+    /// A bounded pool allocates its `max_size` places up front (front
+    /// slots and crossbeam's `ArrayQueue`: see the
+    /// [layout](crate::pool#the-layout-front-slots-then-the-queue)), so a
+    /// huge bound costs that memory at once; for "no practical limit" pass
+    /// 0.
     ///
     /// ```
     /// use multiopen::Pool;
@@ -605,7 +818,9 @@ impl<T> Pool<T> {
     /// seed's `instance()`). Dropping the guard puts the object back, or
     /// drops it if the pool is full.
     ///
-    /// Cost: one queue pop when an object is idle. A panicking factory's
+    /// Cost: one slot take (a compare-and-swap and a store) when an object
+    /// is idle in the thread's home slot, else one queue pop, else a look
+    /// at the other front slots. A panicking factory's
     /// panic propagates (no object was made; the pool is unchanged but for
     /// the `failed` count).
     ///
@@ -719,8 +934,10 @@ impl<T, E> Pool<T, E> {
     /// ```
     #[inline]
     pub fn try_instance(&self) -> Result<PoolGuard<'_, T, E>, E> {
+        let (object, home) = self.acquire()?;
         Ok(PoolGuard {
-            object: ManuallyDrop::new(self.acquire()?),
+            object: ManuallyDrop::new(object),
+            home,
             pool: self,
         })
     }
@@ -736,8 +953,10 @@ impl<T, E> Pool<T, E> {
     /// ```
     #[inline]
     pub fn try_instance_owned(self: &Arc<Self>) -> Result<OwnedPoolGuard<T, E>, E> {
+        let (object, home) = self.acquire()?;
         Ok(OwnedPoolGuard {
-            object: ManuallyDrop::new(self.acquire()?),
+            object: ManuallyDrop::new(object),
+            home,
             pool: Arc::clone(self),
         })
     }
@@ -755,17 +974,24 @@ impl<T, E> Pool<T, E> {
         let mut added = 0;
         while added < n && self.has_room() {
             let object = self.make(&self.rare.made_for_prefill)?;
-            match self.idle.push(object) {
-                Ok(()) => added += 1,
-                Err(object) => {
-                    // Returns filled the pool since the room check. The
-                    // mutant trusts the check and loses track of the object.
-                    if !mutant("pool::prefill_assumes_room") {
-                        bump(&self.rare.full_on_prefill);
-                    }
-                    drop(object);
-                    break;
+            match self.put_in_front(object, NO_HOME) {
+                Ok(()) => {
+                    bump(&self.rare.prefilled_to_front);
+                    added += 1;
+                    continue;
                 }
+                Err(object) => match self.idle.push(object) {
+                    Ok(()) => added += 1,
+                    Err(object) => {
+                        // Returns filled the pool since the room check. The
+                        // mutant trusts the check and loses track of the object.
+                        if !mutant("pool::prefill_assumes_room") {
+                            bump(&self.rare.full_on_prefill);
+                        }
+                        drop(object);
+                        break;
+                    }
+                },
             }
         }
         Ok(added)
@@ -781,7 +1007,12 @@ impl<T, E> Pool<T, E> {
     /// assert_eq!(pool.len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        self.idle.len()
+        let in_front = self
+            .front
+            .iter()
+            .filter(|slot| slot.state() & FULL != 0)
+            .count();
+        in_front + self.idle.len()
     }
 
     /// Is no object idle?
@@ -803,7 +1034,7 @@ impl<T, E> Pool<T, E> {
     /// assert_eq!(Pool::with_max_size(|| 0u8, 0).max_size(), 0);
     /// ```
     pub fn max_size(&self) -> usize {
-        self.idle.capacity().unwrap_or(0)
+        self.max_size
     }
 
     /// Drops the objects idle now and returns how many. Objects out in
@@ -820,6 +1051,13 @@ impl<T, E> Pool<T, E> {
     /// ```
     pub fn clear(&self) -> usize {
         let mut dropped = 0;
+        for slot in self.front.iter() {
+            if let Some(object) = slot.take() {
+                bump(&self.rare.cleared);
+                drop(object);
+                dropped += 1;
+            }
+        }
         // At most the number idle now, so returns cannot keep us looping.
         for _ in 0..self.idle.len() {
             let Some(object) = self.idle.pop() else { break };
@@ -849,10 +1087,23 @@ impl<T, E> Pool<T, E> {
     /// ```
     pub fn stats(&self) -> PoolStats {
         let rare = &*self.rare;
-        let idle = self.idle.len();
-        // Acquire throughout: pairs with the counting Release operations, so
-        // a counted event's effects (a push, a drop) are seen with it.
-        let returned = self.stripes.sum();
+        // Acquire throughout (here and in `Slot::state`): pairs with the
+        // counting Release operations, so a counted event's effects (a
+        // push, a drop) are seen with it.
+        let (mut in_front, mut front_puts) = (0, 0usize);
+        for slot in self.front.iter() {
+            let state = slot.state();
+            in_front += state & FULL;
+            front_puts = front_puts.wrapping_add(state / PUT);
+        }
+        let idle = in_front + self.idle.len();
+        let prefilled_to_front = rare.prefilled_to_front.load(Ordering::Acquire);
+        // Guard returns: into the queue (stripes) and into front slots.
+        let returned = self
+            .stripes
+            .sum()
+            .wrapping_add(front_puts)
+            .wrapping_sub(prefilled_to_front);
         let made_for_guard = rare.made_for_guard.load(Ordering::Acquire);
         let made_for_prefill = rare.made_for_prefill.load(Ordering::Acquire);
         let full_on_return = rare.full_on_return.load(Ordering::Acquire);
@@ -862,7 +1113,7 @@ impl<T, E> Pool<T, E> {
         let cleared = rare.cleared.load(Ordering::Acquire);
         let created = made_for_guard + made_for_prefill;
         let retired = full_on_return + full_on_prefill + taken + reset_panicked + cleared;
-        // Pushed into the queue: prefilled objects that fitted, and returns.
+        // Made idle: prefilled objects that fitted, and returns.
         let pushed = made_for_prefill - full_on_prefill + returned;
         PoolStats {
             created,
@@ -882,22 +1133,83 @@ impl<T, E> Pool<T, E> {
 
     // ----- the two hot paths and their slow sides -----
 
-    /// Takes an idle object or makes one.
+    /// Takes an idle object or makes one (home slot, queue, other front
+    /// slots, factory). Returns it with the calling thread's home slot, for the guard.
     #[inline]
-    fn acquire(&self) -> Result<T, E> {
-        match self.idle.pop() {
-            Some(object) => Ok(object),
-            None => self.make(&self.rare.made_for_guard),
+    fn acquire(&self) -> Result<(T, usize), E> {
+        let home = self.home();
+        if let Some(object) = self.front.get(home).and_then(|slot| slot.take()) {
+            return Ok((object, home));
+        }
+        if let Some(object) = self.idle.pop() {
+            return Ok((object, home));
+        }
+        self.take_elsewhere_or_make(home)
+            .map(|object| (object, home))
+    }
+
+    /// `acquire` when the home slot and the queue had nothing: the other
+    /// front slots, then the factory.
+    #[inline(never)]
+    fn take_elsewhere_or_make(&self, home: usize) -> Result<T, E> {
+        for (index, slot) in self.front.iter().enumerate() {
+            if index != home {
+                if let Some(object) = slot.take() {
+                    return Ok(object);
+                }
+            }
+        }
+        self.make(&self.rare.made_for_guard)
+    }
+
+    /// The calling thread's home slot: its thread index modulo the number
+    /// of front slots; `NO_HOME` if there are none or the thread has no
+    /// index (its thread-locals are being destroyed).
+    #[inline(always)]
+    fn home(&self) -> usize {
+        let slots = self.front.len();
+        if slots == 0 {
+            return NO_HOME;
+        }
+        match thread_index() {
+            // Indices are dense from 0, so the division is rare.
+            Some(index) if index < slots => index,
+            Some(index) => index % slots,
+            None => NO_HOME,
         }
     }
 
-    /// Puts a guard's object back, or drops it if the pool is full. The
-    /// reset hook runs on the object where it lies, and the object moves
-    /// once, into the queue.
+    /// Puts `object` into the first front slot that takes it, other than
+    /// `skip`; hands it back if none does.
+    fn put_in_front(&self, mut object: T, skip: usize) -> Result<(), T> {
+        for (index, slot) in self.front.iter().enumerate() {
+            if index != skip {
+                match slot.put(object) {
+                    Ok(()) => return Ok(()),
+                    Err(back) => object = back,
+                }
+            }
+        }
+        Err(object)
+    }
+
+    /// `release` when the home slot and the queue were full: the other
+    /// front slots, or drop it.
+    #[inline(never)]
+    fn put_elsewhere_or_drop(&self, object: T, home: usize) {
+        if let Err(object) = self.put_in_front(object, home) {
+            self.drop_full(object);
+        }
+    }
+
+    /// Puts a guard's object back (into front slot `home` if it can, else
+    /// the queue, else another front slot), or drops it if the pool is
+    /// full. The reset hook runs on the object where it lies, and the
+    /// object moves once, into its place.
     ///
     /// SAFETY (caller): `object` holds a value and is not used again.
     #[inline]
-    unsafe fn release(&self, object: &mut ManuallyDrop<T>) {
+    unsafe fn release(&self, object: &mut ManuallyDrop<T>, home: usize) {
         if let Some(reset) = &self.reset {
             // If the hook panics, this drops the object and counts it.
             let discard = DiscardOnUnwind {
@@ -922,9 +1234,17 @@ impl<T, E> Pool<T, E> {
             }
         }
         // SAFETY: the caller gives up `object`; it is moved out once.
-        match self.idle.push(unsafe { ManuallyDrop::take(object) }) {
+        let object = unsafe { ManuallyDrop::take(object) };
+        let object = match self.front.get(home) {
+            Some(slot) => match slot.put(object) {
+                Ok(()) => return, // counted in the slot's state word
+                Err(object) => object,
+            },
+            None => object,
+        };
+        match self.idle.push(object) {
             Ok(()) => self.stripes.count(),
-            Err(object) => self.drop_full(object),
+            Err(object) => self.put_elsewhere_or_drop(object, home),
         }
     }
 
@@ -951,9 +1271,7 @@ impl<T, E> Pool<T, E> {
     }
 
     fn has_room(&self) -> bool {
-        self.idle
-            .capacity()
-            .is_none_or(|capacity| self.idle.len() < capacity)
+        self.max_size == 0 || self.len() < self.max_size
     }
 }
 
@@ -981,6 +1299,8 @@ impl<T, E> fmt::Debug for Pool<T, E> {
 #[must_use = "dropping the guard returns the object at once"]
 pub struct PoolGuard<'a, T, E = Infallible> {
     object: ManuallyDrop<T>,
+    /// The front slot to try first on return (`NO_HOME`: none).
+    home: usize,
     pool: &'a Pool<T, E>,
 }
 
@@ -999,6 +1319,8 @@ pub struct PoolGuard<'a, T, E = Infallible> {
 #[must_use = "dropping the guard returns the object at once"]
 pub struct OwnedPoolGuard<T, E = Infallible> {
     object: ManuallyDrop<T>,
+    /// As in [`PoolGuard`].
+    home: usize,
     pool: Arc<Pool<T, E>>,
 }
 
@@ -1111,7 +1433,7 @@ impl<T, E> Drop for PoolGuard<'_, T, E> {
     fn drop(&mut self) {
         // SAFETY: the object is given up only here and in `take`, which
         // never lets the guard drop.
-        unsafe { self.pool.release(&mut self.object) };
+        unsafe { self.pool.release(&mut self.object, self.home) };
     }
 }
 
@@ -1119,7 +1441,7 @@ impl<T, E> Drop for OwnedPoolGuard<T, E> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: as for `PoolGuard`.
-        unsafe { self.pool.release(&mut self.object) };
+        unsafe { self.pool.release(&mut self.object, self.home) };
     }
 }
 

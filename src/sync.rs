@@ -229,14 +229,6 @@ impl<T> ObjectQueue<T> {
             Self::Unbounded(queue) => queue.len(),
         }
     }
-
-    /// The most values it can hold; `None` if unbounded.
-    pub(crate) fn capacity(&self) -> Option<usize> {
-        match self {
-            Self::Bounded(queue) => Some(queue.capacity()),
-            Self::Unbounded(_) => None,
-        }
-    }
 }
 
 /// Out of line, so the bounded case (the common one) keeps a compact path.
@@ -287,10 +279,6 @@ impl<T> ObjectQueue<T> {
 
     pub(crate) fn len(&self) -> usize {
         self.items.lock().unwrap().len()
-    }
-
-    pub(crate) fn capacity(&self) -> Option<usize> {
-        self.capacity
     }
 }
 

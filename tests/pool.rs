@@ -4,7 +4,6 @@
 //! against a sequential model.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
@@ -99,6 +98,63 @@ fn full_pool_drops_the_extra_objects() {
     assert_consistent(&pool, &tracker, 0);
     // FIFO: the first two returned come out first.
     assert_eq!(pool.instance().id, 0);
+}
+
+/// Front slots and queue together hold exactly `max_size`, for sizes with
+/// no front slot (1), a few (2..5), all 16 (17) and 16 plus a longer queue.
+#[test]
+fn one_thread_keeps_exactly_max_size() {
+    for max_size in [1, 2, 3, 4, 5, 16, 17, 18, 40] {
+        let tracker = Arc::new(Tracker::default());
+        let pool = Pool::with_max_size(factory(&tracker), max_size);
+        let held: Vec<_> = (0..max_size + 2).map(|_| pool.instance()).collect();
+        drop(held);
+        let s = pool.stats();
+        assert_eq!(pool.len(), max_size, "max_size {max_size}: {s:?}");
+        assert_eq!((s.returned, s.dropped_full), (max_size, 2), "{s:?}");
+        // Every idle object is found again before the factory runs.
+        let held: Vec<_> = (0..max_size).map(|_| pool.instance()).collect();
+        let mut ids: Vec<_> = held.iter().map(|g| g.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), max_size, "an object handed out twice");
+        let s = pool.stats();
+        assert_eq!((s.created, s.reused, s.idle), (max_size + 2, max_size, 0));
+        assert_eq!(
+            pool.instance().id,
+            max_size + 2,
+            "a new one when none is idle"
+        );
+        drop(held);
+        assert_consistent(&pool, &tracker, 0);
+    }
+}
+
+/// Objects a thread returned sit in its home slot, the queue and the other
+/// slots; another thread (with a different home) reuses every one of them
+/// before it makes a new one.
+#[test]
+fn objects_left_by_another_thread_are_reused() {
+    let tracker = Arc::new(Tracker::default());
+    let pool = Pool::with_max_size(factory(&tracker), 6);
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        // Both threads live at once, so their thread indices differ.
+        s.spawn(|| {
+            let held: Vec<_> = (0..6).map(|_| pool.instance()).collect();
+            drop(held);
+            barrier.wait();
+            barrier.wait();
+        });
+        barrier.wait();
+        let held: Vec<_> = (0..6).map(|_| pool.instance()).collect();
+        let s = pool.stats();
+        assert_eq!((s.created, s.reused, s.out), (6, 6, 6), "{s:?}");
+        drop(held);
+        barrier.wait();
+    });
+    assert_consistent(&pool, &tracker, 0);
+    assert_eq!(pool.len(), 6);
 }
 
 #[test]
@@ -423,7 +479,7 @@ fn debug_output() {
 /// out, and the stats agree with the real counts.
 #[test]
 fn stress_64_threads() {
-    for max_size in [1, 4, 0] {
+    for max_size in [1, 2, 4, 20, 0] {
         let tracker = Arc::new(Tracker::default());
         let pool = Arc::new(Pool::with_max_size(factory(&tracker), max_size));
         let start = Arc::new(Barrier::new(64));
@@ -514,7 +570,9 @@ fn stress_64_threads() {
 
 // ---------------------------------------------------------------------------
 // Property test: random take / return / take-for-good / clear / prefill
-// sequences against a sequential model (a FIFO of idle ids plus counters).
+// sequences against a sequential model (the set of idle ids plus counters).
+// Which idle object a take gets is the pool's choice (its front slots and
+// queue), so the model checks that it is one of the idle ones.
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -538,14 +596,14 @@ fn op() -> impl Strategy<Value = Op> {
 
 #[derive(Default)]
 struct Model {
-    idle: VecDeque<usize>,
+    idle: Vec<usize>,
     next_id: usize,
     stats: PoolStats,
 }
 
 proptest! {
     #[test]
-    fn matches_sequential_model(max_size in 0usize..5, ops in proptest::collection::vec(op(), 0..60)) {
+    fn matches_sequential_model(max_size in 0usize..20, ops in proptest::collection::vec(op(), 0..60)) {
         let tracker = Arc::new(Tracker::default());
         let pool = Pool::with_max_size(factory(&tracker), max_size);
         let mut model = Model::default();
@@ -555,17 +613,22 @@ proptest! {
             match op {
                 Op::Take => {
                     let g = pool.instance();
-                    let expected = match model.idle.pop_front() {
-                        Some(id) => { model.stats.reused += 1; id }
-                        None => { model.stats.created += 1; model.next_id += 1; model.next_id - 1 }
-                    };
-                    prop_assert_eq!(g.id, expected);
+                    if model.idle.is_empty() {
+                        model.stats.created += 1;
+                        model.next_id += 1;
+                        prop_assert_eq!(g.id, model.next_id - 1, "a new object");
+                    } else {
+                        let at = model.idle.iter().position(|&id| id == g.id);
+                        prop_assert!(at.is_some(), "{} is not idle: {:?}", g.id, model.idle);
+                        model.idle.swap_remove(at.unwrap());
+                        model.stats.reused += 1;
+                    }
                     held.push(g);
                 }
                 Op::Return(i) if !held.is_empty() => {
                     let g = held.remove(i % held.len());
                     if room(&model) {
-                        model.idle.push_back(g.id);
+                        model.idle.push(g.id);
                         model.stats.returned += 1;
                     } else {
                         model.stats.dropped_full += 1;
@@ -585,7 +648,7 @@ proptest! {
                 Op::Prefill(n) => {
                     let mut added = 0;
                     while added < n && room(&model) {
-                        model.idle.push_back(model.next_id);
+                        model.idle.push(model.next_id);
                         model.next_id += 1;
                         model.stats.created += 1;
                         added += 1;
