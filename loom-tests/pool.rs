@@ -3,7 +3,8 @@
 //! with max_size 1 (no front slot: the queue alone), 2 (one front slot that
 //! every thread shares, and a queue of 1) and 3 (two front slots, so two
 //! threads have a home slot each and take from and return into each
-//! other's, and a queue of 1).
+//! other's, and a queue of 1); and a factory and a reset hook that panic
+//! while another thread uses the pool.
 //!
 //! Every object is a [`Probe`] whose `uses` is a loom `UnsafeCell` that each
 //! holder (and the reset hook) writes: if two threads ever held one object
@@ -390,4 +391,94 @@ fn three_threads_bounded() {
             );
         });
     }
+}
+
+/// The panic message of the deliberate panics below; the panic hook
+/// installed by [`quiet_deliberate_panics`] keeps them off the output.
+const DELIBERATE: &str = "deliberate panic in a pool callback";
+
+/// Silences panics whose message is [`DELIBERATE`] (loom runs the model
+/// thousands of times); every other panic still reaches the default hook.
+fn quiet_deliberate_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&DELIBERATE) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// The factory's first call and the reset hook's first call panic, while
+/// two threads take and return through a pool with one front slot
+/// (max_size 2): the panics are caught in the threads, and afterwards the
+/// books balance (one failed make, one object dropped by the reset hook),
+/// no object is lost or handed out twice, and the pool still works.
+#[test]
+fn panicking_factory_and_reset_hook() {
+    quiet_deliberate_panics();
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(PREEMPTIONS);
+    builder.check(|| {
+        let counts = Arc::new(Counts::default());
+        // Per execution: which calls have happened (std atomics: the
+        // panics' choice is not what is being modelled).
+        let factory_calls = Arc::new(StdAtomicUsize::new(0));
+        let reset_calls = Arc::new(StdAtomicUsize::new(0));
+        let c = Arc::clone(&counts);
+        let pool = Arc::new(
+            Pool::builder(move || {
+                if factory_calls.fetch_add(1, SeqCst) == 0 {
+                    panic!("{}", DELIBERATE);
+                }
+                c.made.fetch_add(1, SeqCst);
+                Probe {
+                    uses: UnsafeCell::new(0),
+                    counts: Arc::clone(&c),
+                }
+            })
+            .reset(move |probe: &mut Probe| {
+                probe.touch();
+                if reset_calls.fetch_add(1, SeqCst) == 0 {
+                    panic!("{}", DELIBERATE);
+                }
+            })
+            .max_size(2)
+            .build(),
+        );
+        let got = Arc::new(StdAtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (pool, got) = (Arc::clone(&pool), Arc::clone(&got));
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let g = pool.instance();
+                            got.fetch_add(1, SeqCst);
+                            g.touch();
+                        }));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let got = got.load(SeqCst);
+        let s = check(
+            &pool,
+            &counts,
+            Did {
+                takes: got,
+                // The guard whose reset hook panicked did not return.
+                returns: got - 1,
+                ..Did::default()
+            },
+        );
+        assert_eq!((s.failed, s.reset_panicked), (1, 1), "{s:?}");
+        assert_eq!(got, 3, "one of the four takes failed: {s:?}");
+        use_once(&pool); // still works
+    });
 }

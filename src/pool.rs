@@ -1252,7 +1252,9 @@ impl<T, E> Pool<T, E> {
     #[cold]
     #[inline(never)]
     fn make(&self, made: &AtomicUsize) -> Result<T, E> {
-        let panicked = CountOnUnwind(&self.rare.failed);
+        // The mutant forgets to count a factory that panics.
+        let panicked =
+            (!mutant("pool::factory_panic_uncounted")).then(|| CountOnUnwind(&self.rare.failed));
         let result = (self.factory)();
         std::mem::forget(panicked);
         bump(if result.is_ok() {
