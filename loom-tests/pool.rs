@@ -482,3 +482,29 @@ fn panicking_factory_and_reset_hook() {
         use_once(&pool); // still works
     });
 }
+
+/// `stats` while `prefill` fills the front slots and the queue (max_size
+/// 3): no guard ever returned, so every snapshot says `returned == 0`,
+/// and no figure wraps around (prefill's puts are not counted as returns,
+/// and the counters are read retirements first).
+#[test]
+fn stats_during_prefill() {
+    loom::model(|| {
+        let (pool, counts) = pool(3, false);
+        let p2 = Arc::clone(&pool);
+        let filler = thread::spawn(move || p2.prefill(3));
+        let s = pool.stats();
+        assert_eq!(s.returned, 0, "{s:?}");
+        assert!(s.idle <= 3 && s.created <= 3 && s.reused == 0, "{s:?}");
+        let added = filler.join().unwrap();
+        let s = check(
+            &pool,
+            &counts,
+            Did {
+                prefill_made: added,
+                ..Did::default()
+            },
+        );
+        assert_eq!((added, s.idle, s.returned), (3, 3, 0), "{s:?}");
+    });
+}

@@ -5,13 +5,16 @@
 //! with the pool's factory if none is idle; the [`PoolGuard`] derefs to it
 //! and puts it back when dropped. At most [`max_size`](Pool::max_size) idle
 //! objects are kept: an object coming back to a full pool is dropped
-//! instead. Idle objects sit in a few *front slots*, one cache line each,
-//! and behind them in crossbeam's `ArrayQueue` (`SegQueue` for an unbounded
-//! pool); each thread has a home slot, so taking and returning are one
-//! compare-and-swap and one store on a line no other thread writes while
-//! there are no more threads than slots (see [the layout](#the-layout-front-slots-then-the-queue)).
-//! No lock, no system call, and no waiting: a thread that finds a slot
-//! busy moves on. The factory runs only when no object is idle.
+//! instead. Idle objects sit in a few *front slots*, each padded to its
+//! own cache line(s), and behind them in crossbeam's `ArrayQueue`
+//! (`SegQueue` for an unbounded pool); each thread has a home slot, so
+//! taking and returning are one compare-and-swap and one store on a line
+//! no other thread writes while the threads using the pool have different
+//! home slots (see [the layout](#the-layout-front-slots-then-the-queue)).
+//! No lock and no system call; no thread ever waits on a front slot (one
+//! that finds a slot busy moves on), while the queue behind them may spin
+//! briefly as crossbeam's queues do. The factory runs only when no idle
+//! object was found.
 //!
 //! ```
 //! use multiopen::Pool;
@@ -60,8 +63,11 @@
 //! than `max_size` idle objects, exactly, without a shared count. A slot is
 //! a state word (holds an object, busy, and a count of puts) beside room
 //! for one object, padded to a cache line. The thread with index `i` (a
-//! small number unique among live threads, reused after a thread exits)
-//! calls slot `i % F` its home.
+//! small number unique among the process's live threads, lowest free
+//! first, reused after a thread exits) calls slot `i % F` its home. So two
+//! threads share a home slot when their indices are equal modulo `F`
+//! (with the default `max_size` of 4, `F` is 3: indices 1 and 4 share);
+//! sharing costs contention on that slot, never correctness.
 //!
 //! - A take tries the home slot (a compare-and-swap to *busy*, read the
 //!   object, a store to *empty*), then the queue, then the other slots,
@@ -79,7 +85,9 @@
 //! empties after it passed (and drop the object): the bound is never
 //! exceeded, and the single-threaded behaviour is exact (`len() ==
 //! max_size` after enough returns). An unbounded pool has 16 front slots
-//! in front of its `SegQueue`.
+//! in front of its `SegQueue`. A slot holds its object inline, so the
+//! slots take `F` × (the object's size rounded up to the padding, 128
+//! bytes on x86_64) up front.
 //!
 //! Why: with a queue alone, every take and return of every thread hits the
 //! queue's head and tail lines, which ping-pong between cores (a raw
@@ -118,8 +126,9 @@
 //!
 //! At rest (no call in flight) the snapshot is exact. One taken while other
 //! threads work combines counters, slot words and the queue's length read
-//! one after another, so *reused* and *out* can be off by the operations in flight
-//! (never below zero), and may even step back between two snapshots.
+//! one after another, so *returned* can be off by the returns in flight,
+//! and *reused* and *out* by the operations in flight (never below zero;
+//! they may even step back between two snapshots).
 //!
 //! # Panics in the factory or the reset hook
 //!
@@ -164,12 +173,13 @@ type Reset<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 // exactly, with no shared count. An unbounded pool has MAX_FRONT slots in
 // front of its `SegQueue`. A front slot holds one object on a cache line of
 // its own. The thread with index `i` (`sync::thread_index`) calls slot
-// `i % F` its home: a take tries the home slot first, then the queue, then
+// `i % F` its home (threads whose indices are equal modulo F share one):
+// a take tries the home slot first, then the queue, then
 // the other slots, and only then runs the factory; a return tries the home
 // slot of the thread that took it (the guard remembers it), then the queue, then
-// the other slots, and only then drops the object. While live threads are
-// at most F, each has a slot of its own and a take+return touches no line
-// another thread writes.
+// the other slots, and only then drops the object. While the pool's
+// threads have distinct homes, a take+return touches no line another
+// thread writes.
 // ---------------------------------------------------------------------------
 
 /// Slot state, bit 0: the slot holds an object.
@@ -178,12 +188,15 @@ const FULL: usize = 1;
 /// clears the bit (a few instructions later, no user code in between),
 /// every other thread skips the slot, never waits on it.
 const BUSY: usize = 2;
-/// Slot state, bits 2 and up: how many objects were ever put into the slot
-/// (wrapping). A put adds `PUT` in the same store that publishes the
-/// object, so counting returns costs nothing extra.
+/// Slot state, bits 2 and up: how many guards ever returned an object into
+/// the slot (wrapping at 2^(usize::BITS - 2): on a 32-bit target, after
+/// about 10^9 returns into one slot, `stats().returned` drops by 2^30). A
+/// return adds `PUT` in the same store that publishes the object, so
+/// counting returns costs nothing extra; `prefill` adds 0.
 const PUT: usize = 4;
 
-/// The most front slots a pool has (16 cache lines, 2 KiB).
+/// The most front slots a pool has (each padded to 128 bytes on x86_64,
+/// or more for a large object).
 const MAX_FRONT: usize = 16;
 /// A guard's `home` when its object did not come through a home slot
 /// lookup (pool without front slots, or a thread without an index).
@@ -245,9 +258,11 @@ impl<T> Slot<T> {
     }
 
     /// Puts `object` into the slot if it is empty and no other thread is at
-    /// it; hands it back otherwise. Never waits.
+    /// it; hands it back otherwise. Never waits. `count` is added to the
+    /// put count: `PUT` for a guard's return, 0 for `prefill` (so the
+    /// count is of returns alone, and only ever grows).
     #[inline(always)]
-    fn put(&self, object: T) -> Result<(), T> {
+    fn put(&self, object: T, count: usize) -> Result<(), T> {
         // Relaxed: a guess for the CAS, which decides.
         let state = self.state.load(Ordering::Relaxed);
         if state & (FULL | BUSY) != 0 {
@@ -261,7 +276,12 @@ impl<T> Slot<T> {
             .state
             // Acquire: pairs with the Release store of the last take, whose
             // read of the old object must happen before our write.
-            .compare_exchange(state, state | BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                state,
+                state | BUSY,
+                ordering_unless("pool::slot_put_acquire_relaxed", Ordering::Acquire),
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return Err(object);
@@ -272,7 +292,7 @@ impl<T> Slot<T> {
             .with_mut(|slot| unsafe { slot.write(MaybeUninit::new(object)) });
         // Release: publishes the object to the next take's Acquire CAS.
         self.state.store(
-            state.wrapping_add(PUT) | FULL,
+            state.wrapping_add(count) | FULL,
             ordering_unless("pool::slot_publish_relaxed", Ordering::Release),
         );
         Ok(())
@@ -473,9 +493,6 @@ struct RareCounts {
     made_for_guard: AtomicUsize,
     /// Factory successes for `prefill`.
     made_for_prefill: AtomicUsize,
-    /// Prefilled objects that went into a front slot (their slot counted
-    /// them as puts; `stats` takes them out of `returned`).
-    prefilled_to_front: AtomicUsize,
     /// Factory calls that returned an error or panicked.
     failed: AtomicUsize,
     /// Guard objects dropped because the pool was full.
@@ -495,7 +512,6 @@ impl RareCounts {
         Self {
             made_for_guard: AtomicUsize::new(0),
             made_for_prefill: AtomicUsize::new(0),
-            prefilled_to_front: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             full_on_return: AtomicUsize::new(0),
             full_on_prefill: AtomicUsize::new(0),
@@ -685,10 +701,11 @@ pub struct PoolBuilder<T, E = Infallible> {
 impl<T, E> PoolBuilder<T, E> {
     /// At most `max_size` idle objects are kept; 0 means no upper limit.
     /// The default is [`Pool::DEFAULT_MAX_SIZE`] (4). A bounded pool
-    /// allocates its `max_size` places up front (up to 16 front slots of a
-    /// cache line each, the rest in crossbeam's `ArrayQueue`), so give the
-    /// number of objects you mean to keep, and 0 for "as many as come
-    /// back".
+    /// allocates its `max_size` places up front (up to 16 front slots,
+    /// each padded to a cache line or more, the rest in crossbeam's
+    /// `ArrayQueue`), so give the number of objects you mean to keep, and
+    /// 0 for "as many as come back" (an unbounded pool allocates its 16
+    /// front slots up front and its queue as it grows).
     ///
     /// ```
     /// use multiopen::Pool;
@@ -973,25 +990,30 @@ impl<T, E> Pool<T, E> {
     pub fn try_prefill(&self, n: usize) -> Result<usize, E> {
         let mut added = 0;
         while added < n && self.has_room() {
-            let object = self.make(&self.rare.made_for_prefill)?;
-            match self.put_in_front(object, NO_HOME) {
+            // Counted as made only once placed (or dropped): until then
+            // `stats` sees it neither made nor idle, rather than made and
+            // not idle, which would pass for a reuse.
+            let object = self.make(None)?;
+            let placed = match self.put_in_front(object, NO_HOME, 0) {
+                Ok(()) => Ok(()),
+                Err(object) => self.idle.push(object),
+            };
+            match placed {
                 Ok(()) => {
-                    bump(&self.rare.prefilled_to_front);
+                    bump(&self.rare.made_for_prefill);
                     added += 1;
-                    continue;
                 }
-                Err(object) => match self.idle.push(object) {
-                    Ok(()) => added += 1,
-                    Err(object) => {
-                        // Returns filled the pool since the room check. The
-                        // mutant trusts the check and loses track of the object.
-                        if !mutant("pool::prefill_assumes_room") {
-                            bump(&self.rare.full_on_prefill);
-                        }
-                        drop(object);
-                        break;
+                Err(object) => {
+                    // Returns filled the pool since the room check. The
+                    // mutant trusts the check and loses track of the object.
+                    // Dropped before made, as `stats` reads them.
+                    if !mutant("pool::prefill_assumes_room") {
+                        bump(&self.rare.full_on_prefill);
                     }
-                },
+                    bump(&self.rare.made_for_prefill);
+                    drop(object);
+                    break;
+                }
             }
         }
         Ok(added)
@@ -1072,9 +1094,9 @@ impl<T, E> Pool<T, E> {
     /// they are kept off the hot path, the
     /// [module documentation](crate::pool#statistics-without-a-shared-hot-line).
     ///
-    /// Cost: a load per counter and per thread stripe, and one `len`. Exact
-    /// at rest; while other threads work, a sum of counters read one after
-    /// another.
+    /// Cost: a load per counter, per front slot and per thread stripe, and
+    /// the queue's `len`. Exact at rest; while other threads work, a sum of
+    /// counters read one after another.
     ///
     /// ```
     /// use multiopen::Pool;
@@ -1090,31 +1112,38 @@ impl<T, E> Pool<T, E> {
         // Acquire throughout (here and in `Slot::state`): pairs with the
         // counting Release operations, so a counted event's effects (a
         // push, a drop) are seen with it.
-        let (mut in_front, mut front_puts) = (0, 0usize);
-        for slot in self.front.iter() {
-            let state = slot.state();
-            in_front += state & FULL;
-            front_puts = front_puts.wrapping_add(state / PUT);
-        }
-        let idle = in_front + self.idle.len();
-        let prefilled_to_front = rare.prefilled_to_front.load(Ordering::Acquire);
-        // Guard returns: into the queue (stripes) and into front slots.
-        let returned = self
-            .stripes
-            .sum()
-            .wrapping_add(front_puts)
-            .wrapping_sub(prefilled_to_front);
-        let made_for_guard = rare.made_for_guard.load(Ordering::Acquire);
-        let made_for_prefill = rare.made_for_prefill.load(Ordering::Acquire);
-        let full_on_return = rare.full_on_return.load(Ordering::Acquire);
+        //
+        // The order makes the snapshot err on the side of fewer reuses:
+        // retirements before makes (a prefill that makes an object and then
+        // drops it for want of room between the two reads is seen made,
+        // never dropped but not made, which would underflow), makes before
+        // the idle objects (a prefilled object made after its read but put
+        // before the slots' is idle and not made, so it cannot pass for a
+        // reuse), the queue returns before the queue (likewise). A slot's
+        // idle object and its return count come from one word.
         let full_on_prefill = rare.full_on_prefill.load(Ordering::Acquire);
+        let full_on_return = rare.full_on_return.load(Ordering::Acquire);
         let taken = rare.taken.load(Ordering::Acquire);
         let reset_panicked = rare.reset_panicked.load(Ordering::Acquire);
         let cleared = rare.cleared.load(Ordering::Acquire);
+        let made_for_guard = rare.made_for_guard.load(Ordering::Acquire);
+        let made_for_prefill = rare.made_for_prefill.load(Ordering::Acquire);
+        let queue_returns = self.stripes.sum();
+        let (mut in_front, mut front_returns) = (0, 0usize);
+        for slot in self.front.iter() {
+            let state = slot.state();
+            in_front += state & FULL;
+            front_returns = front_returns.wrapping_add(state / PUT);
+        }
+        let idle = in_front + self.idle.len();
+        // Guard returns: into the queue (stripes) and into front slots.
+        let returned = queue_returns.wrapping_add(front_returns);
         let created = made_for_guard + made_for_prefill;
         let retired = full_on_return + full_on_prefill + taken + reset_panicked + cleared;
         // Made idle: prefilled objects that fitted, and returns.
-        let pushed = made_for_prefill - full_on_prefill + returned;
+        let pushed = made_for_prefill
+            .saturating_sub(full_on_prefill)
+            .saturating_add(returned);
         PoolStats {
             created,
             failed: rare.failed.load(Ordering::Acquire),
@@ -1159,7 +1188,7 @@ impl<T, E> Pool<T, E> {
                 }
             }
         }
-        self.make(&self.rare.made_for_guard)
+        self.make(Some(&self.rare.made_for_guard))
     }
 
     /// The calling thread's home slot: its thread index modulo the number
@@ -1172,19 +1201,21 @@ impl<T, E> Pool<T, E> {
             return NO_HOME;
         }
         match thread_index() {
-            // Indices are dense from 0, so the division is rare.
+            // Indices are dense from 0, but small pools divide for most
+            // threads: a 32-bit division (slots <= MAX_FRONT; truncating a
+            // huge index still picks a valid slot).
             Some(index) if index < slots => index,
-            Some(index) => index % slots,
+            Some(index) => (index as u32 % slots as u32) as usize,
             None => NO_HOME,
         }
     }
 
     /// Puts `object` into the first front slot that takes it, other than
     /// `skip`; hands it back if none does.
-    fn put_in_front(&self, mut object: T, skip: usize) -> Result<(), T> {
+    fn put_in_front(&self, mut object: T, skip: usize, count: usize) -> Result<(), T> {
         for (index, slot) in self.front.iter().enumerate() {
             if index != skip {
-                match slot.put(object) {
+                match slot.put(object, count) {
                     Ok(()) => return Ok(()),
                     Err(back) => object = back,
                 }
@@ -1197,7 +1228,7 @@ impl<T, E> Pool<T, E> {
     /// front slots, or drop it.
     #[inline(never)]
     fn put_elsewhere_or_drop(&self, object: T, home: usize) {
-        if let Err(object) = self.put_in_front(object, home) {
+        if let Err(object) = self.put_in_front(object, home, PUT) {
             self.drop_full(object);
         }
     }
@@ -1236,7 +1267,7 @@ impl<T, E> Pool<T, E> {
         // SAFETY: the caller gives up `object`; it is moved out once.
         let object = unsafe { ManuallyDrop::take(object) };
         let object = match self.front.get(home) {
-            Some(slot) => match slot.put(object) {
+            Some(slot) => match slot.put(object, PUT) {
                 Ok(()) => return, // counted in the slot's state word
                 Err(object) => object,
             },
@@ -1248,20 +1279,21 @@ impl<T, E> Pool<T, E> {
         }
     }
 
-    /// Runs the factory, counting the outcome in `made` or `failed`.
+    /// Runs the factory, counting the outcome in `made` (if given: `prefill`
+    /// counts its objects itself, once placed) or `failed`.
     #[cold]
     #[inline(never)]
-    fn make(&self, made: &AtomicUsize) -> Result<T, E> {
+    fn make(&self, made: Option<&AtomicUsize>) -> Result<T, E> {
         // The mutant forgets to count a factory that panics.
         let panicked =
             (!mutant("pool::factory_panic_uncounted")).then(|| CountOnUnwind(&self.rare.failed));
         let result = (self.factory)();
         std::mem::forget(panicked);
-        bump(if result.is_ok() {
-            made
-        } else {
-            &self.rare.failed
-        });
+        match (&result, made) {
+            (Ok(_), Some(made)) => bump(made),
+            (Ok(_), None) => {}
+            (Err(_), _) => bump(&self.rare.failed),
+        }
         result
     }
 

@@ -665,3 +665,34 @@ proptest! {
         }
     }
 }
+
+/// `stats` taken while another thread prefills and clears: no guard ever
+/// returns, so `returned` stays 0 in every snapshot, and no figure wraps
+/// around (a review found `returned` near `usize::MAX` here once).
+#[test]
+fn stats_stay_sane_while_prefill_races() {
+    /// Stops the filler when dropped, so a failed assertion cannot leave
+    /// it looping (and the scope waiting for it).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    let pool = Pool::with_max_size(|| [0u8; 16], 16);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(SeqCst) {
+                pool.prefill(16);
+                pool.clear();
+            }
+        });
+        let _stop = StopOnDrop(&done);
+        for _ in 0..20_000 {
+            let st = pool.stats();
+            assert_eq!(st.returned, 0, "{st:?}");
+            assert!(st.reused <= st.created && st.idle <= 16, "{st:?}");
+        }
+    });
+}
