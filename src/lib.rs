@@ -6,7 +6,8 @@
 //!   [`join`](MultiOpen::join) waits for that; it can cycle many times.
 //! - [`Pool`]: reusable objects (buffers, sessions) handed out by
 //!   [`instance`](Pool::instance) and put back when the guard drops; take
-//!   and return are one lock-free queue operation each.
+//!   and return are one compare-and-swap and one store each, on a front
+//!   slot of the calling thread's own, before a lock-free queue.
 //! - [`RunState`]: a task that starts, may be cancelled, and stops:
 //!   [`cancelled`](RunState::cancelled) is one atomic load, cheap to poll
 //!   from a hot loop; [`cancel`](RunState::cancel) wakes every thread in

@@ -171,8 +171,8 @@ type Reset<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 // plus an `ArrayQueue` of `max_size - F` (F = min(max_size - 1, MAX_FRONT),
 // so the queue always has room for one): at most `max_size` idle objects,
 // exactly, with no shared count. An unbounded pool has MAX_FRONT slots in
-// front of its `SegQueue`. A front slot holds one object on a cache line of
-// its own. The thread with index `i` (`sync::thread_index`) calls slot
+// front of its `SegQueue`. A front slot holds one object, padded to cache
+// lines of its own. The thread with index `i` (`sync::thread_index`) calls slot
 // `i % F` its home (threads whose indices are equal modulo F share one):
 // a take tries the home slot first, then the queue, then
 // the other slots, and only then runs the factory; a return tries the home

@@ -181,7 +181,7 @@ pub(crate) fn ordering_unless(name: &str, ordering: Ordering) -> Ordering {
 /// Normally crossbeam's lock-free `ArrayQueue` (bounded: a push onto a full
 /// queue hands the object back) or `SegQueue` (unbounded); every operation
 /// is one queue operation, no lock. Under loom, where crossbeam is invisible,
-/// a loom `Mutex<VecDeque>` with the same push/pop/len/capacity contract, so
+/// a loom `Mutex<VecDeque>` with the same push/pop/len contract, so
 /// the models check the pool's own logic around the queue.
 #[cfg(not(loom))]
 #[derive(Debug)]
