@@ -2,7 +2,8 @@
 //! workload on a `Mutex`/`Condvar` design, with the speedup.
 //!
 //! - N workers (default 4 × cores), each under its own [`RunState`]: it
-//!   checks for a cancel between jobs, so it stops within one job.
+//!   checks for a cancel between jobs, so it stops within one job (then
+//!   opens the service once more to send its unsent results).
 //! - One shared `Arc<MultiOpen<Service>>`. Its startup spawns a helper thread
 //!   (a result sink fed by a channel); its shutdown closes the channel,
 //!   lets the sink drain and joins it. Every job opens and closes the
@@ -149,43 +150,47 @@ struct Sink {
 
 impl Sink {
     fn start(tally: &Arc<Tally>) -> std::io::Result<Sink> {
+        let (sender, receiver) = mpsc::sync_channel::<Batch>(SINK_CAPACITY);
+        let thread = {
+            let tally = Arc::clone(tally);
+            thread::Builder::new()
+                .name("result-sink".into())
+                .spawn(move || {
+                    // Receives until every sender is gone (the shutdown drops
+                    // the only one), so it drains whatever is queued and never
+                    // leaves a sender waiting on a full channel.
+                    let (mut received, mut checksum) = (0u64, 0u64);
+                    let mut seen = std::mem::take(&mut *tally.seen.lock().unwrap());
+                    let mut unledgered = 0u64;
+                    for (job, sum) in receiver.into_iter().flatten() {
+                        match seen.get_mut(job as usize) {
+                            Some(count) => *count = count.saturating_add(1),
+                            None => unledgered += 1,
+                        }
+                        checksum = checksum.wrapping_add(sum);
+                        received += 1;
+                        if received % SINK_PUBLISH_EVERY == 0 {
+                            tally
+                                .received
+                                .fetch_add(SINK_PUBLISH_EVERY, Ordering::Relaxed);
+                        }
+                    }
+                    tally
+                        .received
+                        .fetch_add(received % SINK_PUBLISH_EVERY, Ordering::Relaxed);
+                    tally.checksum.fetch_add(checksum, Ordering::Relaxed);
+                    *tally.seen.lock().unwrap() = seen;
+                    if unledgered > 0 {
+                        tally.violation("a sink ran without the ledger (two live cycles?)");
+                    }
+                })?
+        };
+        // Counted once the startup has succeeded (a failed spawn is an
+        // error for the opener, not a cycle).
         if tally.live.fetch_add(1, Ordering::SeqCst) != 0 {
             tally.violation("a startup while another cycle was live");
         }
         tally.startups.fetch_add(1, Ordering::SeqCst);
-        let (sender, receiver) = mpsc::sync_channel::<Batch>(SINK_CAPACITY);
-        let tally = Arc::clone(tally);
-        let thread = thread::Builder::new()
-            .name("result-sink".into())
-            .spawn(move || {
-                // Receives until every sender is gone (the shutdown drops
-                // the only one), so it drains whatever is queued and never
-                // leaves a sender waiting on a full channel.
-                let (mut received, mut checksum) = (0u64, 0u64);
-                let mut seen = std::mem::take(&mut *tally.seen.lock().unwrap());
-                let mut unledgered = 0u64;
-                for (job, sum) in receiver.into_iter().flatten() {
-                    match seen.get_mut(job as usize) {
-                        Some(count) => *count = count.saturating_add(1),
-                        None => unledgered += 1,
-                    }
-                    checksum = checksum.wrapping_add(sum);
-                    received += 1;
-                    if received % SINK_PUBLISH_EVERY == 0 {
-                        tally
-                            .received
-                            .fetch_add(SINK_PUBLISH_EVERY, Ordering::Relaxed);
-                    }
-                }
-                tally
-                    .received
-                    .fetch_add(received % SINK_PUBLISH_EVERY, Ordering::Relaxed);
-                tally.checksum.fetch_add(checksum, Ordering::Relaxed);
-                *tally.seen.lock().unwrap() = seen;
-                if unledgered > 0 {
-                    tally.violation("a sink ran without the ledger (two live cycles?)");
-                }
-            })?;
         Ok(Sink { sender, thread })
     }
 
@@ -194,7 +199,8 @@ impl Sink {
     /// Callers hold an open, so the service cannot shut down (and `stop`
     /// cannot drop the sender) during the wait; the sink thread meanwhile
     /// keeps receiving, so a slot always frees up. If the sink died the
-    /// receiver is gone and `send` fails at once instead of waiting.
+    /// receiver is gone and `send` panics at once instead of waiting (the
+    /// worker then ends, and the supervisor stops the run as failed).
     fn send(&self, batch: &mut Batch) {
         let full = std::mem::replace(batch, Batch::with_capacity(SINK_BATCH));
         // The receiver lives until `stop`, which needs every open closed.
@@ -233,7 +239,8 @@ struct WorkerReport {
     jobs: u64,
     /// Closes that were the final one and ran the shutdown.
     shutdowns: usize,
-    /// Wrapping sum of the checksums sent.
+    /// Wrapping sum of the checksums of the jobs done (all sent to the
+    /// sink unless the worker failed).
     checksum: u64,
     /// When the worker finished its last job.
     last_job_at: Option<Instant>,
@@ -518,6 +525,9 @@ enum StopReason {
     JobsDone,
     TimeUp,
     Interrupted,
+    /// A worker left its loop before the cancel: it failed (an open or
+    /// close error, or a panic), and the jobs it took will never be done.
+    WorkerFailed,
 }
 
 /// What the supervisor saw.
@@ -531,9 +541,11 @@ struct Supervised {
 }
 
 /// Watches the workers' counters, redraws the progress line, and returns
-/// once the jobs are done, the time is up, or `demo` (the whole program's
-/// `RunState`, cancelled by Ctrl-C) is cancelled. The caller then cancels
-/// the workers.
+/// once the jobs are done, the time is up, `demo` (the whole program's
+/// `RunState`, cancelled by Ctrl-C) is cancelled, or a worker has ended
+/// on its own (`workers`: a healthy worker only ends after the cancel, so
+/// an ended one failed, and waiting for its jobs would wait forever). The
+/// caller then cancels the workers.
 ///
 /// Every tick it also samples the sink backlog: jobs done minus results
 /// the sink has published. `done` is loaded (Acquire) before `received`,
@@ -542,10 +554,12 @@ struct Supervised {
 /// published all but fewer than `SINK_PUBLISH_EVERY` results of what came
 /// before; add the results waiting in each worker's batch, and each sample
 /// is at most `sink_backlog_bound(workers)`.
-fn supervise(
+#[allow(clippy::too_many_arguments)]
+fn supervise<T>(
     label: &str,
     demo: &RunState,
     counters: &[WorkerCounters],
+    workers: &[thread::JoinHandle<T>],
     jobs: u64,
     limit: Option<Duration>,
     began: Instant,
@@ -578,6 +592,8 @@ fn supervise(
             Some(StopReason::JobsDone)
         } else if limit.is_some_and(|limit| elapsed >= limit) {
             Some(StopReason::TimeUp)
+        } else if workers.iter().any(|w| w.is_finished()) {
+            Some(StopReason::WorkerFailed)
         } else {
             None
         };
@@ -757,6 +773,7 @@ fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
         "multiopen",
         demo,
         &counters,
+        &workers,
         options.jobs,
         options.limit,
         began,
@@ -889,6 +906,7 @@ fn run_baseline(options: &Options, demo: &RunState) -> Outcome {
         "Mutex",
         demo,
         &counters,
+        &workers,
         options.jobs,
         options.limit,
         began,
@@ -1024,6 +1042,7 @@ fn print_table(threads: usize, job_bytes: usize, outcomes: &[Outcome]) {
             StopReason::JobsDone => "jobs done",
             StopReason::TimeUp => "time up",
             StopReason::Interrupted => "Ctrl-C",
+            StopReason::WorkerFailed => "a worker failed",
         }
         .to_owned()
     });
