@@ -124,15 +124,15 @@ fn check(pool: &Pool<Probe>, counts: &Counts, did: Did) -> PoolStats {
     s
 }
 
-/// Two threads each take, write and return an object `uses` times, from
-/// a pool of `max_size`, checking every interleaving with at most
+/// `threads` threads each take, write and return an object `uses` times,
+/// from a pool of `max_size`, checking every interleaving with at most
 /// `preemption_bound` preemptions (all of them if `None`).
-fn two_threads_take_and_return(max_size: usize, uses: usize, preemption_bound: Option<usize>) {
+fn take_and_return(threads: usize, max_size: usize, uses: usize, preemption_bound: Option<usize>) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = preemption_bound;
     builder.check(move || {
         let (pool, counts) = pool(max_size, false);
-        let threads: Vec<_> = (0..2)
+        let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let pool = Arc::clone(&pool);
                 thread::spawn(move || {
@@ -142,15 +142,15 @@ fn two_threads_take_and_return(max_size: usize, uses: usize, preemption_bound: O
                 })
             })
             .collect();
-        for t in threads {
+        for t in handles {
             t.join().unwrap();
         }
         check(
             &pool,
             &counts,
             Did {
-                takes: 2 * uses,
-                returns: 2 * uses,
+                takes: threads * uses,
+                returns: threads * uses,
                 ..Did::default()
             },
         );
@@ -164,7 +164,7 @@ fn two_threads_take_and_return(max_size: usize, uses: usize, preemption_bound: O
 #[test]
 fn two_threads_one_use_each() {
     for max_size in [1, 2, 3] {
-        two_threads_take_and_return(max_size, 1, None);
+        take_and_return(2, max_size, 1, None);
     }
 }
 
@@ -174,13 +174,13 @@ fn two_threads_one_use_each() {
 /// many schedules for CI).
 #[test]
 fn two_threads_two_uses_each() {
-    two_threads_take_and_return(1, 2, None);
+    take_and_return(2, 1, 2, None);
     for max_size in [2, 3] {
-        two_threads_take_and_return(max_size, 2, Some(PREEMPTIONS));
+        take_and_return(2, max_size, 2, Some(PREEMPTIONS));
     }
 }
 
-/// The preemption bound of the bounded two-use models.
+/// The preemption bound of the bounded models.
 const PREEMPTIONS: usize = 3;
 
 /// Two threads hold two objects at once against max_size 1 (so returns
@@ -337,59 +337,21 @@ fn clear_races_a_return() {
 /// return. The inheritor's Relaxed load of the stripe must see the exited
 /// thread's count (the give-back's Release and the claim's Acquire order
 /// them), or a count is lost and the stats come out short.
+///
+/// With max_size 1 (no front slot) every return goes through the queue
+/// and is counted in a stripe: one use per thread, every interleaving.
 #[test]
 fn exited_thread_hands_its_index_on() {
-    loom::model(|| {
-        let (pool, counts) = pool(1, false);
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let pool = Arc::clone(&pool);
-                thread::spawn(move || use_once(&pool))
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        check(
-            &pool,
-            &counts,
-            Did {
-                takes: 2,
-                returns: 2,
-                ..Did::default()
-            },
-        );
-    });
+    take_and_return(2, 1, 1, None);
 }
 
-/// Three threads, max_size 1, 2 and 3, under a preemption bound of 3
-/// (every interleaving with at most three preemptions).
+/// Three threads, one use each, max_size 1, 2 and 3, under the
+/// preemption bound PREEMPTIONS (every interleaving with at most three
+/// preemptions).
 #[test]
 fn three_threads_bounded() {
     for max_size in [1, 2, 3] {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(move || {
-            let (pool, counts) = pool(max_size, false);
-            let threads: Vec<_> = (0..3)
-                .map(|_| {
-                    let pool = Arc::clone(&pool);
-                    thread::spawn(move || use_once(&pool))
-                })
-                .collect();
-            for t in threads {
-                t.join().unwrap();
-            }
-            check(
-                &pool,
-                &counts,
-                Did {
-                    takes: 3,
-                    returns: 3,
-                    ..Did::default()
-                },
-            );
-        });
+        take_and_return(3, max_size, 1, Some(PREEMPTIONS));
     }
 }
 
