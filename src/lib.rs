@@ -1,34 +1,19 @@
 //! Lock-free, loom-checked resource-management primitives for heavily
-//! threaded programs, after the Python package `cs.resources`.
+//! threaded programs (thread pools, servers, pipelines), after the Python
+//! package `cs.resources`.
 //!
-//! - [`MultiOpen`]: one shared resource opened by many threads: the first
-//!   [`open`](MultiOpen::open) runs startup, the last close runs shutdown,
-//!   [`join`](MultiOpen::join) waits for that; it can cycle many times.
-//! - [`Pool`]: reusable objects (buffers, sessions) handed out by
-//!   [`instance`](Pool::instance) and put back when the guard drops; take
-//!   and return are one compare-and-swap and one store each, on a front
-//!   slot of the calling thread's own, before a lock-free queue.
-//! - [`RunState`]: a task that starts, may be cancelled, and stops:
-//!   [`cancelled`](RunState::cancelled) is one atomic load, cheap to poll
-//!   from a hot loop; [`cancel`](RunState::cancel) wakes every thread in
-//!   [`sleep`](RunState::sleep) or paused; timestamps, callbacks, a guard.
-//!
-//! Every state lives in atomics; nothing on a hot path takes a lock (open
-//! and close on an open object are one atomic read-modify-write each);
-//! threads that must wait sleep on a futex and are woken by the transition
-//! they wait for. The same code, built with `RUSTFLAGS="--cfg loom"`, is
-//! model-checked by the loom models in `loom-tests/`.
-//!
-//! The README follows: the quick tour, each primitive, the measured
-//! comparisons, the Python-to-Rust name map and how correctness is checked.
-//! Its examples run as doctests.
-#![cfg_attr(not(all(doctest, loom_build)), doc = include_str!("../README.md"))]
+//! The tour below (`src/tour.md`) is the crate's front page: which type
+//! for which need, one example each, the feature flags and where to go next.
+// The tour's examples would run against loom's mocks, which panic outside a
+// model, when the doctests are collected under `--cfg loom`; see below.
+#![cfg_attr(not(all(doctest, loom_build)), doc = include_str!("tour.md"))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 // Under `RUSTFLAGS="--cfg loom"` the library is built on loom's mocks, which
 // panic outside a loom model. rustdoc does not see RUSTFLAGS, so it would run
 // the doctests against them; `build.rs` sets `loom_build` for rustdoc too, and
-// doctest collection then skips the API and the README above. The loom
+// doctest collection then skips the API, the tour and the README. The loom
 // models are the tests there.
 
 #[cfg(not(all(doctest, loom_build)))]
@@ -63,3 +48,9 @@ pub use run_state::{
     CallbackId, HasRunState, OwnedRunGuard, RunEvent, RunGuard, RunPhase, RunState, UntilCancelled,
     UntilCancelledExt,
 };
+
+/// The README's examples, run as doctests (`cargo test --doc`); not part of
+/// the API.
+#[cfg(all(doctest, not(loom_build)))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
