@@ -1,0 +1,324 @@
+//! The close path: [`CloseOutcome`], [`CloseOptions`], closing detached
+//! opens, the release of a held open, and the final close's shutdown.
+
+use std::panic::Location;
+
+#[cfg(doc)]
+use super::guard::OpenGuard;
+use super::resource::Resource;
+use super::state::{COUNT_MASK, IDLE, OPEN, PHASE_MASK, SHUTTING_DOWN};
+use super::MultiOpen;
+use crate::error::{CloseError, CloseHow, CloseSite};
+use crate::sync::{mutant, ordering_unless, Ordering};
+
+/// What a successful close did.
+///
+/// ```
+/// use multiopen::{CloseOutcome, MultiOpen};
+///
+/// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+/// let (a, b) = (mo.open()?, mo.open()?);
+/// assert_eq!(a.close()?, CloseOutcome::StillOpen);
+/// assert_eq!(b.close()?, CloseOutcome::ShutDown);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Other opens remain; nothing else happened.
+    StillOpen,
+    /// This was the final close: shutdown ran and succeeded.
+    ShutDown,
+    /// Nothing was open to close, and the caller said that was fine
+    /// ([`CloseOptions::unopened_ok`]).
+    NothingOpen,
+    /// This close brought the count to zero, but so did another close at
+    /// nearly the same moment (a re-open and re-close slipped in between),
+    /// and that close ran the shutdown (or is running it). This close was
+    /// final all the same: [`close_final`](OpenGuard::close_final) does not
+    /// reject it. Exactly one close per cycle reports
+    /// [`ShutDown`](CloseOutcome::ShutDown) or a shutdown error.
+    ShutDownByOther,
+}
+
+/// Options for [`MultiOpen::close_with`], after the Python
+/// `close(enforce_final_close, caller_frame, unopened_ok)`; the caller's
+/// location is taken by `#[track_caller]`.
+///
+/// ```
+/// use multiopen::{CloseOptions, CloseOutcome, MultiOpen};
+///
+/// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+/// let quiet = CloseOptions::new().unopened_ok(true);
+/// assert_eq!(mo.close_with(quiet)?, CloseOutcome::NothingOpen);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CloseOptions {
+    enforce_final_close: bool,
+    unopened_ok: bool,
+}
+
+impl CloseOptions {
+    /// No options: like [`MultiOpen::close`].
+    ///
+    /// ```
+    /// assert_eq!(multiopen::CloseOptions::new(), Default::default());
+    /// ```
+    pub const fn new() -> Self {
+        Self {
+            enforce_final_close: false,
+            unopened_ok: false,
+        }
+    }
+
+    /// The close must be the final one, or it returns
+    /// [`CloseError::NotFinal`] (after closing all the same).
+    ///
+    /// ```
+    /// use multiopen::{CloseError, CloseOptions, MultiOpen};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// let held = mo.open()?;
+    /// mo.open()?.detach();
+    /// let must_be_final = CloseOptions::new().enforce_final_close(true);
+    /// assert!(matches!(mo.close_with(must_be_final), Err(CloseError::NotFinal { still_open: 1 })));
+    /// # drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub const fn enforce_final_close(mut self, yes: bool) -> Self {
+        self.enforce_final_close = yes;
+        self
+    }
+
+    /// Closing with nothing to close is not an error: it returns
+    /// [`CloseOutcome::NothingOpen`]. For cleanup paths that may run even
+    /// when the matching open never happened.
+    ///
+    /// ```
+    /// use multiopen::{CloseOptions, MultiOpen};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// assert!(mo.close().is_err());
+    /// assert!(mo.close_with(CloseOptions::new().unopened_ok(true)).is_ok());
+    /// ```
+    pub const fn unopened_ok(mut self, yes: bool) -> Self {
+        self.unopened_ok = yes;
+        self
+    }
+}
+
+impl<R: Resource> MultiOpen<R> {
+    /// Closes one open that was [detached](OpenGuard::detach) from its guard
+    /// (Python-style code that opens in one place and closes in another).
+    /// The final close runs shutdown here and returns its result.
+    ///
+    /// With no detached open outstanding this is an extra close: an error
+    /// that names where the last final close happened, and nothing changes.
+    ///
+    /// ```
+    /// use multiopen::{CloseError, CloseOutcome, MultiOpen};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// mo.open()?.detach();
+    /// assert_eq!(mo.close()?, CloseOutcome::ShutDown);
+    /// assert!(matches!(mo.close(), Err(CloseError::Unmatched(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn close(&self) -> Result<CloseOutcome, CloseError<R::Error>> {
+        self.close_with(CloseOptions::new())
+    }
+
+    /// [`close`](Self::close) with [`CloseOptions`]: require the close to be
+    /// final, or accept that nothing is open.
+    ///
+    /// ```
+    /// use multiopen::{CloseOptions, CloseOutcome, MultiOpen};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// mo.open()?.detach();
+    /// let last = CloseOptions::new().enforce_final_close(true);
+    /// assert_eq!(mo.close_with(last)?, CloseOutcome::ShutDown);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn close_with(&self, options: CloseOptions) -> Result<CloseOutcome, CloseError<R::Error>> {
+        let site = CloseSite {
+            location: Location::caller(),
+            how: CloseHow::Explicit,
+        };
+        // Relaxed: only a first guess for the CAS below.
+        let mut detached = self.detached.load(Ordering::Relaxed);
+        loop {
+            if detached == 0 {
+                if options.unopened_ok {
+                    return Ok(CloseOutcome::NothingOpen);
+                }
+                if !self.ever_opened() {
+                    return Err(CloseError::NeverOpened(self.never_opened_error()));
+                }
+                return Err(CloseError::Unmatched(self.closed_error()));
+            }
+            // Acquire: pairs with `detach`'s Release, so the detaching
+            // thread's use of the handle happens before our close (and so
+            // before any shutdown it triggers).
+            match self.detached.compare_exchange_weak(
+                detached,
+                detached - 1,
+                ordering_unless("multi_open::detach_relaxed", Ordering::Acquire),
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => detached = now,
+            }
+        }
+        self.release_with_options(site, options.enforce_final_close)
+    }
+
+    // ----- the close path -----
+
+    /// Closes one held open; the final close runs shutdown.
+    #[inline]
+    pub(super) fn release(&self, site: CloseSite) -> Result<CloseOutcome, CloseError<R::Error>> {
+        // Release: our reads of the handle happen before the shutter's
+        // Acquire takes it away.
+        let prev = self.state.fetch_sub(
+            1,
+            ordering_unless("multi_open::close_relaxed", Ordering::Release),
+        );
+        if prev & COUNT_MASK != 1 {
+            return Ok(CloseOutcome::StillOpen);
+        }
+        self.release_last(site)
+    }
+
+    /// [`release`](Self::release), then the `enforce_final_close` check.
+    pub(super) fn release_with_options(
+        &self,
+        site: CloseSite,
+        enforce_final_close: bool,
+    ) -> Result<CloseOutcome, CloseError<R::Error>> {
+        match self.release(site)? {
+            CloseOutcome::StillOpen if enforce_final_close => Err(CloseError::NotFinal {
+                still_open: self.open_count(),
+            }),
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// A guard's drop: the same fast path as [`release`](Self::release).
+    #[inline]
+    pub(super) fn release_on_drop(&self, opened_at: &'static Location<'static>) {
+        // Release: as in `release`.
+        let prev = self.state.fetch_sub(
+            1,
+            ordering_unless("multi_open::close_relaxed", Ordering::Release),
+        );
+        if prev & COUNT_MASK == 1 {
+            self.release_last_on_drop(opened_at);
+        }
+    }
+
+    /// A guard's drop was the last close. Shutdown's error has nowhere to
+    /// go and is dropped (use `close()` to see it). If this thread is
+    /// already unwinding, a panic from shutdown is swallowed rather than
+    /// aborting the process; the state is consistent either way.
+    #[cold]
+    fn release_last_on_drop(&self, opened_at: &'static Location<'static>) {
+        let site = CloseSite {
+            location: opened_at,
+            how: CloseHow::GuardDropped,
+        };
+        if std::thread::panicking() {
+            let _ =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.release_last(site)));
+        } else {
+            let _ = self.release_last(site);
+        }
+    }
+
+    /// Our close brought the count to zero: try to become the shutter.
+    #[cold]
+    fn release_last(&self, site: CloseSite) -> Result<CloseOutcome, CloseError<R::Error>> {
+        if mutant("multi_open::close_check_then_act") {
+            // The bug: look, then leap.
+            let state = self.state.load(Ordering::Acquire);
+            if state & (PHASE_MASK | COUNT_MASK) != OPEN {
+                return Ok(CloseOutcome::StillOpen);
+            }
+            self.state.store(state | SHUTTING_DOWN, Ordering::Relaxed);
+            return self.run_shutdown(site);
+        }
+        // Relaxed: first guess for the CAS.
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & COUNT_MASK != 0 {
+                // Someone opened again since our decrement: not final.
+                return Ok(CloseOutcome::StillOpen);
+            }
+            if state & PHASE_MASK != OPEN {
+                // The count is zero but another close that also brought it
+                // to zero (after a re-open and re-close slipped in between)
+                // claimed the shutdown first.
+                return Ok(CloseOutcome::ShutDownByOther);
+            }
+            // Acquire: pairs with every closer's Release decrement (they
+            // form one release sequence on this word), so all uses of the
+            // handle happen before we take it.
+            match self.state.compare_exchange_weak(
+                state,
+                state | SHUTTING_DOWN,
+                ordering_unless("multi_open::shutdown_claim_relaxed", Ordering::Acquire),
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.run_shutdown(site),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Runs shutdown; we are the one thread in SHUTTING_DOWN and own the
+    /// handle cell. `ShutdownFinish` ends the phase even if shutdown panics.
+    fn run_shutdown(&self, site: CloseSite) -> Result<CloseOutcome, CloseError<R::Error>> {
+        let tag = usize::from(site.how == CloseHow::GuardDropped);
+        let location = (site.location as *const Location<'static>).cast_mut();
+        // Relaxed: a diagnostic for error messages; it guards no data.
+        self.final_close
+            .store(location.map_addr(|addr| addr | tag), Ordering::Relaxed);
+        // SAFETY: in SHUTTING_DOWN only the shutter touches the cell, and
+        // our Acquire CAS saw every holder's Release close.
+        let handle = self.handle.with_mut(|cell| unsafe { (*cell).take() });
+        let finish = ShutdownFinish { owner: self };
+        let result = match handle {
+            Some(handle) => self.resource.shutdown(handle),
+            None => Ok(()),
+        };
+        drop(finish);
+        result
+            .map(|()| CloseOutcome::ShutDown)
+            .map_err(CloseError::Shutdown)
+    }
+}
+
+/// Ends a shutdown, even a panicking one: counts it, returns to IDLE, wakes
+/// waiting openers, and finalises unless finalise-later is set.
+struct ShutdownFinish<'a, R: Resource> {
+    owner: &'a MultiOpen<R>,
+}
+
+impl<R: Resource> Drop for ShutdownFinish<'_, R> {
+    fn drop(&mut self) {
+        let owner = self.owner;
+        // Release: `finalise_pending`'s Acquire then sees the shutdown.
+        owner.shutdowns.fetch_add(1, Ordering::Release);
+        // Release: the next starter's Acquire sees the shutdown's effects.
+        owner.end_phase(
+            Ordering::Release,
+            |state| (state & !PHASE_MASK) | IDLE,
+            "multi_open::shutdown_no_wake",
+        );
+        if !owner.finalise_later() {
+            owner.finalise_pending();
+        }
+    }
+}

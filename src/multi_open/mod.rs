@@ -1,0 +1,390 @@
+//! [`MultiOpen`]: one shared resource, opened and closed by many threads.
+//!
+//! The first `open` runs the resource's startup, the last close runs its
+//! shutdown, [`join`](MultiOpen::join) waits for that shutdown to be
+//! finalised, and the whole cycle can repeat. Opening or closing an object
+//! that is already open is one atomic read-modify-write, with no lock and no
+//! system call; a thread blocks (on a futex) only when it must wait for
+//! another thread's startup or shutdown, or in `join`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use multiopen::MultiOpen;
+//!
+//! // A "connection" that is set up by the first user and torn down by the last.
+//! let db = Arc::new(MultiOpen::from_fns(
+//!     || Ok::<_, std::io::Error>(String::from("connection")),
+//!     |conn| { drop(conn); Ok(()) },
+//! ));
+//! let workers: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let conn = db.open_owned().expect("startup works");
+//!         std::thread::spawn(move || assert_eq!(*conn, "connection"))
+//!     })
+//!     .collect();
+//! for w in workers {
+//!     w.join().unwrap();
+//! }
+//! db.join()?; // every guard is gone: the last close shut it down
+//! assert!(db.closed());
+//! # Ok::<(), multiopen::NeverOpenedError>(())
+//! ```
+//!
+//! # The cycle
+//!
+//! `Idle → Starting → Open → ShuttingDown → Idle → …`. Exactly one thread runs
+//! startup (the opener that found the object idle) and exactly one runs
+//! shutdown (the close that brought the count to zero). An opener that
+//! arrives during startup or shutdown sleeps until it ends, then takes part
+//! in the new state: it is granted the open, or (after a shutdown or a failed
+//! startup) runs startup itself. Each successful startup begins a new
+//! *cycle*; each shutdown ends one and, unless finalise-later is set,
+//! *finalises* it, releasing the cycle's joiners.
+//!
+//! A re-open that comes after the final close but before a pending
+//! finalise (finalise-later) starts a new cycle at once; the old cycle's
+//! joiners stay waiting for the old cycle's finalise, and `finalise()`
+//! releases them without touching the new cycle. (The Python original
+//! replaced the condition and stranded them.)
+
+mod close;
+mod guard;
+mod join;
+mod open;
+mod resource;
+mod state;
+
+pub use close::{CloseOptions, CloseOutcome};
+pub use guard::{OpenGuard, OwnedOpenGuard};
+pub use resource::{FnResource, Openable, Resource, Wrapped};
+pub use state::{MultiOpenState, Phase};
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::Location;
+
+use crossbeam_utils::CachePadded;
+
+use self::state::{COUNT_LIMIT, EVER_OPENED, IDLE, OPEN, PHASE_MASK};
+#[cfg(doc)]
+use crate::error::OpenError;
+use crate::error::{CloseHow, CloseSite, ClosedError, NeverOpenedError};
+use crate::sync::{
+    ordering_unless, AtomicPtr, AtomicU32, AtomicUsize, Futex, Ordering, UnsafeCell,
+};
+
+/// A shared resource that many threads open and close in overlapping
+/// fashion: the first open runs startup, the last close runs shutdown.
+///
+/// See the [module documentation](crate::multi_open) for the cycle.
+///
+/// # Costs
+/// `open` and closing a guard on an object that is already open: one atomic
+/// read-modify-write each, no lock, no system call. The final close runs
+/// shutdown in the closing thread; a futex wake is issued only if some
+/// thread sleeps.
+///
+/// ```
+/// use multiopen::MultiOpen;
+///
+/// let counter = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(0u64), |_| Ok(()));
+/// {
+///     let g = counter.open()?;
+///     assert_eq!(*g, 0);
+///     assert!(counter.is_open());
+/// }
+/// assert!(counter.closed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MultiOpen<R: Resource> {
+    /// The state word: see the layout at the top of `state.rs`. Padded so
+    /// the count's cache line is not shared with the read-mostly fields.
+    state: CachePadded<Futex>,
+    /// The handle: written only in STARTING by the starter, taken only in
+    /// SHUTTING_DOWN by the shutter, and read shared only in OPEN by
+    /// holders of an open.
+    handle: UnsafeCell<Option<R::Handle>>,
+    /// The finalise word: see its layout at the top of `state.rs`.
+    finalised: Futex,
+    /// Successful startups (the current cycle number); written only by the
+    /// starter.
+    cycles: AtomicU32,
+    /// Shutdowns run; written only by the shutter.
+    shutdowns: AtomicU32,
+    /// Opens detached from their guards, to be closed by `MultiOpen::close`.
+    detached: AtomicUsize,
+    /// Nonzero: the final close does not finalise; `finalise()` must.
+    finalise_later: AtomicU32,
+    /// The last final close's location, tagged in bit 0 with
+    /// [`CloseHow::GuardDropped`]; null if none yet.
+    final_close: AtomicPtr<Location<'static>>,
+    name: Cow<'static, str>,
+    resource: R,
+}
+
+// SAFETY: the handle cell is shared between threads only as the phase
+// protocol above allows: mutated by the one starter or shutter (whose
+// transitions carry Acquire/Release), and read through `&` only while the
+// reader holds an open in OPEN. `Resource` requires `R` and its handle to be
+// `Send + Sync`, so moving the handle to the shutter and sharing `&Handle`
+// are sound.
+unsafe impl<R: Resource> Sync for MultiOpen<R> {}
+
+impl<S, D, H, E> MultiOpen<FnResource<S, D, H, E>>
+where
+    S: Fn() -> Result<H, E> + Send + Sync,
+    D: Fn(H) -> Result<(), E> + Send + Sync,
+    H: Send + Sync,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    /// A `MultiOpen` whose startup and shutdown are closures (the Python
+    /// `MultiOpen` for a pair of callables).
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    ///
+    /// let mo = MultiOpen::from_fns(
+    ///     || Ok::<_, std::io::Error>(vec![1, 2, 3]),
+    ///     |v| { assert_eq!(v.len(), 3); Ok(()) },
+    /// );
+    /// assert_eq!(mo.open()?.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fns(startup: S, shutdown: D) -> Self {
+        Self::new(FnResource {
+            startup,
+            shutdown,
+            _types: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<O: Openable> MultiOpen<Wrapped<O>> {
+    /// A `MultiOpen` around an object with its own `open`/`close`: the
+    /// first open calls `O::open`, the final close calls `O::close`.
+    /// Reach the object with `resource().get()`.
+    ///
+    /// ```
+    /// use multiopen::{MultiOpen, Openable};
+    ///
+    /// struct File;
+    /// impl Openable for File {
+    ///     type Error = std::io::Error;
+    ///     fn open(&self) -> std::io::Result<()> { Ok(()) }
+    ///     fn close(&self) -> std::io::Result<()> { Ok(()) }
+    /// }
+    /// let f = MultiOpen::wrap(File);
+    /// f.open()?.close()?;
+    /// assert!(f.closed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wrap(openable: O) -> Self {
+        Self::new(Wrapped(openable))
+    }
+}
+
+impl<R: Resource> MultiOpen<R> {
+    /// The most opens that can be held at once (2^27); one more is
+    /// refused with [`OpenError::TooManyOpens`].
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// fn max_opens<R: multiopen::Resource>(_: &MultiOpen<R>) -> usize { MultiOpen::<R>::MAX_OPENS }
+    /// assert_eq!(max_opens(&mo), 1 << 27);
+    /// ```
+    pub const MAX_OPENS: usize = COUNT_LIMIT as usize;
+
+    /// Wraps `resource`; nothing runs until the first open. The name (for
+    /// error messages) defaults to the resource's type name.
+    ///
+    /// ```
+    /// use multiopen::{MultiOpen, Resource};
+    ///
+    /// struct Config;
+    /// impl Resource for Config {
+    ///     type Handle = &'static str;
+    ///     type Error = std::io::Error;
+    ///     fn startup(&self) -> std::io::Result<&'static str> { Ok("loaded") }
+    /// }
+    /// let cfg = MultiOpen::new(Config);
+    /// assert!(!cfg.closed() && !cfg.is_open());
+    /// assert!(cfg.name().ends_with("Config"));
+    /// ```
+    pub fn new(resource: R) -> Self {
+        Self {
+            state: CachePadded::new(Futex::new(IDLE)),
+            handle: UnsafeCell::new(None),
+            finalised: Futex::new(0),
+            cycles: AtomicU32::new(0),
+            shutdowns: AtomicU32::new(0),
+            detached: AtomicUsize::new(0),
+            finalise_later: AtomicU32::new(0),
+            final_close: AtomicPtr::new(std::ptr::null_mut()),
+            name: Cow::Borrowed(std::any::type_name::<R>()),
+            resource,
+        }
+    }
+
+    /// Names the object, for error messages and `Debug`.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(())).with_name("cache");
+    /// assert_eq!(mo.name(), "cache");
+    /// ```
+    pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Chooses finalise-later at construction: see
+    /// [`set_finalise_later`](Self::set_finalise_later).
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()))
+    ///     .with_finalise_later(true);
+    /// assert!(mo.finalise_later());
+    /// ```
+    pub fn with_finalise_later(self, later: bool) -> Self {
+        self.set_finalise_later(later);
+        self
+    }
+
+    /// If `later`, a final close no longer finalises: joiners stay blocked
+    /// until someone calls [`finalise`](Self::finalise). Takes effect from
+    /// the next final close.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// mo.set_finalise_later(true);
+    /// mo.open()?.close()?;
+    /// mo.finalise()?; // now joiners are released
+    /// mo.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_finalise_later(&self, later: bool) {
+        // Relaxed: a configuration flag; the final close reads whatever was
+        // last set before it, and no other data hangs on it.
+        self.finalise_later
+            .store(u32::from(later), Ordering::Relaxed);
+    }
+
+    /// Is finalise-later set?
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// assert!(!mo.finalise_later());
+    /// ```
+    pub fn finalise_later(&self) -> bool {
+        // Relaxed: see `set_finalise_later`.
+        self.finalise_later.load(Ordering::Relaxed) != 0
+    }
+
+    /// The object's name.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(())).with_name("db");
+    /// assert_eq!(mo.name(), "db");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The wrapped resource (its configuration; the live handle is reached
+    /// through an open guard).
+    ///
+    /// ```
+    /// use multiopen::{MultiOpen, Resource};
+    /// struct Db { url: &'static str }
+    /// impl Resource for Db {
+    ///     type Handle = ();
+    ///     type Error = std::io::Error;
+    ///     fn startup(&self) -> std::io::Result<()> { Ok(()) }
+    /// }
+    /// assert_eq!(MultiOpen::new(Db { url: "x" }).resource().url, "x");
+    /// ```
+    pub fn resource(&self) -> &R {
+        &self.resource
+    }
+
+    // ----- helpers -----
+
+    fn ever_opened(&self) -> bool {
+        // Relaxed: a query for error reporting.
+        self.state.load(Ordering::Relaxed) & EVER_OPENED != 0
+    }
+
+    fn final_close_site(&self) -> Option<CloseSite> {
+        // Relaxed: a diagnostic; see `run_shutdown`.
+        let tagged = self.final_close.load(Ordering::Relaxed);
+        let how = if tagged.addr() & 1 != 0 {
+            CloseHow::GuardDropped
+        } else {
+            CloseHow::Explicit
+        };
+        let location = tagged.map_addr(|addr| addr & !1).cast_const();
+        // SAFETY: non-null values are `&'static Location` stored by
+        // `run_shutdown` (bit 0 is free: `Location` is 8-aligned).
+        unsafe { location.as_ref() }.map(|location| CloseSite { location, how })
+    }
+
+    fn closed_error(&self) -> ClosedError {
+        ClosedError {
+            name: self.name.to_string(),
+            final_close: self.final_close_site(),
+        }
+    }
+
+    fn never_opened_error(&self) -> NeverOpenedError {
+        NeverOpenedError {
+            name: self.name.to_string(),
+        }
+    }
+
+    /// The handle, for a holder of an open.
+    ///
+    /// SAFETY (caller): holds an open in this cycle.
+    #[inline]
+    unsafe fn handle_ref(&self) -> &R::Handle {
+        // SAFETY: a held open keeps the phase OPEN, where the cell is
+        // `Some` and only shared; the holder's Acquire open saw it written.
+        self.handle
+            .with(|cell| unsafe { (*cell).as_ref().unwrap_unchecked() })
+    }
+
+    /// Moves a held open from a guard to the detached count.
+    fn detach_one(&self) {
+        // Release: pairs with `close_with`'s Acquire (see there).
+        self.detached.fetch_add(
+            1,
+            ordering_unless("multi_open::detach_relaxed", Ordering::Release),
+        );
+    }
+}
+
+impl<R: Resource> fmt::Debug for MultiOpen<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultiOpen")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Resource> Drop for MultiOpen<R> {
+    fn drop(&mut self) {
+        // Detached opens never closed leave the resource up: shut it down
+        // now, as the handle's owner would. (Guards borrow or own the
+        // object, so none is alive here.) Relaxed: `&mut self` is exclusive.
+        if self.state.load(Ordering::Relaxed) & PHASE_MASK == OPEN {
+            if let Some(handle) = self.handle.with_mut(|cell| unsafe { (*cell).take() }) {
+                let _ = self.resource.shutdown(handle);
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The state word and the finalise word: their bit layouts and constants,
+//! the [`Phase`] and [`MultiOpenState`] snapshot, the queries that read the
+//! word, and the end of a startup or shutdown phase.
+
+use super::resource::Resource;
+use super::MultiOpen;
+use crate::error::{CloseSite, ClosedError, NotOpenedError};
+use crate::sync::{mutant, Ordering};
+
+// ---------------------------------------------------------------------------
+// The state word (`MultiOpen::state`, a futex word)
+//
+//   bit 31      30          29 28    27 .. 0
+//   WAITERS     EVER_OPENED PHASE    COUNT
+//
+// COUNT (bits 0..=27): opens registered: every open currently held (by a
+//   guard or detached) plus every opener between its increment and its
+//   return. In the Open phase it changes only by the fast-path fetch_add /
+//   fetch_sub. An opener whose fetch_add finds the count at or past
+//   COUNT_LIMIT (bit 27) takes its increment back and fails, so the count
+//   never carries into PHASE: a carry would need 2^27 openers in flight
+//   between their increment and its undo at once.
+// PHASE (bits 28..=29): IDLE, STARTING, OPEN or SHUTTING_DOWN, below.
+// EVER_OPENED (bit 30): set by the first successful startup, never cleared.
+// WAITERS (bit 31): some thread sleeps (or is about to) on this word waiting
+//   for STARTING or SHUTTING_DOWN to end; whoever ends that phase clears the
+//   bit and, only if it was set, wakes all sleepers.
+// ---------------------------------------------------------------------------
+
+/// Mask of the open count.
+pub(super) const COUNT_MASK: u32 = (1 << 28) - 1;
+/// The open count may not reach this value: an open that would is refused.
+pub(super) const COUNT_LIMIT: u32 = 1 << 27;
+/// Mask of the phase.
+pub(super) const PHASE_MASK: u32 = 0b11 << 28;
+/// No resource: never started, or shut down. The next opener runs startup.
+pub(super) const IDLE: u32 = 0;
+/// One thread runs startup and owns the handle cell; openers sleep.
+pub(super) const STARTING: u32 = 1 << 28;
+/// The handle is up and shared read-only by every open; opens and closes
+/// are plain count changes.
+pub(super) const OPEN: u32 = 2 << 28;
+/// One thread (the final close) runs shutdown and owns the handle cell;
+/// openers sleep.
+pub(super) const SHUTTING_DOWN: u32 = 3 << 28;
+/// A startup has succeeded at least once.
+pub(super) const EVER_OPENED: u32 = 1 << 30;
+/// Someone sleeps on the state word.
+pub(super) const WAITERS: u32 = 1 << 31;
+
+// ---------------------------------------------------------------------------
+// The finalise word (`MultiOpen::finalised`, a futex word)
+//
+//   bits 31 .. 1: FINALISED, the number of cycles finalised (mod 2^31)
+//   bit 0:        JOIN_WAITERS, some joiner sleeps on this word
+// ---------------------------------------------------------------------------
+
+/// Some joiner sleeps on the finalise word.
+pub(super) const JOIN_WAITERS: u32 = 1;
+/// Cycle numbers are kept mod 2^31 (they live in bits 1..=31).
+pub(super) const CYCLE_MASK: u32 = u32::MAX >> 1;
+
+/// Has cycle counter `done` (mod 2^31) reached `target`?
+pub(super) fn cycle_reached(done: u32, target: u32) -> bool {
+    done.wrapping_sub(target) & CYCLE_MASK < (1 << 30)
+}
+
+/// Where a [`MultiOpen`] is in its cycle: see [`MultiOpenState`].
+///
+/// ```
+/// use multiopen::{MultiOpen, Phase};
+///
+/// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+/// assert_eq!(mo.state().phase, Phase::NeverOpened);
+/// let g = mo.open()?;
+/// assert_eq!(mo.state().phase, Phase::Open);
+/// drop(g);
+/// assert_eq!(mo.state().phase, Phase::Closed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No startup has succeeded yet.
+    NeverOpened,
+    /// A thread is running startup.
+    Starting,
+    /// Up: opens and closes are plain count changes.
+    Open,
+    /// The final close is running shutdown.
+    ShuttingDown,
+    /// Shut down; the next open starts a new cycle.
+    Closed,
+}
+
+/// A snapshot of a [`MultiOpen`] (the Python `tcm_get_state`).
+///
+/// `phase` and `open_count` come from one load of the state word, so they
+/// agree; the other fields are read just after it.
+///
+/// ```
+/// use multiopen::MultiOpen;
+///
+/// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+/// let _a = mo.open()?;
+/// let _b = mo.open()?;
+/// let s = mo.state();
+/// assert_eq!((s.open_count, s.cycle), (2, 1));
+/// println!("{s:?}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MultiOpenState {
+    /// Where the object is in its cycle.
+    pub phase: Phase,
+    /// Opens registered: held opens, plus openers in flight or waiting for
+    /// a startup or shutdown to end.
+    pub open_count: usize,
+    /// Successful startups so far (mod 2^31): the number of the current or
+    /// last cycle; 0 if never opened.
+    pub cycle: u32,
+    /// Opens detached from their guards and not yet closed.
+    pub detached: usize,
+    /// Where the last final close happened, if any.
+    pub final_close: Option<CloseSite>,
+}
+
+impl<R: Resource> MultiOpen<R> {
+    /// True once opened and closed again: from the start of the final
+    /// close's shutdown until a re-open's startup begins. False if never
+    /// opened. One atomic load.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// assert!(!mo.closed());
+    /// drop(mo.open()?);
+    /// assert!(mo.closed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn closed(&self) -> bool {
+        // Relaxed: a point-in-time query; it guards no data.
+        let state = self.state.load(Ordering::Relaxed);
+        state & EVER_OPENED != 0 && matches!(state & PHASE_MASK, IDLE | SHUTTING_DOWN)
+    }
+
+    /// Is the resource up (startup done, final close not begun)? One load.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// let g = mo.open()?;
+    /// assert!(mo.is_open());
+    /// drop(g);
+    /// assert!(!mo.is_open());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn is_open(&self) -> bool {
+        // Relaxed: a point-in-time query; it guards no data.
+        self.state.load(Ordering::Relaxed) & PHASE_MASK == OPEN
+    }
+
+    /// Opens registered now: held opens, plus openers in flight or waiting
+    /// for a startup or shutdown. One load.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// let (_a, _b) = (mo.open()?, mo.open()?);
+    /// assert_eq!(mo.open_count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn open_count(&self) -> usize {
+        // Relaxed: a point-in-time query; it guards no data.
+        (self.state.load(Ordering::Relaxed) & COUNT_MASK) as usize
+    }
+
+    /// A snapshot for debugging and monitoring (the Python `tcm_get_state`).
+    ///
+    /// ```
+    /// use multiopen::{MultiOpen, Phase};
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// assert_eq!(mo.state().phase, Phase::NeverOpened);
+    /// assert_eq!(mo.state().final_close, None);
+    /// ```
+    pub fn state(&self) -> MultiOpenState {
+        // Relaxed (all): a diagnostic snapshot; it guards no data.
+        let state = self.state.load(Ordering::Relaxed);
+        let phase = match state & PHASE_MASK {
+            STARTING => Phase::Starting,
+            OPEN => Phase::Open,
+            SHUTTING_DOWN => Phase::ShuttingDown,
+            _ if state & EVER_OPENED != 0 => Phase::Closed,
+            _ => Phase::NeverOpened,
+        };
+        MultiOpenState {
+            phase,
+            open_count: (state & COUNT_MASK) as usize,
+            cycle: self.cycles.load(Ordering::Relaxed) & CYCLE_MASK,
+            detached: self.detached.load(Ordering::Relaxed),
+            final_close: self.final_close_site(),
+        }
+    }
+
+    /// `Err(ClosedError)` if the object is [closed](Self::closed), for
+    /// methods that must not run on a closed object (the Python
+    /// `@not_closed` decorator). A never-opened object is not closed.
+    ///
+    /// ```
+    /// use multiopen::{ClosedError, MultiOpen};
+    ///
+    /// struct Store { inner: MultiOpen<multiopen::FnResource<
+    ///     fn() -> std::io::Result<()>, fn(()) -> std::io::Result<()>, (), std::io::Error>> }
+    /// impl Store {
+    ///     fn put(&self) -> Result<(), ClosedError> {
+    ///         self.inner.not_closed()?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let s = Store { inner: MultiOpen::from_fns(|| Ok(()), |_| Ok(())) };
+    /// assert!(s.put().is_ok());
+    /// drop(s.inner.open().unwrap());
+    /// assert!(s.put().is_err());
+    /// ```
+    #[inline]
+    pub fn not_closed(&self) -> Result<(), ClosedError> {
+        if self.closed() {
+            return Err(self.closed_error());
+        }
+        Ok(())
+    }
+
+    /// `Ok` only while the object is open (the Python `@is_opened`
+    /// decorator): errors "never opened" or "closed (final close at …)".
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// assert!(mo.check_opened().is_err());
+    /// let g = mo.open()?;
+    /// assert!(mo.check_opened().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_opened(&self) -> Result<(), NotOpenedError> {
+        if self.is_open() {
+            Ok(())
+        } else if self.ever_opened() {
+            Err(NotOpenedError::Closed(self.closed_error()))
+        } else {
+            Err(NotOpenedError::NeverOpened(self.never_opened_error()))
+        }
+    }
+
+    /// Leaves STARTING or SHUTTING_DOWN: applies `next` to the state word
+    /// (clearing WAITERS), and wakes the sleepers if there were any.
+    pub(super) fn end_phase(&self, ordering: Ordering, next: impl Fn(u32) -> u32, no_wake: &str) {
+        // Relaxed: first guess for the CAS loop.
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            match self.state.compare_exchange_weak(
+                state,
+                next(state) & !WAITERS,
+                ordering,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => state = now,
+            }
+        }
+        if state & WAITERS != 0 && !mutant(no_wake) {
+            self.state.wake_all();
+        }
+    }
+}
