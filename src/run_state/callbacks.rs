@@ -1,0 +1,349 @@
+//! Callbacks: [`RunEvent`], [`CallbackId`], the copy-on-write [`Callbacks`]
+//! list, registration, and running them on a transition (`notify`).
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, PoisonError};
+
+use super::error::CallbackPanicked;
+use super::RunState;
+use crate::sync::{fence, Arc as ListArc, AtomicPtr, AtomicUsize, Mutex, Ordering};
+
+/// A transition that callbacks can be registered for.
+///
+/// `Display` gives `"start"`, `"cancel"` or `"end"`.
+///
+/// ```
+/// use multiopen::{RunEvent, RunState};
+///
+/// let rs = RunState::new("job");
+/// rs.on_end(|_| panic!("boom"));
+/// rs.start()?;
+/// # let hook = std::panic::take_hook();
+/// # std::panic::set_hook(Box::new(|_| {}));
+/// let err = rs.stop().unwrap_err();
+/// # std::panic::set_hook(hook);
+/// assert!(err.to_string().contains("on_end"));
+/// assert_eq!(RunEvent::End.to_string(), "end");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunEvent {
+    /// [`RunState::start`] (callbacks from [`RunState::on_start`]).
+    Start,
+    /// [`RunState::cancel`] (callbacks from [`RunState::on_cancel`]).
+    Cancel,
+    /// [`RunState::stop`] (callbacks from [`RunState::on_end`]).
+    End,
+}
+
+impl fmt::Display for RunEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Start => "start",
+            Self::Cancel => "cancel",
+            Self::End => "end",
+        })
+    }
+}
+
+/// Names a registered callback, for [`RunState::remove_callback`].
+///
+/// ```
+/// use multiopen::RunState;
+///
+/// let rs = RunState::new("job");
+/// let id = rs.on_start(|_| {});
+/// assert!(rs.remove_callback(id));
+/// assert!(!rs.remove_callback(id)); // already gone
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+// ---------------------------------------------------------------------------
+// Callbacks: a copy-on-write list, read without a lock
+// ---------------------------------------------------------------------------
+
+/// A registered callback.
+type Callback = Arc<dyn Fn(&RunState) + Send + Sync>;
+
+#[derive(Clone)]
+struct Entry {
+    id: u64,
+    event: RunEvent,
+    callback: Callback,
+}
+
+type List = Vec<Entry>;
+
+/// The callback registry.
+///
+/// `current` holds one reference (`ListArc::into_raw`) to the published
+/// list, or is null when no callback is registered. A transition takes its
+/// own reference without a lock: it counts itself in `readers`, loads
+/// `current`, increments the list's count, and counts itself out.
+/// Registration (under `writer`, which only registrations take) swaps in a
+/// new list and *retires* the old reference; retired references are dropped
+/// only when a registration sees `readers == 0` after its swap (or when the
+/// `RunState` is dropped), so no reader ever increments the count of a
+/// freed list.
+pub(super) struct Callbacks {
+    current: AtomicPtr<List>,
+    readers: AtomicUsize,
+    writer: Mutex<Writer>,
+}
+
+struct Writer {
+    /// The next callback id.
+    next_id: u64,
+    /// Replaced lists that a reader might still be taking a reference to.
+    retired: Vec<ListArc<List>>,
+}
+
+impl Callbacks {
+    pub(super) fn new() -> Self {
+        Self {
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            readers: AtomicUsize::new(0),
+            writer: Mutex::new(Writer {
+                next_id: 0,
+                retired: Vec::new(),
+            }),
+        }
+    }
+
+    /// The current list, or `None` if it is empty. Lock-free.
+    fn snapshot(&self) -> Option<ListArc<List>> {
+        // Relaxed: only a fast "no callbacks" exit; the load that counts is
+        // below.
+        if self.current.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // Relaxed + SeqCst fence: the increment is ordered before the load
+        // of `current` against a registration's swap + SeqCst fence + load
+        // of `readers` (store-buffering): either it sees our count, or we
+        // see its new list.
+        self.readers.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the registration's Release swap, so the list
+        // it built is visible.
+        let list = self.current.load(Ordering::Acquire);
+        let taken = (!list.is_null()).then(|| {
+            // SAFETY: `list` came from `ListArc::into_raw` and its
+            // reference is still held: by `current`, or by `retired`, which
+            // is not dropped while we are counted in `readers`.
+            unsafe {
+                ListArc::increment_strong_count(list);
+                ListArc::from_raw(list)
+            }
+        });
+        // Release: our increment happens before a registration that reads
+        // `readers == 0` (Acquire) and drops the retired reference.
+        self.readers.fetch_sub(1, Ordering::Release);
+        taken
+    }
+
+    /// Replaces the list with `edit` applied to a copy of it, and returns
+    /// what `edit` returned. Registration only; takes the writer lock.
+    ///
+    /// No user code runs under the lock: freeing a retired list may drop
+    /// the last reference to a callback (and so run the `Drop` of what it
+    /// captured, which may register or remove callbacks on this very
+    /// `RunState`), so the lists to free are taken out and dropped after
+    /// the lock is released.
+    fn update<R>(&self, edit: impl FnOnce(&mut List, &mut u64) -> R) -> R {
+        // Nothing panics while the lock is held except allocation; a
+        // poisoned lock still guards a consistent `Writer`.
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Relaxed: only registrations store `current`, and we hold their
+        // lock, which orders us after the last one.
+        let old = self.current.load(Ordering::Relaxed);
+        let mut list = if old.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: `old` is the published list; `current` holds a
+            // reference to it, and only we (under the lock) can retire it.
+            unsafe { (*old).clone() }
+        };
+        let Writer { next_id, retired } = &mut *writer;
+        let out = edit(&mut list, next_id);
+        let new = if list.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            ListArc::into_raw(ListArc::new(list)).cast_mut()
+        };
+        // Release: a transition that loads `new` (Acquire) sees the list.
+        let replaced = self.current.swap(new, Ordering::Release);
+        if !replaced.is_null() {
+            // SAFETY: this is the reference `current` held, handed over.
+            retired.push(unsafe { ListArc::from_raw(replaced) });
+        }
+        // SeqCst fence: see `snapshot`. Acquire load: pairs with each
+        // reader's Release decrement.
+        fence(Ordering::SeqCst);
+        let free = if self.readers.load(Ordering::Acquire) == 0 {
+            // No reader is between its load of `current` and its increment:
+            // every reader that loaded a retired list has its own reference.
+            std::mem::take(retired)
+        } else {
+            Vec::new()
+        };
+        drop(writer);
+        // Outside the lock: this may run user `Drop` code (see above).
+        drop(free);
+        out
+    }
+}
+
+impl Drop for Callbacks {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self`, no other thread can touch it.
+        let list = self.current.load(Ordering::Relaxed);
+        if !list.is_null() {
+            // SAFETY: the reference `current` held; nobody else can use it.
+            drop(unsafe { ListArc::from_raw(list) });
+        }
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
+
+impl RunState {
+    // --- callbacks ------------------------------------------------------------
+
+    /// Registers `callback` to run, with this `RunState`, after every
+    /// [`start`](Self::start), in the starting thread. Returns its id for
+    /// [`remove_callback`](Self::remove_callback).
+    ///
+    /// Registration copies the callback list under a registration-only
+    /// lock; transitions read it without one.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// let starts = Arc::new(AtomicUsize::new(0));
+    /// let rs = RunState::new("job");
+    /// let counter = Arc::clone(&starts);
+    /// rs.on_start(move |rs| {
+    ///     assert!(rs.is_running());
+    ///     counter.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// rs.start()?;
+    /// assert_eq!(starts.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn on_start(&self, callback: impl Fn(&RunState) + Send + Sync + 'static) -> CallbackId {
+        self.register(RunEvent::Start, Arc::new(callback))
+    }
+
+    /// Registers `callback` to run, with this `RunState`, after every
+    /// [`cancel`](Self::cancel) that cancels (not one that finds it
+    /// cancelled already), in the cancelling thread.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// let told = Arc::new(AtomicBool::new(false));
+    /// let rs = RunState::new("job");
+    /// let flag = Arc::clone(&told);
+    /// rs.on_cancel(move |rs| flag.store(rs.cancelled(), Ordering::Relaxed));
+    /// rs.cancel()?;
+    /// assert!(told.load(Ordering::Relaxed));
+    /// # Ok::<(), multiopen::CallbackPanicked>(())
+    /// ```
+    pub fn on_cancel(&self, callback: impl Fn(&RunState) + Send + Sync + 'static) -> CallbackId {
+        self.register(RunEvent::Cancel, Arc::new(callback))
+    }
+
+    /// Registers `callback` to run, with this `RunState`, after every
+    /// [`stop`](Self::stop), in the stopping thread.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let rs = RunState::new("job");
+    /// let sink = Arc::clone(&log);
+    /// rs.on_end(move |rs| sink.lock().unwrap().push(rs.state().to_string()));
+    /// rs.start()?;
+    /// rs.cancel()?;
+    /// rs.stop()?;
+    /// assert_eq!(*log.lock().unwrap(), ["cancelled"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_end(&self, callback: impl Fn(&RunState) + Send + Sync + 'static) -> CallbackId {
+        self.register(RunEvent::End, Arc::new(callback))
+    }
+
+    /// Unregisters a callback; returns whether it was registered. A
+    /// transition already running callbacks may still call it once.
+    ///
+    /// ```
+    /// use multiopen::RunState;
+    ///
+    /// let rs = RunState::new("job");
+    /// let id = rs.on_start(|_| panic!("never runs"));
+    /// assert!(rs.remove_callback(id));
+    /// rs.start()?; // no callback, no panic
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn remove_callback(&self, id: CallbackId) -> bool {
+        self.callbacks.update(|list, _| {
+            let before = list.len();
+            list.retain(|entry| entry.id != id.0);
+            list.len() != before
+        })
+    }
+
+    fn register(&self, event: RunEvent, callback: Callback) -> CallbackId {
+        self.callbacks.update(|list, next_id| {
+            let id = *next_id;
+            *next_id += 1;
+            list.push(Entry {
+                id,
+                event,
+                callback,
+            });
+            CallbackId(id)
+        })
+    }
+
+    /// Runs the callbacks for `event`, in registration order, catching
+    /// panics; holds only its own reference to the list meanwhile.
+    pub(super) fn notify(&self, event: RunEvent) -> Result<(), CallbackPanicked> {
+        let Some(list) = self.callbacks.snapshot() else {
+            return Ok(());
+        };
+        let mut panics = Vec::new();
+        for entry in list.iter().filter(|entry| entry.event == event) {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (entry.callback)(self))) {
+                panics.push(panic_message(&*payload));
+            }
+        }
+        drop(list);
+        if panics.is_empty() {
+            Ok(())
+        } else {
+            Err(CallbackPanicked {
+                name: self.name.to_string(),
+                event,
+                panics,
+            })
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! [`RunState`](super::RunState)'s own errors: [`Cancelled`], [`CallbackPanicked`]
+//! and [`RunStateError`]; the crate's `error` module re-exports them.
+
+use std::fmt;
+
+/// A [`RunState`](crate::RunState) has been cancelled: the task should stop.
+///
+/// Returned by [`RunState::check`](crate::RunState::check) (the seed's
+/// `raiseif`), [`RunState::sleep`](crate::RunState::sleep) and
+/// [`RunState::pause`](crate::RunState::pause) (as [`RunStateError::Cancelled`]); the message names the
+/// `RunState`.
+///
+/// ```
+/// use multiopen::{Cancelled, RunState};
+///
+/// let rs = RunState::new("worker");
+/// rs.cancel()?;
+/// let err: Cancelled = rs.check().unwrap_err();
+/// assert_eq!(err.to_string(), "worker was cancelled");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    /// The `RunState`'s name.
+    pub name: String,
+}
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} was cancelled", self.name)
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Callbacks panicked during a [`RunState`](crate::RunState) transition.
+///
+/// The transition itself happened, every other callback still ran, and the
+/// state is as the transition left it: a panicking callback poisons
+/// nothing. This reports the panics to the thread that made the transition.
+///
+/// ```
+/// use multiopen::{RunEvent, RunState};
+///
+/// let rs = RunState::new("job");
+/// rs.on_cancel(|_| panic!("disk full"));
+/// # let hook = std::panic::take_hook();
+/// # std::panic::set_hook(Box::new(|_| {}));
+/// let err = rs.cancel().unwrap_err();
+/// # std::panic::set_hook(hook);
+/// assert!(rs.cancelled()); // cancelled all the same
+/// assert_eq!(err.event, RunEvent::Cancel);
+/// assert_eq!(err.panics, ["disk full"]);
+/// assert_eq!(err.to_string(), "job: 1 on_cancel callback(s) panicked: disk full");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackPanicked {
+    /// The `RunState`'s name.
+    pub name: String,
+    /// The transition whose callbacks panicked.
+    pub event: crate::run_state::RunEvent,
+    /// Each panic's message, in the order the callbacks ran (a payload that
+    /// is not a string reads `"<non-string panic payload>"`).
+    pub panics: Vec<String>,
+}
+
+impl fmt::Display for CallbackPanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} on_{} callback(s) panicked: {}",
+            self.name,
+            self.panics.len(),
+            self.event,
+            self.panics.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for CallbackPanicked {}
+
+/// Why a [`RunState`](crate::RunState) transition was refused, or (for
+/// [`CallbackPanicked`](RunStateError::CallbackPanicked)) what went wrong in
+/// one that happened.
+///
+/// Only `CallbackPanicked` means the transition took place; for every other
+/// variant nothing changed.
+///
+/// ```
+/// use multiopen::{RunState, RunStateError};
+///
+/// let rs = RunState::new("job");
+/// assert!(matches!(rs.stop(), Err(RunStateError::NeverStarted { .. })));
+/// rs.start()?;
+/// assert!(matches!(rs.start(), Err(RunStateError::AlreadyRunning { .. })));
+/// rs.stop()?;
+/// assert_eq!(rs.stop().unwrap_err().to_string(), "job is not running (already stopped)");
+/// # Ok::<(), RunStateError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStateError {
+    /// `start` on a state that is running (the run in progress must stop
+    /// first).
+    AlreadyRunning {
+        /// The `RunState`'s name.
+        name: String,
+    },
+    /// `stop` or `pause` on a state that has never been started.
+    NeverStarted {
+        /// The `RunState`'s name.
+        name: String,
+    },
+    /// `stop` or `pause` on a state that has stopped since its last start.
+    NotRunning {
+        /// The `RunState`'s name.
+        name: String,
+    },
+    /// `pause` on a run that has been cancelled (it is stopping).
+    Cancelled(Cancelled),
+    /// `resume` on a state that is not paused.
+    NotPaused {
+        /// The `RunState`'s name.
+        name: String,
+    },
+    /// The transition happened, but some of its callbacks panicked.
+    CallbackPanicked(CallbackPanicked),
+}
+
+impl fmt::Display for RunStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyRunning { name } => write!(f, "{name} is already running"),
+            Self::NeverStarted { name } => write!(f, "{name} has never been started"),
+            Self::NotRunning { name } => write!(f, "{name} is not running (already stopped)"),
+            Self::Cancelled(e) => e.fmt(f),
+            Self::NotPaused { name } => write!(f, "{name} is not paused"),
+            Self::CallbackPanicked(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RunStateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Cancelled(e) => Some(e),
+            Self::CallbackPanicked(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<CallbackPanicked> for RunStateError {
+    fn from(e: CallbackPanicked) -> Self {
+        Self::CallbackPanicked(e)
+    }
+}
+
+impl From<Cancelled> for RunStateError {
+    fn from(e: Cancelled) -> Self {
+        Self::Cancelled(e)
+    }
+}

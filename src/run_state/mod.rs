@@ -1,0 +1,268 @@
+//! [`RunState`]: a task that starts, may be asked to stop, and stops.
+//!
+//! A `RunState` is shared between the thread that runs a task and any
+//! number of threads that watch or control it. The worker polls
+//! [`cancelled`](RunState::cancelled) (or [`check`](RunState::check)) in its
+//! loop; any thread may [`cancel`](RunState::cancel) it. Every query is one
+//! atomic load of a word that changes only on transitions (and once when a
+//! thread announces that it is about to sleep on it), so polling from a hot
+//! loop costs what loading an `AtomicBool` costs; `cancel` is one atomic
+//! `fetch_or` and wakes every thread sleeping in [`sleep`](RunState::sleep)
+//! or [`wait_while_paused`](RunState::wait_while_paused), with a futex wake
+//! issued only if some thread sleeps.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use multiopen::RunState;
+//!
+//! let rs = Arc::new(RunState::new("monitor"));
+//! let worker = {
+//!     let rs = Arc::clone(&rs);
+//!     std::thread::spawn(move || {
+//!         let _run = rs.run(); // starts now, stops when dropped
+//!         let mut polls = 0u64;
+//!         // Poll every 10 ms until cancelled; `sleep` returns at once on cancel.
+//!         while rs.sleep(Duration::from_millis(10)).is_ok() {
+//!             polls += 1;
+//!         }
+//!         polls
+//!     })
+//! };
+//! while !rs.is_running() && !rs.stopped() {
+//!     std::thread::yield_now(); // wait for the worker to start
+//! }
+//! rs.cancel()?;
+//! worker.join().unwrap();
+//! assert!(rs.stopped() && rs.cancelled());
+//! assert_eq!(rs.state().to_string(), "cancelled");
+//! # Ok::<(), multiopen::CallbackPanicked>(())
+//! ```
+//!
+//! # The cycle
+//!
+//! `pending → running (⇄ paused) → stopping → cancelled` when cancelled, or
+//! `pending → running → stopped` when not; [`start`](RunState::start) after a
+//! stop begins a new run, and [`total_time`](RunState::total_time) sums them
+//! all. Misuse is an error value, never a panic: starting a running state,
+//! stopping one that is not running, pausing one that is not running or is
+//! cancelled, resuming one that is not paused. `cancel` is never refused:
+//! on a state that is not running it just sets the flag (which the next
+//! `start` clears, as in the Python original).
+//!
+//! # Clocks and timestamps
+//!
+//! Durations are measured on the monotonic clock ([`Instant`]): each
+//! `RunState` keeps the `Instant` of its creation and stores nanoseconds
+//! since then in `AtomicU64`s. Wall-clock times ([`SystemTime`], as
+//! nanoseconds since the Unix epoch, also in `AtomicU64`s) are read at each
+//! start; the stop time is the start time plus the run's monotonic
+//! duration, so `stop_time - start_time == run_time` even if the system
+//! clock is stepped during a run. A new start reads the system clock again
+//! but never goes before the previous stop: the start and stop times of a
+//! `RunState` never decrease. (A system clock set before 1970 reads as the
+//! epoch.)
+//!
+//! The timestamps of a start or stop are published together with its flags:
+//! they sit in two slots, the transition writes the spare one and then, in
+//! the same atomic step that changes the state, makes it the live one. A
+//! reader checks that no transition was published while it read (a
+//! seqlock over the state word), so `start_time`, `stop_time`, `run_time`
+//! and `total_time` are each computed from one consistent record; they never
+//! wait for a writer, and retry only if a transition was published during
+//! their read. Two calls (say `start_time()` then `stop_time()`) may see
+//! different runs if a transition comes between them. For a run in
+//! progress, `run_time` and `total_time` read the clock at the call; a stop
+//! that races such a call reads the clock a moment before it publishes, so
+//! the run's recorded length can be shorter than a value just returned by
+//! that moment (nanoseconds, unless the stopping thread is preempted
+//! there). Recorded times (`start_time`, `stop_time`, and both durations
+//! once stopped) are exact and never decrease.
+//!
+//! Starts and stops are serialised with each other: one that finds another
+//! start or stop publishing its timestamps (a handful of stores; no user
+//! code runs there) sleeps on the futex until it is done. Queries, `cancel`,
+//! `pause` and `resume` never wait.
+//!
+//! # A cancel is never lost to a restart
+//!
+//! A thread in [`sleep`](RunState::sleep), or blocked in
+//! [`check`](RunState::check) / [`wait_while_paused`](RunState::wait_while_paused)
+//! on a paused run, returns `Err(Cancelled)` (or reports the cancel) if a
+//! cancel came after it began waiting, even if the run was then stopped and
+//! started again (which clears the flag) before the waiter woke: every
+//! start that clears a cancel counts it, and a waiter compares that count
+//! with the one it saw when it began.
+//!
+//! # Callbacks
+//!
+//! [`on_start`](RunState::on_start), [`on_cancel`](RunState::on_cancel) and
+//! [`on_end`](RunState::on_end) register closures that run, with the
+//! `RunState`, in the thread that made the transition, after it happened,
+//! in registration order. The list is copy-on-write: registering or
+//! removing copies it under a registration-only mutex; a transition takes a
+//! reference to the current list without any lock and runs the callbacks
+//! holding nothing another thread needs. A panicking callback is caught;
+//! the others still run and the panics are returned to the caller of the
+//! transition ([`CallbackPanicked`]).
+
+use std::borrow::Cow;
+use std::fmt;
+#[cfg(doc)]
+use std::time::SystemTime;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU64, Futex};
+
+mod callbacks;
+pub(crate) mod error;
+mod guard;
+mod has_run_state;
+mod iter;
+#[cfg(all(feature = "signal", unix))]
+mod signal;
+mod state;
+mod times;
+mod wait;
+
+use callbacks::Callbacks;
+#[cfg(doc)]
+use error::CallbackPanicked;
+use state::{RUNNING, STARTED};
+use times::{wall_time, Times};
+
+pub use callbacks::{CallbackId, RunEvent};
+pub use guard::{OwnedRunGuard, RunGuard};
+pub use has_run_state::HasRunState;
+pub use iter::{UntilCancelled, UntilCancelledExt};
+#[cfg(all(feature = "signal", unix))]
+pub use signal::SignalCanceller;
+pub use state::RunPhase;
+
+// ---------------------------------------------------------------------------
+// RunState
+// ---------------------------------------------------------------------------
+
+/// A task's run state: started, cancelled (asked to stop), paused, stopped,
+/// with timestamps and callbacks (the Python `RunState`).
+///
+/// See the [module documentation](crate::run_state) for the cycle, the
+/// clocks and the callbacks.
+///
+/// # Costs
+/// [`cancelled`](Self::cancelled), [`is_running`](Self::is_running),
+/// [`stopping`](Self::stopping), [`stopped`](Self::stopped),
+/// [`is_paused`](Self::is_paused), [`state`](Self::state) and the fast path
+/// of [`check`](Self::check): one atomic load of a word that queries never
+/// write (it changes on transitions, and when a thread announces that it is
+/// about to sleep on it), plus a mask test. [`cancel`](Self::cancel): one
+/// `fetch_or`, plus a futex wake only if some thread sleeps, plus the
+/// callbacks. The timestamp queries: a few loads, retried only if a start or
+/// stop was published meanwhile.
+///
+/// ```
+/// use multiopen::RunState;
+///
+/// let rs = RunState::new("indexer");
+/// assert!(!rs.is_running() && !rs.stopped()); // pending
+/// {
+///     let _run = rs.run();
+///     assert!(rs.is_running());
+///     for item in rs.iter(0..3) {
+///         let _ = item; // ... work ...
+///     }
+/// }
+/// assert!(rs.stopped() && !rs.cancelled());
+/// assert!(rs.stop_time() >= rs.start_time());
+/// ```
+pub struct RunState {
+    /// The state word: see the layout at the top of this file. Padded so
+    /// that pollers of `cancelled()` share its line with nothing else.
+    state: CachePadded<Futex>,
+    /// The two timestamp slots; `EPOCH`'s low bit says which is live.
+    times: [Times; 2],
+    /// How many cancels a start has cleared so far. A start that finds
+    /// `CANCELLED` set increments it (Release) before the publish that
+    /// clears the flag; a waiter reads it when it begins (see
+    /// [`watch`](Self::watch)) and, after each Acquire load of the word, reports
+    /// a cancel if the flag is set or this has moved.
+    cancels_cleared: AtomicU64,
+    /// Where ticks count from.
+    base: Instant,
+    callbacks: Callbacks,
+    name: Cow<'static, str>,
+}
+
+impl RunState {
+    /// A pending `RunState` named `name` (for `Debug` and error messages).
+    ///
+    /// ```
+    /// use multiopen::{RunPhase, RunState};
+    ///
+    /// let rs = RunState::new("crawler");
+    /// assert_eq!(rs.state(), RunPhase::Pending);
+    /// assert_eq!(rs.start_time(), None);
+    /// ```
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            state: CachePadded::new(Futex::new(0)),
+            times: [Times::new(), Times::new()],
+            cancels_cleared: AtomicU64::new(0),
+            base: Instant::now(),
+            callbacks: Callbacks::new(),
+            name: name.into(),
+        }
+    }
+
+    /// The name given to [`new`](Self::new).
+    ///
+    /// ```
+    /// assert_eq!(multiopen::RunState::new("crawler").name(), "crawler");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Debug for RunState {
+    /// Name, state and times, from one consistent read.
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// rs.start()?;
+    /// let shown = format!("{rs:?}");
+    /// assert!(shown.starts_with(r#"RunState { name: "job", state: Running, start_time: Some("#));
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (s, t) = self.times();
+        let now = self.ticks();
+        let (run_time, current) = match (s & STARTED != 0, s & RUNNING != 0) {
+            (false, _) => (0, 0),
+            (true, true) => {
+                let so_far = now.saturating_sub(t.start_mono);
+                (so_far, so_far)
+            }
+            (true, false) => (t.stop_mono.saturating_sub(t.start_mono), 0),
+        };
+        f.debug_struct("RunState")
+            .field("name", &self.name)
+            .field("state", &RunPhase::of(s))
+            .field(
+                "start_time",
+                &(s & STARTED != 0).then(|| wall_time(t.start_wall)),
+            )
+            .field(
+                "stop_time",
+                &(t.stop_mono != 0).then(|| wall_time(t.stop_wall)),
+            )
+            .field("run_time", &Duration::from_nanos(run_time))
+            .field(
+                "total_time",
+                &Duration::from_nanos(t.total.saturating_add(current)),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,569 @@
+//! The state word: its bits (documented at the top), [`RunPhase`], and the
+//! transitions that change the word (start, cancel, stop) with the queries
+//! that read it.
+
+use std::fmt;
+
+use super::error::{CallbackPanicked, Cancelled, RunStateError};
+use super::times::{wall_now, TimesRead};
+use super::{RunEvent, RunState};
+use crate::sync::{mutant, ordering_unless, Ordering};
+
+// ---------------------------------------------------------------------------
+// The state word (`RunState::state`, a futex word)
+//
+//   bits 31 .. 8   7 6      5        4       3        2       1        0
+//   EPOCH          (unused) WAITERS  TIMING  STARTED  PAUSED  RUNNING  CANCELLED
+//
+// CANCELLED: cancel() was called since the last start's publish. Set by a
+//   single `fetch_or` (so cancel never waits), cleared only by a start,
+//   which first counts the cancel it clears in `RunState::cancels_cleared`
+//   (so that a waiter that slept through cancel, stop, start still sees it).
+//   Bit 0, so that `cancelled()` compiles to a load and an `and $1`.
+// RUNNING: between a start's publish and a stop's publish.
+// PAUSED: pause() while running and not cancelled; cleared by resume, stop
+//   and start. A cancel leaves it, so "paused" reads as PAUSED and RUNNING
+//   and not CANCELLED.
+// STARTED: some start has been published; never cleared (pending vs stopped).
+// TIMING: a start or stop has claimed the timestamps and is writing the
+//   spare slot; set by the claim CAS, cleared by the publish. Another start
+//   or stop that needs to claim waits for it (nothing else does).
+// WAITERS: some thread sleeps (or is about to) on this word: in sleep(),
+//   while paused, or waiting for TIMING. Whoever clears it wakes all
+//   sleepers; cancel() wakes them without clearing it (a `fetch_or` cannot
+//   clear), so after a cancel the bit may be stale until the next start,
+//   stop or resume: at worst one needless wake.
+// EPOCH (bits 8..=31): start and stop publishes so far, mod 2^24. Its low
+//   bit selects the live timestamp slot; a reader whose two loads of the
+//   word see the same EPOCH read a slot nobody wrote meanwhile (unless 2^24
+//   publishes came between the two loads). It also names a run: a guard
+//   keeps the EPOCH its start published and ends the run only while the
+//   word still shows it (unless 2^23 runs came between).
+//
+// Who writes the word: start, stop (claim and publish), cancel, pause,
+// resume, and a thread about to sleep on it (setting WAITERS). Queries
+// never write it. Every change is a read-modify-write, so each publish's
+// Release heads a release sequence that every later Acquire load joins.
+// ---------------------------------------------------------------------------
+
+/// Cancelled since the last start.
+pub(super) const CANCELLED: u32 = 1 << 0;
+/// Between a start and a stop.
+pub(super) const RUNNING: u32 = 1 << 1;
+/// Paused (meaningful only with `RUNNING` and without `CANCELLED`).
+pub(super) const PAUSED: u32 = 1 << 2;
+/// Started at least once.
+pub(super) const STARTED: u32 = 1 << 3;
+/// A start or stop is writing the spare timestamp slot.
+const TIMING: u32 = 1 << 4;
+/// Someone sleeps on the state word.
+pub(super) const WAITERS: u32 = 1 << 5;
+/// Where the publish counter starts.
+const EPOCH_SHIFT: u32 = 8;
+/// One publish.
+const EPOCH_ONE: u32 = 1 << EPOCH_SHIFT;
+/// Mask of the publish counter.
+pub(super) const EPOCH_MASK: u32 = !(EPOCH_ONE - 1);
+
+/// The live timestamp slot of state word `s`.
+pub(super) fn live_slot(s: u32) -> usize {
+    ((s >> EPOCH_SHIFT) & 1) as usize
+}
+
+/// Where a [`RunState`] is: the seed's labels, plus `paused` from 20250915.
+///
+/// `Display` gives the label.
+///
+/// ```
+/// use multiopen::{RunPhase, RunState};
+///
+/// let rs = RunState::new("job");
+/// assert_eq!(rs.state(), RunPhase::Pending);
+/// rs.start()?;
+/// assert_eq!(rs.state().to_string(), "running");
+/// rs.cancel()?;
+/// assert_eq!(rs.state(), RunPhase::Stopping);
+/// rs.stop()?;
+/// assert_eq!(rs.state(), RunPhase::Cancelled);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunPhase {
+    /// Never started (`"pending"`).
+    Pending,
+    /// Running, not paused, not cancelled (`"running"`).
+    Running,
+    /// Running but paused (`"paused"`).
+    Paused,
+    /// Running and cancelled: asked to stop, not stopped yet (`"stopping"`).
+    Stopping,
+    /// Stopped after a cancel (`"cancelled"`).
+    Cancelled,
+    /// Stopped, not cancelled (`"stopped"`).
+    Stopped,
+}
+
+impl RunPhase {
+    /// The phase that state word `s` shows.
+    pub(super) fn of(s: u32) -> Self {
+        if s & STARTED == 0 {
+            Self::Pending
+        } else if s & RUNNING != 0 {
+            if s & CANCELLED != 0 {
+                Self::Stopping
+            } else if s & PAUSED != 0 {
+                Self::Paused
+            } else {
+                Self::Running
+            }
+        } else if s & CANCELLED != 0 {
+            Self::Cancelled
+        } else {
+            Self::Stopped
+        }
+    }
+
+    /// The seed's label: `"pending"`, `"running"`, `"paused"`,
+    /// `"stopping"`, `"cancelled"` or `"stopped"`.
+    ///
+    /// ```
+    /// assert_eq!(multiopen::RunPhase::Stopping.label(), "stopping");
+    /// ```
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Stopping => "stopping",
+            Self::Cancelled => "cancelled",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for RunPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl RunState {
+    // --- transitions ------------------------------------------------------
+
+    /// Starts a run: sets running, clears cancelled and paused, records the
+    /// start time, then runs the [`on_start`](Self::on_start) callbacks.
+    ///
+    /// Errors: [`RunStateError::AlreadyRunning`] if it is running (nothing
+    /// changes); [`RunStateError::CallbackPanicked`] if it started but
+    /// callbacks panicked. A state that has stopped may start again.
+    ///
+    /// Never waits for a query, `cancel`, `pause` or `resume`; if another
+    /// thread's start or stop is writing its timestamps at that moment (a
+    /// handful of stores, no user code), this one sleeps on the futex until
+    /// that is done.
+    ///
+    /// ```
+    /// use multiopen::{RunState, RunStateError};
+    ///
+    /// let rs = RunState::new("job");
+    /// rs.start()?;
+    /// assert!(rs.is_running());
+    /// assert!(matches!(rs.start(), Err(RunStateError::AlreadyRunning { .. })));
+    /// rs.stop()?;
+    /// rs.start()?; // a second run
+    /// # Ok::<(), RunStateError>(())
+    /// ```
+    pub fn start(&self) -> Result<(), RunStateError> {
+        let (_, callbacks) = self.start_run()?;
+        callbacks?;
+        Ok(())
+    }
+
+    /// [`start`](Self::start), returning the EPOCH its publish made current
+    /// (the run's name for the guards), and separately the callbacks'
+    /// result.
+    pub(super) fn start_run(&self) -> Result<(u32, Result<(), CallbackPanicked>), RunStateError> {
+        let claimed = self.claim(true, None)?;
+        let live = self.times[live_slot(claimed)].read();
+        let start_mono = self.ticks().max(live.stop_mono).max(live.start_mono);
+        let start_wall = wall_now().max(live.stop_wall).max(live.start_wall);
+        self.write_spare(
+            claimed,
+            TimesRead {
+                start_wall,
+                start_mono,
+                ..live
+            },
+        );
+        let published = self.publish(
+            |s| {
+                ((s | RUNNING | STARTED) & !(CANCELLED | PAUSED | TIMING | WAITERS))
+                    .wrapping_add(EPOCH_ONE)
+            },
+            true,
+            "run_state::start_no_wake",
+        );
+        Ok((published & EPOCH_MASK, self.notify(RunEvent::Start)))
+    }
+
+    /// Asks the task to stop: sets cancelled, wakes every thread in
+    /// [`sleep`](Self::sleep) or waiting while paused, then (if this call
+    /// did the cancelling) runs the [`on_cancel`](Self::on_cancel)
+    /// callbacks.
+    ///
+    /// Never refused and never blocks: one `fetch_or`, a futex wake only if
+    /// some thread sleeps. Cancelling a state that is already cancelled does
+    /// nothing; one that is not running just sets the flag, which the next
+    /// [`start`](Self::start) clears. Errors only if callbacks panicked (the
+    /// cancel happened).
+    ///
+    /// ```
+    /// use multiopen::RunState;
+    ///
+    /// let rs = RunState::new("job");
+    /// rs.start()?;
+    /// rs.cancel()?;
+    /// assert!(rs.cancelled() && rs.stopping());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel(&self) -> Result<(), CallbackPanicked> {
+        // Release: what this thread did before cancelling is visible to a
+        // thread that sees the flag with an Acquire query.
+        let order = ordering_unless("run_state::cancel_relaxed", Ordering::Release);
+        let prev = self.state.fetch_or(CANCELLED, order);
+        self.after_cancel(prev)
+    }
+
+    /// Cancels only the run whose start published EPOCH `run`, if it is
+    /// still the current run (the guards' cancel on panic). Lock-free: a CAS
+    /// loop that gives up once the word shows another run.
+    pub(super) fn cancel_run(&self, run: u32) -> Result<(), CallbackPanicked> {
+        // Relaxed: a first guess for the CAS.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            let other_run = s & RUNNING == 0 || s & EPOCH_MASK != run;
+            if s & CANCELLED != 0 || (other_run && !mutant("run_state::guard_ignores_run")) {
+                return Ok(());
+            }
+            // Release: as `cancel`.
+            match self.state.compare_exchange_weak(
+                s,
+                s | CANCELLED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(prev) => return self.after_cancel(prev),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// What follows setting `CANCELLED` over word `prev`: the wake and the
+    /// callbacks, if this call did the cancelling.
+    fn after_cancel(&self, prev: u32) -> Result<(), CallbackPanicked> {
+        if prev & CANCELLED != 0 {
+            return Ok(());
+        }
+        // Every sleeper set WAITERS before sleeping and sleeps only while
+        // the word is unchanged: our RMW changed it, so a sleeper that has
+        // not slept yet will not, and those asleep are woken here.
+        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
+            self.state.wake_all();
+        }
+        self.notify(RunEvent::Cancel)
+    }
+
+    /// Ends the run: clears running (and paused), records the stop time,
+    /// wakes any thread waiting while paused, then runs the
+    /// [`on_end`](Self::on_end) callbacks. Cancelled stays as it was.
+    ///
+    /// Errors: [`RunStateError::NeverStarted`] or
+    /// [`RunStateError::NotRunning`] (nothing changes);
+    /// [`RunStateError::CallbackPanicked`] if it stopped but callbacks
+    /// panicked.
+    ///
+    /// Like [`start`](Self::start), it may sleep briefly on the futex while
+    /// another thread's start or stop writes its timestamps.
+    ///
+    /// ```
+    /// use multiopen::{RunState, RunStateError};
+    ///
+    /// let rs = RunState::new("job");
+    /// assert!(matches!(rs.stop(), Err(RunStateError::NeverStarted { .. })));
+    /// rs.start()?;
+    /// rs.stop()?;
+    /// assert!(rs.stopped() && !rs.is_running());
+    /// # Ok::<(), RunStateError>(())
+    /// ```
+    pub fn stop(&self) -> Result<(), RunStateError> {
+        self.stop_run(None)
+    }
+
+    /// [`stop`](Self::stop); with `Some(run)`, only if the current run is the
+    /// one whose start published EPOCH `run` (else `NotRunning`).
+    pub(super) fn stop_run(&self, run: Option<u32>) -> Result<(), RunStateError> {
+        let claimed = self.claim(false, run)?;
+        let live = self.times[live_slot(claimed)].read();
+        let stop_mono = self.ticks().max(live.start_mono);
+        let run = stop_mono - live.start_mono;
+        self.write_spare(
+            claimed,
+            TimesRead {
+                stop_wall: live.start_wall.saturating_add(run),
+                stop_mono,
+                total: live.total.saturating_add(run),
+                ..live
+            },
+        );
+        self.publish(
+            |s| (s & !(RUNNING | PAUSED | TIMING | WAITERS)).wrapping_add(EPOCH_ONE),
+            false,
+            "run_state::stop_no_wake",
+        );
+        self.notify(RunEvent::End)?;
+        Ok(())
+    }
+
+    /// The seed's alias for [`stop`](Self::stop).
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// rs.start()?;
+    /// rs.end()?;
+    /// assert!(rs.stopped());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn end(&self) -> Result<(), RunStateError> {
+        self.stop()
+    }
+
+    // --- queries: one load each ---------------------------------------------
+
+    /// Is a run in progress (started and not yet stopped, paused or
+    /// cancelled or not)? The seed's truthiness.
+    ///
+    /// One atomic load (Acquire: pairs with the transition's Release, so
+    /// what the starting thread did before `start` is visible).
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// assert!(!rs.is_running());
+    /// let _run = rs.run();
+    /// assert!(rs.is_running());
+    /// ```
+    #[inline]
+    pub fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) & RUNNING != 0
+    }
+
+    /// Has [`cancel`](Self::cancel) been called since the last
+    /// [`start`](Self::start)?
+    ///
+    /// One atomic load of a word that no query writes, and a mask test: as
+    /// cheap to poll as an `AtomicBool`. Acquire: pairs with
+    /// `cancel`'s Release, so what the cancelling thread did before
+    /// cancelling is visible once this returns true.
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// let _run = rs.run();
+    /// while !rs.cancelled() {
+    ///     // ... one step of work ...
+    ///     # rs.cancel().unwrap();
+    /// }
+    /// ```
+    #[inline]
+    pub fn cancelled(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CANCELLED != 0
+    }
+
+    /// Running and cancelled: asked to stop, not stopped yet.
+    ///
+    /// One atomic load (Acquire, as [`cancelled`](Self::cancelled)).
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// rs.start()?;
+    /// assert!(!rs.stopping());
+    /// rs.cancel()?;
+    /// assert!(rs.stopping());
+    /// rs.stop()?;
+    /// assert!(!rs.stopping());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn stopping(&self) -> bool {
+        self.state.load(Ordering::Acquire) & (RUNNING | CANCELLED) == RUNNING | CANCELLED
+    }
+
+    /// Has [`stop`](Self::stop) run since the last [`start`](Self::start),
+    /// cancelled or not? A state never started is not stopped (SPEC
+    /// "Decisions").
+    ///
+    /// One atomic load (Acquire: pairs with the stop's Release).
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// assert!(!rs.stopped()); // pending
+    /// rs.start()?;
+    /// assert!(!rs.stopped());
+    /// rs.stop()?;
+    /// assert!(rs.stopped());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    #[inline]
+    pub fn stopped(&self) -> bool {
+        self.state.load(Ordering::Acquire) & (STARTED | RUNNING) == STARTED
+    }
+
+    /// Running, paused, and not cancelled.
+    ///
+    /// One atomic load (Acquire, as [`is_running`](Self::is_running)).
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// rs.start()?;
+    /// rs.pause()?;
+    /// assert!(rs.is_paused());
+    /// rs.cancel()?; // a cancel ends the pause
+    /// assert!(!rs.is_paused());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn is_paused(&self) -> bool {
+        self.state.load(Ordering::Acquire) & (RUNNING | PAUSED | CANCELLED) == RUNNING | PAUSED
+    }
+
+    /// Where the state is, as the seed's label.
+    ///
+    /// One atomic load (Acquire), so the label is one consistent state.
+    ///
+    /// ```
+    /// use multiopen::{RunPhase, RunState};
+    ///
+    /// let rs = RunState::new("job");
+    /// rs.start()?;
+    /// rs.stop()?;
+    /// assert_eq!(rs.state(), RunPhase::Stopped);
+    /// assert_eq!(format!("{}", rs.state()), "stopped");
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    #[inline]
+    pub fn state(&self) -> RunPhase {
+        RunPhase::of(self.state.load(Ordering::Acquire))
+    }
+
+    // --- internals ------------------------------------------------------------
+
+    /// Claims the timestamps for a start (`starting`) or a stop: sets
+    /// `TIMING`, waiting while another start or stop holds it. A stop with
+    /// `Some(run)` claims only while the word shows that run's EPOCH. Returns
+    /// the word as claimed, or the misuse error (nothing changed).
+    fn claim(&self, starting: bool, run: Option<u32>) -> Result<u32, RunStateError> {
+        // Relaxed: a first guess for the CAS.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if starting && s & RUNNING != 0 {
+                return Err(RunStateError::AlreadyRunning {
+                    name: self.name.to_string(),
+                });
+            }
+            if !starting && s & RUNNING == 0 {
+                return Err(self.not_running_error(s));
+            }
+            if run.is_some_and(|run| s & EPOCH_MASK != run)
+                && !mutant("run_state::guard_ignores_run")
+            {
+                // Stopped (and started again) by someone else since.
+                return Err(RunStateError::NotRunning {
+                    name: self.name.to_string(),
+                });
+            }
+            if s & TIMING != 0 {
+                self.wait_for_timing(s);
+                // Relaxed: only a guess for the CAS again.
+                s = self.state.load(Ordering::Relaxed);
+                continue;
+            }
+            if mutant("run_state::claim_check_then_act") {
+                // The bug: test, then set, as two steps.
+                self.state.fetch_or(TIMING, Ordering::Acquire);
+                return Ok(s | TIMING);
+            }
+            // Acquire: pairs with the last publish (Release) — every change
+            // since is an RMW in its release sequence — so we see the live
+            // slot it wrote, and our writes to the spare slot come after
+            // every earlier read of it by a writer.
+            match self.state.compare_exchange_weak(
+                s,
+                s | TIMING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(s | TIMING),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Publishes a claimed start (`starting`) or stop: `next` sets the
+    /// flags, clears `TIMING` and `WAITERS` and bumps `EPOCH` (making the
+    /// spare slot live), in one RMW; then wakes every sleeper if `WAITERS`
+    /// was set. Returns the word published.
+    ///
+    /// A start that will clear `CANCELLED` first counts it in
+    /// `cancels_cleared`. While we hold `TIMING` nobody else clears the
+    /// flag, so once seen it is still set when our CAS succeeds: each
+    /// cleared cancel is counted exactly once, before its clearing.
+    fn publish(&self, next: impl Fn(u32) -> u32, starting: bool, no_wake: &str) -> u32 {
+        // Release: the spare slot's stores (and all before this
+        // transition) are visible to whoever loads the new word with
+        // Acquire. (The fence in `write_spare` already orders them before
+        // this RMW; the Release here says so where the publish is, and
+        // covers what the transition did before its claim.)
+        let order = ordering_unless("run_state::times_no_release", Ordering::Release);
+        // Relaxed: a first guess for the CAS.
+        let mut s = self.state.load(Ordering::Relaxed);
+        let mut counted = false;
+        let prev = loop {
+            if starting
+                && s & CANCELLED != 0
+                && !counted
+                && !mutant("run_state::restart_forgets_cancel")
+            {
+                // Release: a waiter whose Acquire load of the count sees
+                // this increment also sees (in its next load of the word)
+                // the word we just read, with CANCELLED; see `watch`.
+                self.cancels_cleared.fetch_add(1, Ordering::Release);
+                counted = true;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next(s), order, Ordering::Relaxed)
+            {
+                Ok(prev) => break prev,
+                Err(now) => s = now,
+            }
+        };
+        if prev & WAITERS != 0 && !mutant(no_wake) {
+            self.state.wake_all();
+        }
+        next(prev)
+    }
+
+    pub(super) fn not_running_error(&self, s: u32) -> RunStateError {
+        let name = self.name.to_string();
+        if s & STARTED == 0 {
+            RunStateError::NeverStarted { name }
+        } else {
+            RunStateError::NotRunning { name }
+        }
+    }
+
+    #[cold]
+    pub(super) fn cancelled_error(&self) -> Cancelled {
+        Cancelled {
+            name: self.name.to_string(),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Pausing and waiting: `pause`/`resume`, `check`, `wait_while_paused`,
+//! `sleep`, and the futex waits behind them (announcing a waiter, the
+//! cancel watch that survives a restart, waiting for `TIMING`).
+
+use std::time::{Duration, Instant};
+
+use super::error::{Cancelled, RunStateError};
+use super::state::{CANCELLED, PAUSED, RUNNING, WAITERS};
+use super::RunState;
+use crate::sync::{mutant, Ordering};
+
+impl RunState {
+    /// Pauses a running task: threads in [`check`](Self::check),
+    /// [`wait_while_paused`](Self::wait_while_paused) or the
+    /// [`iter`](Self::iter) adapter block until [`resume`](Self::resume),
+    /// [`cancel`](Self::cancel) or [`stop`](Self::stop). Pausing a paused
+    /// state is fine.
+    ///
+    /// Errors: [`RunStateError::NeverStarted`] or
+    /// [`RunStateError::NotRunning`]; [`RunStateError::Cancelled`] if the
+    /// run is cancelled (it is stopping).
+    ///
+    /// ```
+    /// use multiopen::{RunPhase, RunState};
+    ///
+    /// let rs = RunState::new("job");
+    /// assert!(rs.pause().is_err()); // not running
+    /// rs.start()?;
+    /// rs.pause()?;
+    /// assert!(rs.is_paused() && rs.is_running());
+    /// assert_eq!(rs.state(), RunPhase::Paused);
+    /// rs.resume()?;
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn pause(&self) -> Result<(), RunStateError> {
+        // Relaxed: a first guess for the CAS.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & RUNNING == 0 {
+                return Err(self.not_running_error(s));
+            }
+            if s & CANCELLED != 0 {
+                return Err(RunStateError::Cancelled(self.cancelled_error()));
+            }
+            if s & PAUSED != 0 {
+                return Ok(());
+            }
+            // Release: what the pauser did before is visible to a thread
+            // that sees it paused. Nobody sleeps waiting for a pause, so
+            // there is no one to wake.
+            match self.state.compare_exchange_weak(
+                s,
+                s | PAUSED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Leaves the paused state and wakes the threads waiting while paused.
+    ///
+    /// Errors: [`RunStateError::NotPaused`] if it is not paused (including
+    /// a paused run that was then cancelled or stopped: those already
+    /// released the waiters).
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// rs.start()?;
+    /// assert!(rs.resume().is_err()); // not paused
+    /// rs.pause()?;
+    /// rs.resume()?;
+    /// assert!(!rs.is_paused());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn resume(&self) -> Result<(), RunStateError> {
+        // Relaxed: a first guess for the CAS.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & (RUNNING | PAUSED | CANCELLED) != RUNNING | PAUSED {
+                return Err(RunStateError::NotPaused {
+                    name: self.name.to_string(),
+                });
+            }
+            // Release: what the resumer did before is visible to the
+            // threads it releases (they load Acquire).
+            match self.state.compare_exchange_weak(
+                s,
+                s & !(PAUSED | WAITERS),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if s & WAITERS != 0 && !mutant("run_state::resume_no_wake") {
+                        self.state.wake_all();
+                    }
+                    return Ok(());
+                }
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    // --- cooperative waiting ------------------------------------------------
+
+    /// `Err(Cancelled)` if cancelled; otherwise, if paused, blocks until
+    /// resumed (then `Ok`) or cancelled (then `Err`). The seed's `raiseif`.
+    ///
+    /// Not paused and not cancelled (the usual case): one atomic load and a
+    /// mask test. Paused: sleeps on the futex, no spinning.
+    ///
+    /// ```
+    /// use multiopen::{Cancelled, RunState};
+    ///
+    /// fn work(rs: &RunState, items: &[u32]) -> Result<u32, Cancelled> {
+    ///     let mut sum = 0;
+    ///     for item in items {
+    ///         rs.check()?;
+    ///         sum += item;
+    ///     }
+    ///     Ok(sum)
+    /// }
+    ///
+    /// let rs = RunState::new("summer");
+    /// let _run = rs.run();
+    /// assert_eq!(work(&rs, &[1, 2, 3]), Ok(6));
+    /// rs.cancel()?;
+    /// assert!(work(&rs, &[1, 2, 3]).is_err());
+    /// # Ok::<(), multiopen::CallbackPanicked>(())
+    /// ```
+    #[inline]
+    pub fn check(&self) -> Result<(), Cancelled> {
+        // Acquire: as `cancelled`.
+        let s = self.state.load(Ordering::Acquire);
+        if s & (CANCELLED | PAUSED) == 0 {
+            return Ok(());
+        }
+        if s & CANCELLED != 0 || self.wait_unpaused() {
+            Err(self.cancelled_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Blocks while paused; returns at once if not paused, and as soon as
+    /// the state is resumed, cancelled or stopped. Sleeps on the futex (no
+    /// spinning); never misses the wake, including a cancel followed by a
+    /// stop and a new start before this thread woke.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// let rs = Arc::new(RunState::new("job"));
+    /// rs.start()?;
+    /// rs.pause()?;
+    /// let waiter = {
+    ///     let rs = Arc::clone(&rs);
+    ///     std::thread::spawn(move || rs.wait_while_paused())
+    /// };
+    /// rs.resume()?;
+    /// waiter.join().unwrap();
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn wait_while_paused(&self) {
+        // Acquire: as `is_paused`.
+        if self.state.load(Ordering::Acquire) & (PAUSED | CANCELLED) == PAUSED {
+            self.wait_unpaused();
+        }
+    }
+
+    /// Sleeps for `duration`, unless cancelled: returns `Err(Cancelled)` at
+    /// once if cancelled already, and the moment a [`cancel`](Self::cancel)
+    /// comes during the sleep; `Ok(())` when the time is up. Pausing does
+    /// not affect it (follow with [`check`](Self::check) to honour a pause).
+    ///
+    /// A timed futex wait on the state word (on Linux the futex syscall; on
+    /// other systems it polls in sleeps of at most 1 ms, so a cancel is seen
+    /// within about a millisecond), woken by `cancel`. Spurious wake-ups
+    /// and signals are absorbed: it never returns `Ok` early. A cancel that
+    /// comes during the sleep is reported even if the run is stopped and
+    /// started again (clearing the flag) before this thread wakes.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use multiopen::RunState;
+    ///
+    /// let rs = Arc::new(RunState::new("poller"));
+    /// assert!(rs.sleep(Duration::from_millis(1)).is_ok()); // time up
+    /// let sleeper = {
+    ///     let rs = Arc::clone(&rs);
+    ///     std::thread::spawn(move || rs.sleep(Duration::from_secs(3600)))
+    /// };
+    /// rs.cancel()?;
+    /// assert!(sleeper.join().unwrap().is_err()); // woken by the cancel
+    /// # Ok::<(), multiopen::CallbackPanicked>(())
+    /// ```
+    pub fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
+        if self.cancelled() {
+            return Err(self.cancelled_error());
+        }
+        if duration.is_zero() {
+            return Ok(());
+        }
+        self.sleep_slow(duration)
+    }
+
+    #[cold]
+    fn sleep_slow(&self, duration: Duration) -> Result<(), Cancelled> {
+        // `None`: too far to represent, i.e. until cancelled.
+        let deadline = Instant::now().checked_add(duration);
+        let (cleared, mut s) = self.watch();
+        loop {
+            if self.cancelled_since(cleared, s) {
+                return Err(self.cancelled_error());
+            }
+            let remaining = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(());
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            if let Some(expected) = self.announce_waiter(s) {
+                match remaining {
+                    Some(left) => self.state.wait_timeout(expected, left),
+                    None => self.state.wait(expected),
+                }
+            }
+            // Acquire: as `cancelled`, and so that `cancelled_since` sees
+            // the count of a start this load sees.
+            s = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    // --- internals ------------------------------------------------------------
+
+    /// Makes sure word `s` shows `WAITERS` before sleeping on it: returns
+    /// the word to sleep on, or `None` if it changed meanwhile (re-check).
+    fn announce_waiter(&self, s: u32) -> Option<u32> {
+        if s & WAITERS != 0 || mutant("run_state::waiter_no_announce") {
+            return Some(s);
+        }
+        // Relaxed: the caller re-loads with Acquire after waking; what
+        // makes the sleep safe is the futex's compare of the whole word.
+        self.state
+            .compare_exchange(s, s | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| s | WAITERS)
+    }
+
+    /// Sleeps until the word shows not paused, or a cancel came; returns
+    /// whether a cancel came (see [`watch`](Self::watch)).
+    #[cold]
+    fn wait_unpaused(&self) -> bool {
+        let (cleared, mut s) = self.watch();
+        loop {
+            if self.cancelled_since(cleared, s) {
+                return true;
+            }
+            if s & PAUSED == 0 {
+                return false;
+            }
+            if let Some(expected) = self.announce_waiter(s) {
+                self.state.wait(expected);
+            }
+            // Acquire: as `is_paused`, and as in `sleep_slow`.
+            s = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    /// Where a wait begins: the count of cleared cancels and the state word
+    /// `s`, read so that, afterwards, a cancel after `s` (in the word's
+    /// modification order) shows as `CANCELLED` in a later load of the word
+    /// or as a moved count, and a cancel before `s` shows only if `s` has
+    /// the flag ([`cancelled_since`](Self::cancelled_since)).
+    ///
+    /// Why: a start that clears a cancel increments the count before its
+    /// publish. (a) A start published before `s`: our Acquire load of `s`
+    /// synchronises with it, so the count read after `s` includes it; the
+    /// loop returns only when that equals the count read before `s`. (b) A
+    /// start published after `s` whose increment the count read before `s`
+    /// already includes: that increment followed the start's load of a word
+    /// with `CANCELLED` (a word nobody but that start can clear), and our
+    /// Acquire read of it orders that load before ours of `s`, so `s` shows
+    /// `CANCELLED` and the waiter returns at once. So the baseline never
+    /// hides a cancel that came after `s`, and never reports one that a
+    /// start cleared before it.
+    fn watch(&self) -> (u64, u32) {
+        // Acquire: pairs with a start's Release increment; see (b).
+        let mut cleared = self.cancels_cleared.load(Ordering::Acquire);
+        loop {
+            // Acquire: as `cancelled`; see (a).
+            let s = self.state.load(Ordering::Acquire);
+            // Acquire: this becomes the next round's first read, see (b).
+            let again = self.cancels_cleared.load(Ordering::Acquire);
+            if again == cleared {
+                return (cleared, s);
+            }
+            cleared = again;
+        }
+    }
+
+    /// Has a cancel come since [`watch`](Self::watch) returned `cleared`?
+    /// `s` is a word loaded (Acquire) since: it shows `CANCELLED`, or a start
+    /// it synchronises with counted a cancel it then cleared.
+    fn cancelled_since(&self, cleared: u64, s: u32) -> bool {
+        // Relaxed: the Acquire load of `s` orders every increment made
+        // before the publishes it sees; a later one is seen next round.
+        s & CANCELLED != 0 || self.cancels_cleared.load(Ordering::Relaxed) != cleared
+    }
+
+    /// Sleeps until the word (seen as `s`, with `TIMING`) changes.
+    #[cold]
+    pub(super) fn wait_for_timing(&self, s: u32) {
+        if let Some(expected) = self.announce_waiter(s) {
+            self.state.wait(expected);
+        }
+    }
+
+    /// Has some thread announced that it sleeps (or is about to) on the
+    /// state word? For the loom models only, which wait for a waiter to
+    /// have begun before they race it: not part of the API.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_has_waiters(&self) -> bool {
+        // Acquire: only a hint for the model's spin loop.
+        self.state.load(Ordering::Acquire) & WAITERS != 0
+    }
+}
