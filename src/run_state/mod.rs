@@ -178,7 +178,7 @@ pub use state::RunPhase;
 /// assert!(rs.stop_time() >= rs.start_time());
 /// ```
 pub struct RunState {
-    /// The state word: see the layout at the top of this file. Padded so
+    /// The state word: see the layout at the top of `state.rs`. Padded so
     /// that pollers of `cancelled()` share its line with nothing else.
     state: CachePadded<Futex>,
     /// The two timestamp slots; `EPOCH`'s low bit says which is live.
