@@ -392,7 +392,7 @@ fn startup_failure_with_concurrent_opener() {
                 use_guard(mo, *guard);
                 false
             }
-            Err(OpenError::Startup(Refused)) => true,
+            Err(OpenError::Startup { error: Refused, .. }) => true,
             Err(other) => panic!("unexpected {other:?}"),
         }
     }

@@ -1,13 +1,75 @@
 //! The error values every misuse of the primitives turns into.
 //!
 //! Misuse never panics, hangs or corrupts a count: it returns one of these.
-//! Each is `std::error::Error + Send + Sync + 'static` (given a user error
-//! type that is), with a message that names the object involved.
+//! Each is `std::error::Error + Send + Sync + 'static`, whatever the user's
+//! error type (any `Debug + Display + Send + Sync + 'static` type:
+//! `std::io::Error`, an error enum, [`BoxError`], `anyhow::Error`, even a
+//! `String`), so `?` turns it into `anyhow::Error` or a `Box<dyn Error>`.
+//!
+//! # One rule for causes
+//!
+//! Every message names the object (the `MultiOpen`'s or `RunState`'s name),
+//! and **a cause is written into its wrapper's `Display` message, never also
+//! returned from `source()`**: no error in this crate returns a `source()`.
+//! Report printers that walk the chain (anyhow's `{:#}`, `eyre`, a
+//! `Report`) therefore show each cause exactly once:
+//! `startup of db failed: No such file or directory (os error 2)`.
+//! The user's own error, with its own `source()` chain, is one `match`
+//! away (`OpenError::Startup { error, .. }`). The rule is the only one that
+//! works for a user error that is not itself an `Error` (`anyhow::Error`,
+//! `Box<dyn Error>`, `String`): a `source()` can only return an `Error`.
+//! Under `{:#}` the user error is written with `{:#}` too, so an
+//! `anyhow::Error` inside shows its whole context chain.
+//!
+//! ```
+//! use multiopen::{MultiOpen, OpenError};
+//!
+//! let db = MultiOpen::from_fns(
+//!     || std::fs::File::open("/no/such/file"), // startup fails
+//!     |_file| Ok(()),
+//! )
+//! .with_name("db");
+//! let err = db.open().unwrap_err();
+//! assert!(err.to_string().starts_with("startup of db failed: "));
+//! assert!(std::error::Error::source(&err).is_none()); // shown once, above
+//! let OpenError::Startup { error, .. } = err else { unreachable!() };
+//! assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+//! ```
 
 use std::fmt;
 use std::panic::Location;
 
 pub use crate::run_state::error::{CallbackPanicked, Cancelled, RunStateError};
+
+/// A boxed error of any kind: the error type of closure-built resources that
+/// do not name their own ([`MultiOpen::from_dyn_fns`](crate::MultiOpen::from_dyn_fns),
+/// [`FnMultiOpen`](crate::FnMultiOpen)). `?` converts any
+/// `std::error::Error + Send + Sync + 'static`, a `String`, a `&str` and an
+/// `anyhow::Error` into it.
+///
+/// ```
+/// use multiopen::BoxError;
+///
+/// fn parse(s: &str) -> Result<u8, BoxError> {
+///     if s.is_empty() {
+///         return Err("empty input".into()); // from a &str
+///     }
+///     Ok(s.parse()?) // from a ParseIntError
+/// }
+/// assert_eq!(parse("7").unwrap(), 7);
+/// assert_eq!(parse("").unwrap_err().to_string(), "empty input");
+/// ```
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Writes a user error inside a wrapper's message, keeping the caller's
+/// `{:#}` (so an `anyhow::Error` inside shows its context chain there).
+fn write_cause(f: &mut fmt::Formatter<'_>, cause: &dyn fmt::Display) -> fmt::Result {
+    if f.alternate() {
+        write!(f, "{cause:#}")
+    } else {
+        write!(f, "{cause}")
+    }
+}
 
 /// Where a [`MultiOpen`](crate::MultiOpen)'s final close happened.
 ///
@@ -125,7 +187,9 @@ impl std::error::Error for NeverOpenedError {}
 
 /// Why [`MultiOpen::open`](crate::MultiOpen::open) failed.
 ///
-/// Either way the open count is as it was before the call.
+/// Either way the open count is as it was before the call. The message
+/// names the object and writes the startup's error after it (see the
+/// [module docs](self) for the rule): `startup of db failed: no disk`.
 ///
 /// ```
 /// use multiopen::{MultiOpen, OpenError};
@@ -133,9 +197,12 @@ impl std::error::Error for NeverOpenedError {}
 /// let db = MultiOpen::from_fns(
 ///     || Err::<(), _>(std::io::Error::other("no disk")),
 ///     |_| Ok(()),
-/// );
-/// match db.open() {
-///     Err(OpenError::Startup(e)) => assert_eq!(e.to_string(), "no disk"),
+/// )
+/// .with_name("db");
+/// let err = db.open().unwrap_err();
+/// assert_eq!(err.to_string(), "startup of db failed: no disk");
+/// match err {
+///     OpenError::Startup { error, .. } => assert_eq!(error.to_string(), "no disk"),
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// assert_eq!(db.open_count(), 0);
@@ -143,7 +210,12 @@ impl std::error::Error for NeverOpenedError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenError<E> {
     /// This call ran startup and it failed; the next opener will try again.
-    Startup(E),
+    Startup {
+        /// The object's name.
+        name: String,
+        /// What startup returned.
+        error: E,
+    },
     /// The open count is at its limit ([`MultiOpen::MAX_OPENS`](crate::MultiOpen::MAX_OPENS)).
     TooManyOpens {
         /// The object's name.
@@ -151,35 +223,56 @@ pub enum OpenError<E> {
     },
 }
 
-impl<E: fmt::Display> fmt::Display for OpenError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl<E> OpenError<E> {
+    /// The startup's error, if that is what this is.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    ///
+    /// let db = MultiOpen::from_fns(|| Err::<(), _>("no disk".to_string()), |_| Ok(()));
+    /// assert_eq!(db.open().unwrap_err().into_startup_error().as_deref(), Some("no disk"));
+    /// ```
+    pub fn into_startup_error(self) -> Option<E> {
         match self {
-            Self::Startup(e) => write!(f, "startup failed: {e}"),
-            Self::TooManyOpens { name } => write!(f, "{name} has too many opens"),
-        }
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for OpenError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Startup(e) => Some(e),
+            Self::Startup { error, .. } => Some(error),
             Self::TooManyOpens { .. } => None,
         }
     }
 }
 
+impl<E: fmt::Display> fmt::Display for OpenError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Startup { name, error } => {
+                write!(f, "startup of {name} failed: ")?;
+                write_cause(f, error)
+            }
+            Self::TooManyOpens { name } => write!(f, "{name} has too many opens"),
+        }
+    }
+}
+
+/// No `source()`: the startup's error is written in the message (the
+/// crate's rule, see the [module docs](self)).
+impl<E: fmt::Debug + fmt::Display> std::error::Error for OpenError<E> {}
+
 /// Why a close failed. Except for [`Shutdown`](CloseError::Shutdown) and
 /// [`NotFinal`](CloseError::NotFinal), nothing was closed.
+///
+/// Every message names the object; a shutdown's error is written after it
+/// (see the [module docs](self) for the rule).
 ///
 /// ```
 /// use multiopen::{CloseError, MultiOpen};
 ///
-/// let db = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+/// let db = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()))
+///     .with_name("db");
 /// let a = db.open()?;
 /// let b = db.open()?;
 /// // `a` closes, but it was not the final close: `b` is still open.
-/// assert!(matches!(a.close_final(), Err(CloseError::NotFinal { still_open: 1 })));
+/// let err = a.close_final().unwrap_err();
+/// assert!(matches!(err, CloseError::NotFinal { still_open: 1, .. }));
+/// assert_eq!(err.to_string(), "close of db was not final: 1 open(s) remain");
 /// drop(b);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -187,10 +280,17 @@ impl<E: std::error::Error + 'static> std::error::Error for OpenError<E> {
 pub enum CloseError<E> {
     /// This was the final close; it ran shutdown, which failed. The object
     /// is closed all the same.
-    Shutdown(E),
+    Shutdown {
+        /// The object's name.
+        name: String,
+        /// What shutdown returned.
+        error: E,
+    },
     /// A close that had to be final was not: the close happened, and this
     /// many opens remain.
     NotFinal {
+        /// The object's name.
+        name: String,
         /// Opens still held after this close.
         still_open: usize,
     },
@@ -202,12 +302,36 @@ pub enum CloseError<E> {
     Unmatched(ClosedError),
 }
 
+impl<E> CloseError<E> {
+    /// The shutdown's error, if that is what this is.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    ///
+    /// let db = MultiOpen::from_fns(|| Ok(()), |()| Err("flush failed".to_string()));
+    /// let err = db.open().unwrap().close().unwrap_err();
+    /// assert_eq!(err.into_shutdown_error().as_deref(), Some("flush failed"));
+    /// ```
+    pub fn into_shutdown_error(self) -> Option<E> {
+        match self {
+            Self::Shutdown { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
 impl<E: fmt::Display> fmt::Display for CloseError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Shutdown(e) => write!(f, "shutdown failed: {e}"),
-            Self::NotFinal { still_open } => {
-                write!(f, "close was not final: {still_open} open(s) remain")
+            Self::Shutdown { name, error } => {
+                write!(f, "shutdown of {name} failed: ")?;
+                write_cause(f, error)
+            }
+            Self::NotFinal { name, still_open } => {
+                write!(
+                    f,
+                    "close of {name} was not final: {still_open} open(s) remain"
+                )
             }
             Self::NeverOpened(e) => write!(f, "close: {e}"),
             Self::Unmatched(ClosedError { name, final_close }) => {
@@ -221,16 +345,9 @@ impl<E: fmt::Display> fmt::Display for CloseError<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for CloseError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Shutdown(e) => Some(e),
-            Self::NeverOpened(e) => Some(e),
-            Self::Unmatched(e) => Some(e),
-            Self::NotFinal { .. } => None,
-        }
-    }
-}
+/// No `source()`: a cause is written in the message (the crate's rule, see
+/// the [module docs](self)).
+impl<E: fmt::Debug + fmt::Display> std::error::Error for CloseError<E> {}
 
 /// Why [`MultiOpen::check_opened`](crate::MultiOpen::check_opened) refused.
 ///
@@ -260,14 +377,9 @@ impl fmt::Display for NotOpenedError {
     }
 }
 
-impl std::error::Error for NotOpenedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::NeverOpened(e) => Some(e),
-            Self::Closed(e) => Some(e),
-        }
-    }
-}
+/// No `source()`: the message is the inner error's (the crate's rule, see
+/// the [module docs](self)).
+impl std::error::Error for NotOpenedError {}
 
 /// Why [`MultiOpen::finalise`](crate::MultiOpen::finalise) refused.
 ///
@@ -311,11 +423,6 @@ impl fmt::Display for FinaliseError {
     }
 }
 
-impl std::error::Error for FinaliseError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::NeverOpened(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: a cause is written in the message (the crate's rule, see
+/// the [module docs](self)).
+impl std::error::Error for FinaliseError {}

@@ -28,16 +28,16 @@ pub mod run_state;
 mod sync;
 
 #[cfg(not(all(doctest, loom_build)))]
-pub use error::{CallbackPanicked, Cancelled, RunStateError};
-#[cfg(not(all(doctest, loom_build)))]
 pub use error::{
-    CloseError, CloseHow, CloseSite, ClosedError, FinaliseError, NeverOpenedError, NotOpenedError,
-    OpenError,
+    BoxError, CloseError, CloseHow, CloseSite, ClosedError, FinaliseError, NeverOpenedError,
+    NotOpenedError, OpenError,
 };
 #[cfg(not(all(doctest, loom_build)))]
+pub use error::{CallbackPanicked, Cancelled, RunStateError};
+#[cfg(not(all(doctest, loom_build)))]
 pub use multi_open::{
-    CloseOptions, CloseOutcome, FnResource, MultiOpen, MultiOpenState, OpenGuard, Openable,
-    OwnedOpenGuard, Phase, Resource, Wrapped,
+    CloseOptions, CloseOutcome, DynFnResource, FnMultiOpen, FnResource, MultiOpen, MultiOpenState,
+    OpenGuard, Openable, OwnedOpenGuard, Phase, Resource, Wrapped,
 };
 #[cfg(not(all(doctest, loom_build)))]
 pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolGuard, PoolStats};

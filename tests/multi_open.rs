@@ -173,7 +173,13 @@ fn failed_startup_leaves_count_and_next_opener_retries() {
     let mo = counted();
     mo.resource().fail_startup.store(true, SeqCst);
     let err = mo.open().unwrap_err();
-    assert_eq!(err, OpenError::Startup(Failure("startup failed")));
+    assert_eq!(
+        err,
+        OpenError::Startup {
+            name: "probe".into(),
+            error: Failure("startup failed")
+        }
+    );
     assert_eq!(mo.open_count(), 0);
     assert_eq!(mo.state().phase, Phase::NeverOpened);
     assert!(!mo.closed());
@@ -240,7 +246,13 @@ fn shutdown_error_reaches_the_final_closer_and_closes_anyway() {
     let mo = counted();
     mo.resource().fail_shutdown.store(true, SeqCst);
     let err = mo.open().unwrap().close().unwrap_err();
-    assert_eq!(err, CloseError::Shutdown(Failure("shutdown failed")));
+    assert_eq!(
+        err,
+        CloseError::Shutdown {
+            name: "probe".into(),
+            error: Failure("shutdown failed")
+        }
+    );
     assert!(mo.closed());
     mo.join().expect("a failed shutdown still finalises");
     assert_still_works(&mo);
@@ -282,7 +294,10 @@ fn close_final_closes_then_reports_not_final() {
     let b = mo.open().unwrap();
     assert_eq!(
         a.close_final().unwrap_err(),
-        CloseError::NotFinal { still_open: 1 }
+        CloseError::NotFinal {
+            name: "probe".into(),
+            still_open: 1
+        }
     );
     assert_eq!(mo.open_count(), 1, "the close happened");
     assert_eq!(b.close_final().unwrap(), CloseOutcome::ShutDown);
@@ -298,7 +313,10 @@ fn detached_opens_close_through_the_object() {
     let must_be_final = CloseOptions::new().enforce_final_close(true);
     assert_eq!(
         mo.close_with(must_be_final).unwrap_err(),
-        CloseError::NotFinal { still_open: 1 }
+        CloseError::NotFinal {
+            name: "probe".into(),
+            still_open: 1
+        }
     );
     let line = line!() + 1;
     assert_eq!(mo.close().unwrap(), CloseOutcome::ShutDown);

@@ -120,7 +120,10 @@ impl Model {
             self.finalised = self.shutdowns;
         }
         if std::mem::take(&mut self.fail_shutdown) {
-            Err(CloseError::Shutdown(Failure))
+            Err(CloseError::Shutdown {
+                name: "prop".into(),
+                error: Failure,
+            })
         } else {
             Ok(CloseOutcome::ShutDown)
         }
@@ -145,7 +148,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Open => {
                 let opened = mo.open();
                 if !model.is_open() && std::mem::take(&mut model.fail_startup) {
-                    prop_assert!(matches!(opened, Err(OpenError::Startup(Failure))));
+                    let failed = matches!(opened, Err(OpenError::Startup { error: Failure, .. }));
+                    prop_assert!(failed, "{:?}", opened);
                 } else {
                     let guard = opened.expect("open succeeds");
                     if !model.is_open() {
@@ -177,6 +181,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 model.guards -= 1;
                 let want = match model.close() {
                     Ok(CloseOutcome::StillOpen) => Err(CloseError::NotFinal {
+                        name: "prop".into(),
                         still_open: model.count(),
                     }),
                     other => other,
@@ -213,6 +218,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     model.detached -= 1;
                     match model.close() {
                         Ok(CloseOutcome::StillOpen) if enforce_final => Err(CloseError::NotFinal {
+                            name: "prop".into(),
                             still_open: model.count(),
                         }),
                         other => other,
@@ -220,8 +226,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 prop_assert_eq!(kind(&got), kind(&want), "{:?} vs {:?}", got, want);
                 if let (
-                    Err(CloseError::NotFinal { still_open: a }),
-                    Err(CloseError::NotFinal { still_open: b }),
+                    Err(CloseError::NotFinal { still_open: a, .. }),
+                    Err(CloseError::NotFinal { still_open: b, .. }),
                 ) = (&got, &want)
                 {
                     prop_assert_eq!(a, b);

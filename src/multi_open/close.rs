@@ -81,7 +81,7 @@ impl CloseOptions {
     /// let held = mo.open()?;
     /// mo.open()?.detach();
     /// let must_be_final = CloseOptions::new().enforce_final_close(true);
-    /// assert!(matches!(mo.close_with(must_be_final), Err(CloseError::NotFinal { still_open: 1 })));
+    /// assert!(matches!(mo.close_with(must_be_final), Err(CloseError::NotFinal { still_open: 1, .. })));
     /// # drop(held);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -200,6 +200,7 @@ impl<R: Resource> MultiOpen<R> {
     ) -> Result<CloseOutcome, CloseError<R::Error>> {
         match self.release(site)? {
             CloseOutcome::StillOpen if enforce_final_close => Err(CloseError::NotFinal {
+                name: self.name().to_owned(),
                 still_open: self.open_count(),
             }),
             outcome => Ok(outcome),
@@ -296,7 +297,10 @@ impl<R: Resource> MultiOpen<R> {
         drop(finish);
         result
             .map(|()| CloseOutcome::ShutDown)
-            .map_err(CloseError::Shutdown)
+            .map_err(|error| CloseError::Shutdown {
+                name: self.name().to_owned(),
+                error,
+            })
     }
 }
 

@@ -109,7 +109,7 @@ macro_rules! guard_methods {
         /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
         /// let a = mo.open()?;
         /// let b = mo.open()?;
-        /// assert!(matches!(a.close_final(), Err(CloseError::NotFinal { still_open: 1 })));
+        /// assert!(matches!(a.close_final(), Err(CloseError::NotFinal { still_open: 1, .. })));
         /// assert!(b.close_final().is_ok());
         /// # Ok::<(), Box<dyn std::error::Error>>(())
         /// ```

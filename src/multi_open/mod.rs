@@ -56,7 +56,7 @@ mod state;
 
 pub use close::{CloseOptions, CloseOutcome};
 pub use guard::{OpenGuard, OwnedOpenGuard};
-pub use resource::{FnResource, Openable, Resource, Wrapped};
+pub use resource::{DynFnResource, FnResource, Openable, Resource, Wrapped};
 pub use state::{MultiOpenState, Phase};
 
 use std::borrow::Cow;
@@ -68,7 +68,7 @@ use crossbeam_utils::CachePadded;
 use self::state::{COUNT_LIMIT, EVER_OPENED, IDLE, OPEN, PHASE_MASK};
 #[cfg(doc)]
 use crate::error::OpenError;
-use crate::error::{CloseHow, CloseSite, ClosedError, NeverOpenedError};
+use crate::error::{BoxError, CloseHow, CloseSite, ClosedError, NeverOpenedError};
 use crate::sync::{
     ordering_unless, AtomicPtr, AtomicU32, AtomicUsize, Futex, Ordering, UnsafeCell,
 };
@@ -135,10 +135,17 @@ where
     S: Fn() -> Result<H, E> + Send + Sync,
     D: Fn(H) -> Result<(), E> + Send + Sync,
     H: Send + Sync,
-    E: std::error::Error + Send + Sync + 'static,
+    E: fmt::Debug + fmt::Display + Send + Sync + 'static,
 {
     /// A `MultiOpen` whose startup and shutdown are closures (the Python
-    /// `MultiOpen` for a pair of callables).
+    /// `MultiOpen` for a pair of callables). No boxing: the closures are
+    /// called directly.
+    ///
+    /// The error type `E` comes from the closures, so at least one of them
+    /// must name it (`Ok::<_, E>(..)`, a `?` on a known error type, or a
+    /// `-> Result<_, E>` signature); for closures that name none, and for a
+    /// type you can write in a struct field, use
+    /// [`from_dyn_fns`](MultiOpen::from_dyn_fns).
     ///
     /// ```
     /// use multiopen::MultiOpen;
@@ -148,14 +155,59 @@ where
     ///     |v| { assert_eq!(v.len(), 3); Ok(()) },
     /// );
     /// assert_eq!(mo.open()?.len(), 3);
+    /// // The startup's own type names the error:
+    /// let file = MultiOpen::from_fns(|| std::fs::File::open("/"), |_f| Ok(()));
+    /// assert!(file.open().is_ok());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_fns(startup: S, shutdown: D) -> Self {
-        Self::new(FnResource {
-            startup,
-            shutdown,
-            _types: std::marker::PhantomData,
-        })
+        Self::new(FnResource::new(startup, shutdown))
+    }
+}
+
+/// A `MultiOpen` built from boxed closures ([`DynFnResource`]): a type you
+/// can name in a struct field or a return type. Made by
+/// [`MultiOpen::from_dyn_fns`] (error type [`BoxError`]) or, with an error
+/// type of your own, `MultiOpen::new(DynFnResource::boxed(..))`.
+///
+/// ```
+/// use multiopen::{FnMultiOpen, MultiOpen};
+///
+/// struct App {
+///     db: FnMultiOpen<String>, // error type: BoxError
+/// }
+/// let app = App { db: MultiOpen::from_dyn_fns(|| Ok("conn".into()), |_| Ok(())) };
+/// assert_eq!(*app.db.open()?, "conn");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type FnMultiOpen<H, E = BoxError> = MultiOpen<DynFnResource<H, E>>;
+
+impl<H: Send + Sync> MultiOpen<DynFnResource<H>> {
+    /// A `MultiOpen` whose startup and shutdown are closures that name no
+    /// error type: their error is [`BoxError`], into which `?` converts any
+    /// `std::error::Error`, a `String` or an `anyhow::Error`. The result is
+    /// a [`FnMultiOpen<H>`], a type you can write down. Costs one boxed
+    /// call per startup and shutdown; open and close are as fast as ever.
+    ///
+    /// ```
+    /// use multiopen::MultiOpen;
+    ///
+    /// let conn = MultiOpen::from_dyn_fns(|| Ok(String::from("conn")), |_c| Ok(()));
+    /// assert_eq!(*conn.open()?, "conn");
+    ///
+    /// let port = MultiOpen::from_dyn_fns(|| Ok("80x".parse::<u16>()?), |_| Ok(()))
+    ///     .with_name("port");
+    /// assert_eq!(
+    ///     port.open().unwrap_err().to_string(),
+    ///     "startup of port failed: invalid digit found in string"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_dyn_fns(
+        startup: impl Fn() -> Result<H, BoxError> + Send + Sync + 'static,
+        shutdown: impl Fn(H) -> Result<(), BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        Self::new(DynFnResource::boxed(startup, shutdown))
     }
 }
 

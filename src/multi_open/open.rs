@@ -154,7 +154,10 @@ impl<R: Resource> MultiOpen<R> {
             Ok(handle) => handle,
             Err(error) => {
                 drop(rollback);
-                return Err(OpenError::Startup(error));
+                return Err(OpenError::Startup {
+                    name: self.name().to_owned(),
+                    error,
+                });
             }
         };
         std::mem::forget(rollback);

@@ -2,8 +2,11 @@
 //! resources, [`FnResource`] (a pair of closures) and [`Wrapped`] (an
 //! [`Openable`] object with its own `open` and `close`).
 
+use std::fmt;
+
 #[cfg(doc)]
 use super::MultiOpen;
+use crate::error::BoxError;
 
 /// A resource with a startup and a shutdown, to be wrapped in a [`MultiOpen`].
 ///
@@ -42,8 +45,11 @@ pub trait Resource: Send + Sync {
     /// What startup yields and every open shares: a connection, a worker
     /// set, a socket.
     type Handle: Send + Sync;
-    /// What startup and shutdown can fail with.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// What startup and shutdown can fail with: any `Debug + Display`
+    /// type that can cross threads: an error enum, `std::io::Error`,
+    /// [`BoxError`], `anyhow::Error`, a `String`. The crate's errors wrap it
+    /// and write its message after their own (see [`crate::error`]).
+    type Error: fmt::Debug + fmt::Display + Send + Sync + 'static;
 
     /// Brings the resource up. Runs on the first open of each cycle, in that
     /// opener's thread, while other openers wait.
@@ -74,7 +80,9 @@ pub trait Resource: Send + Sync {
 }
 
 /// A [`Resource`] made of a startup closure and a shutdown closure: see
-/// [`MultiOpen::from_fns`].
+/// [`MultiOpen::from_fns`] (closures of their own types, so the type cannot
+/// be written down) and [`DynFnResource`] / [`FnMultiOpen`](super::FnMultiOpen) (boxed closures:
+/// a type you can name in a struct field).
 ///
 /// ```
 /// use multiopen::{FnResource, MultiOpen};
@@ -90,12 +98,81 @@ pub struct FnResource<S, D, H, E> {
     pub(super) _types: std::marker::PhantomData<fn() -> (H, E)>,
 }
 
+impl<S, D, H, E> FnResource<S, D, H, E>
+where
+    S: Fn() -> Result<H, E> + Send + Sync,
+    D: Fn(H) -> Result<(), E> + Send + Sync,
+{
+    /// A resource whose startup and shutdown are these closures; the same
+    /// as what [`MultiOpen::from_fns`] wraps.
+    ///
+    /// ```
+    /// use multiopen::{FnResource, MultiOpen};
+    ///
+    /// let mo = MultiOpen::new(FnResource::new(|| Ok::<_, String>(5), |_| Ok(())));
+    /// assert_eq!(*mo.open()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(startup: S, shutdown: D) -> Self {
+        Self {
+            startup,
+            shutdown,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+/// A [`FnResource`] of boxed closures: a type that can be written down (in
+/// a struct field, a return type), at the price of one indirect call per
+/// startup and shutdown (never on open or close of an open object). The
+/// error type defaults to [`BoxError`].
+///
+/// ```
+/// use multiopen::{DynFnResource, FnMultiOpen, MultiOpen};
+///
+/// let typed: FnMultiOpen<u8, std::io::Error> =
+///     MultiOpen::new(DynFnResource::boxed(|| Ok(1), |_| Ok(())));
+/// assert_eq!(*typed.open()?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type DynFnResource<H, E = BoxError> = FnResource<
+    Box<dyn Fn() -> Result<H, E> + Send + Sync>,
+    Box<dyn Fn(H) -> Result<(), E> + Send + Sync>,
+    H,
+    E,
+>;
+
+impl<H, E> DynFnResource<H, E> {
+    /// Boxes the two closures into a [`DynFnResource`]. The error type comes
+    /// from the closures or from the type the result is given; for closures
+    /// that name no error type at all, use [`MultiOpen::from_dyn_fns`].
+    ///
+    /// ```
+    /// use multiopen::{DynFnResource, FnMultiOpen, MultiOpen};
+    ///
+    /// struct Service {
+    ///     db: FnMultiOpen<String, std::io::Error>,
+    /// }
+    /// let service = Service {
+    ///     db: MultiOpen::new(DynFnResource::boxed(|| Ok("conn".into()), |_| Ok(()))),
+    /// };
+    /// assert_eq!(*service.db.open()?, "conn");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn boxed(
+        startup: impl Fn() -> Result<H, E> + Send + Sync + 'static,
+        shutdown: impl Fn(H) -> Result<(), E> + Send + Sync + 'static,
+    ) -> Self {
+        FnResource::new(Box::new(startup), Box::new(shutdown))
+    }
+}
+
 impl<S, D, H, E> Resource for FnResource<S, D, H, E>
 where
     S: Fn() -> Result<H, E> + Send + Sync,
     D: Fn(H) -> Result<(), E> + Send + Sync,
     H: Send + Sync,
-    E: std::error::Error + Send + Sync + 'static,
+    E: fmt::Debug + fmt::Display + Send + Sync + 'static,
 {
     type Handle = H;
     type Error = E;
@@ -134,8 +211,10 @@ where
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Openable: Send + Sync {
-    /// What `open` and `close` can fail with.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// What `open` and `close` can fail with: as for
+    /// [`Resource::Error`], any `Debug + Display` type that can cross
+    /// threads.
+    type Error: fmt::Debug + fmt::Display + Send + Sync + 'static;
     /// Brings the object up; called by the first open of each cycle.
     fn open(&self) -> Result<(), Self::Error>;
     /// Takes the object down; called by the final close of each cycle.

@@ -139,15 +139,9 @@ impl fmt::Display for RunStateError {
     }
 }
 
-impl std::error::Error for RunStateError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Cancelled(e) => Some(e),
-            Self::CallbackPanicked(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: the message is the inner error's (the crate's rule, see
+/// the [`error`](crate::error) module).
+impl std::error::Error for RunStateError {}
 
 impl From<CallbackPanicked> for RunStateError {
     fn from(e: CallbackPanicked) -> Self {
