@@ -42,6 +42,7 @@ pub use multi_open::{
 #[cfg(not(all(doctest, loom_build)))]
 pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolGuard, PoolStats};
 #[cfg(all(not(all(doctest, loom_build)), feature = "signal", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
 pub use run_state::SignalCanceller;
 #[cfg(not(all(doctest, loom_build)))]
 pub use run_state::{

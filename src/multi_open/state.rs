@@ -2,6 +2,8 @@
 //! the [`Phase`] and [`MultiOpenState`] snapshot, the queries that read the
 //! word, and the end of a startup or shutdown phase.
 
+use std::fmt;
+
 use super::resource::Resource;
 use super::MultiOpen;
 use crate::error::{CloseSite, ClosedError, NotOpenedError};
@@ -122,6 +124,68 @@ pub struct MultiOpenState {
     pub detached: usize,
     /// Where the last final close happened, if any.
     pub final_close: Option<CloseSite>,
+}
+
+impl fmt::Display for MultiOpenState {
+    /// One line for a human reading a log: the phase, the opens registered
+    /// (when there are any, or when open), the cycle (once opened), the
+    /// detached opens (if any) and, once closed or shutting down, where
+    /// the final close happened:
+    ///
+    /// - `never opened`
+    /// - `open (2 opens), cycle 1`
+    /// - `open (1 open), cycle 3, 1 detached`
+    /// - `closed, cycle 1, final close at src/main.rs:10:5`
+    /// - `closed, cycle 1, final close at drop of the guard opened at src/main.rs:8:17`
+    ///
+    /// The format is for people, not programs, and may change in any
+    /// release: read the fields (or `Debug`) to act on them.
+    ///
+    /// ```
+    /// use multiopen::{MultiOpen, MultiOpenState, Phase};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// assert_eq!(mo.state().to_string(), "never opened");
+    /// let (_a, _b) = (mo.open()?, mo.open()?);
+    /// assert_eq!(mo.state().to_string(), "open (2 opens), cycle 1");
+    ///
+    /// let s = MultiOpenState {
+    ///     phase: Phase::Closed,
+    ///     open_count: 0,
+    ///     cycle: 2,
+    ///     detached: 0,
+    ///     final_close: None,
+    /// };
+    /// assert_eq!(s.to_string(), "closed, cycle 2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.phase {
+            Phase::NeverOpened => "never opened",
+            Phase::Starting => "starting",
+            Phase::Open => "open",
+            Phase::ShuttingDown => "shutting down",
+            Phase::Closed => "closed",
+        })?;
+        if self.open_count > 0 || self.phase == Phase::Open {
+            let plural = if self.open_count == 1 { "" } else { "s" };
+            write!(f, " ({} open{plural})", self.open_count)?;
+        }
+        if self.cycle > 0 {
+            write!(f, ", cycle {}", self.cycle)?;
+        }
+        if self.detached > 0 {
+            write!(f, ", {} detached", self.detached)?;
+        }
+        // Only once the cycle has ended (or is ending): in a later cycle
+        // the previous cycle's close would read as this one's.
+        if matches!(self.phase, Phase::ShuttingDown | Phase::Closed) {
+            if let Some(site) = self.final_close {
+                write!(f, ", final close at {site}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<R: Resource> MultiOpen<R> {

@@ -138,6 +138,7 @@ pub use guard::{OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
 #[cfg(all(feature = "signal", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
 pub use signal::SignalCanceller;
 pub use state::RunPhase;
 
@@ -223,6 +224,32 @@ impl RunState {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Default for RunState {
+    /// A pending `RunState` named after its type, `"RunState"`: the same as
+    /// [`RunState::new("RunState")`](RunState::new). Lets a struct that
+    /// holds one `#[derive(Default)]`.
+    ///
+    /// ```
+    /// use multiopen::{RunPhase, RunState};
+    ///
+    /// let rs = RunState::default();
+    /// assert_eq!(rs.name(), "RunState");
+    /// assert_eq!(rs.state(), RunPhase::Pending);
+    ///
+    /// #[derive(Default)]
+    /// struct Worker {
+    ///     runstate: RunState,
+    /// }
+    /// let w = Worker::default();
+    /// w.runstate.start()?;
+    /// assert!(w.runstate.is_running());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    fn default() -> Self {
+        Self::new("RunState")
     }
 }
 

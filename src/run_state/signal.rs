@@ -14,7 +14,9 @@ use super::RunState;
 
 impl RunState {
     /// Cancels this state when the process gets SIGINT or SIGTERM, for
-    /// as long as the returned guard lives (feature `signal`, unix).
+    /// as long as the returned guard lives.
+    ///
+    /// Available with the `signal` feature, on unix.
     ///
     /// The handler (from `signal-hook`) only records the signal; a
     /// small thread named after the state then calls
@@ -47,6 +49,7 @@ impl RunState {
     /// }
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
     pub fn cancel_on_signals(self: &Arc<Self>) -> std::io::Result<SignalCanceller> {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let handle = signals.handle();
@@ -69,6 +72,8 @@ impl RunState {
 /// [`RunState::cancel_on_signals`]. Dropping it stops that and joins its
 /// thread.
 ///
+/// Available with the `signal` feature, on unix.
+///
 /// ```
 /// use std::sync::Arc;
 /// use multiopen::{RunState, SignalCanceller};
@@ -79,6 +84,7 @@ impl RunState {
 /// assert!(!rs.cancelled());
 /// # Ok::<(), std::io::Error>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
 #[derive(Debug)]
 pub struct SignalCanceller {
     handle: Handle,
