@@ -8,6 +8,9 @@
 // model, when the doctests are collected under `--cfg loom`; see below.
 #![cfg_attr(not(all(doctest, loom_build)), doc = include_str!("tour.md"))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The `cfg(not(all(doctest, loom_build)))` on every item is build plumbing
+// (see below), not something a reader of the docs needs to see.
+#![cfg_attr(docsrs, doc(auto_cfg(hide(doctest, loom_build))))]
 #![warn(missing_docs)]
 
 // Under `RUSTFLAGS="--cfg loom"` the library is built on loom's mocks, which
