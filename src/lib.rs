@@ -29,6 +29,8 @@ pub mod pool;
 pub mod run_state;
 #[cfg(not(all(doctest, loom_build)))]
 mod sync;
+#[cfg(not(all(doctest, loom_build)))]
+mod unwind;
 
 #[cfg(not(all(doctest, loom_build)))]
 pub use error::{

@@ -10,6 +10,7 @@ use super::state::{COUNT_MASK, IDLE, OPEN, PHASE_MASK, SHUTTING_DOWN};
 use super::MultiOpen;
 use crate::error::{CloseError, CloseHow, CloseSite};
 use crate::sync::{mutant, ordering_unless, Ordering};
+use crate::unwind;
 
 /// What a successful close did.
 ///
@@ -230,12 +231,9 @@ impl<R: Resource> MultiOpen<R> {
             location: opened_at,
             how: CloseHow::GuardDropped,
         };
-        if std::thread::panicking() {
-            let _ =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.release_last(site)));
-        } else {
-            let _ = self.release_last(site);
-        }
+        // Unwinding already: a panicking shutdown is caught (and its payload
+        // disposed of) instead of aborting the process.
+        let _ = unwind::in_cleanup(|| self.release_last(site));
     }
 
     /// Our close brought the count to zero: try to become the shutter.

@@ -72,6 +72,7 @@ use crate::error::{BoxError, CloseHow, CloseSite, ClosedError, NeverOpenedError}
 use crate::sync::{
     ordering_unless, AtomicPtr, AtomicU32, AtomicUsize, Futex, Ordering, UnsafeCell,
 };
+use crate::unwind;
 
 /// A shared resource that many threads open and close in overlapping
 /// fashion: the first open runs startup, the last close runs shutdown.
@@ -435,7 +436,9 @@ impl<R: Resource> Drop for MultiOpen<R> {
         // object, so none is alive here.) Relaxed: `&mut self` is exclusive.
         if self.state.load(Ordering::Relaxed) & PHASE_MASK == OPEN {
             if let Some(handle) = self.handle.with_mut(|cell| unsafe { (*cell).take() }) {
-                let _ = self.resource.shutdown(handle);
+                // Dropped while unwinding: a panicking shutdown must not
+                // abort the process.
+                let _ = unwind::in_cleanup(|| self.resource.shutdown(handle));
             }
         }
     }

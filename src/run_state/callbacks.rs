@@ -2,12 +2,12 @@
 //! list, registration, and running them on a transition (`notify`).
 
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, PoisonError};
 
 use super::error::CallbackPanicked;
 use super::RunState;
 use crate::sync::{fence, Arc as ListArc, AtomicPtr, AtomicUsize, Mutex, Ordering};
+use crate::unwind;
 
 /// A transition that callbacks can be registered for.
 ///
@@ -206,17 +206,6 @@ impl Drop for Callbacks {
     }
 }
 
-/// The message of a caught panic.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
-    }
-}
-
 impl RunState {
     // --- callbacks ------------------------------------------------------------
 
@@ -331,8 +320,10 @@ impl RunState {
         };
         let mut panics = Vec::new();
         for entry in list.iter().filter(|entry| entry.event == event) {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (entry.callback)(self))) {
-                panics.push(panic_message(&*payload));
+            // `catch` disposes of the payload so that even a payload whose
+            // own `Drop` panics cannot stop the callbacks after this one.
+            if let Err(message) = unwind::catch(|| (entry.callback)(self)) {
+                panics.push(message);
             }
         }
         drop(list);
