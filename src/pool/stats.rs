@@ -1,0 +1,412 @@
+//! Statistics: the per-thread [`Stripes`] that count returns into the
+//! queue, the [`RareCounts`] of the rare paths, and the [`PoolStats`]
+//! snapshot that [`Pool::stats`] derives from them.
+
+use crossbeam_utils::CachePadded;
+
+use super::slots::{FULL, PUT};
+use super::Pool;
+use crate::sync::{mutant, thread_index, AtomicPtr, AtomicUsize, Ordering};
+
+// ---------------------------------------------------------------------------
+// Hot-path counters: per-thread stripes (`Stripes`)
+//
+// A stripe is one cache line holding a thread's count of returns that
+// found room in the queue (returns into front slots are counted in the
+// slots' state words). The stripe of thread index `i` (see
+// `sync::thread_index`: unique among live threads, handed over between
+// threads with Release/Acquire) is written only by the thread that holds
+// `i`, with a load and a store. Stripes live in buckets
+// allocated on first use: bucket `b` holds 2^(b + 3) stripes, so the first
+// 8 thread indices share one small allocation and the table grows by
+// doubling up to `BUCKETS`. A thread with no index (its thread-locals are
+// being destroyed) or an index past the table counts in the `shared` stripe
+// with `fetch_add`.
+// ---------------------------------------------------------------------------
+
+/// Bucket 0 holds `1 << FIRST_BUCKET_BITS` stripes.
+const FIRST_BUCKET_BITS: u32 = 3;
+/// Buckets in the table: 8 * (2^10 - 1) = 8184 stripes, for thread indices
+/// below 8184. `sync::thread_index` reuses indices below 4096, so only a
+/// program with thousands of live threads goes past the table (to the
+/// shared stripe); the largest bucket is 4096 stripes, 512 KiB.
+const BUCKETS: usize = 10;
+
+/// One thread's hot-path counter, on a cache line of its own.
+type Stripe = CachePadded<AtomicUsize>;
+
+fn new_stripe() -> Stripe {
+    CachePadded::new(AtomicUsize::new(0))
+}
+
+/// The hot-path counters of one pool: see the layout comment above.
+pub(super) struct Stripes {
+    /// Bucket `b`: null, or `1 << (b + FIRST_BUCKET_BITS)` stripes, set once.
+    buckets: [AtomicPtr<Stripe>; BUCKETS],
+    /// For threads without a stripe of their own; counted with `fetch_add`.
+    shared: Stripe,
+}
+
+impl Stripes {
+    pub(super) fn new() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            shared: new_stripe(),
+        }
+    }
+
+    /// Counts one event for the calling thread.
+    #[inline(always)]
+    pub(super) fn count(&self) {
+        // The mutant gives every thread the same stripe, so two threads'
+        // load+store pairs can interleave and lose a count.
+        let index = if mutant("pool::stripes_shared_by_threads") {
+            Some(0)
+        } else {
+            thread_index()
+        };
+        match index.and_then(|index| self.stripe(index)) {
+            Some(counter) => {
+                // Relaxed load: we are this stripe's only writer, so it reads
+                // our own last store (or, after an index hand-over, the old
+                // owner's, which the Acquire claim made visible). Release
+                // store: a `stats` that sees this count also sees what
+                // happened before it (the push it counts).
+                counter.store(
+                    counter.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Release,
+                );
+            }
+            None => {
+                // Release: as for the store above; several writers here.
+                self.shared.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+
+    /// The stripe of thread index `index`, allocating its bucket if needed;
+    /// `None` past the table.
+    #[inline(always)]
+    fn stripe(&self, index: usize) -> Option<&Stripe> {
+        let slot = index.checked_add(1 << FIRST_BUCKET_BITS)?;
+        let top = usize::BITS - 1 - slot.leading_zeros();
+        let bucket = (top - FIRST_BUCKET_BITS) as usize;
+        let offset = slot - (1 << top);
+        // Acquire: pairs with the Release CAS that published the bucket, so
+        // its initialised stripes are visible.
+        let mut stripes = self.buckets.get(bucket)?.load(Ordering::Acquire);
+        if stripes.is_null() {
+            stripes = self.grow(bucket);
+        }
+        // SAFETY: a non-null bucket pointer is a live allocation of
+        // `1 << top` stripes (freed only in `drop`), and `offset < 1 << top`.
+        Some(unsafe { &*stripes.add(offset) })
+    }
+
+    /// Allocates bucket `bucket`, or returns the one another thread
+    /// published first.
+    #[cold]
+    #[inline(never)]
+    fn grow(&self, bucket: usize) -> *mut Stripe {
+        let len = Self::bucket_len(bucket);
+        let fresh: Box<[Stripe]> = (0..len).map(|_| new_stripe()).collect();
+        let fresh = Box::into_raw(fresh).cast::<Stripe>();
+        // Release: publishes the initialised stripes to `stripe`'s Acquire.
+        // Acquire on failure: we use the winner's stripes instead.
+        match self.buckets[bucket].compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` came from `Box::into_raw` above with this
+                // length and was never shared.
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(fresh, len)) });
+                winner
+            }
+        }
+    }
+
+    fn bucket_len(bucket: usize) -> usize {
+        1 << (bucket as u32 + FIRST_BUCKET_BITS)
+    }
+
+    /// The sum over all stripes.
+    fn sum(&self) -> usize {
+        // Acquire: pairs with the counting Release stores (see `count`).
+        let mut total = self.shared.load(Ordering::Acquire);
+        for (bucket, stripes) in self.buckets.iter().enumerate() {
+            // Acquire: as in `stripe`.
+            let stripes = stripes.load(Ordering::Acquire);
+            if stripes.is_null() {
+                continue;
+            }
+            for offset in 0..Self::bucket_len(bucket) {
+                // SAFETY: as in `stripe`.
+                let stripe = unsafe { &*stripes.add(offset) };
+                // Acquire: pairs with the counting Release stores.
+                total = total.wrapping_add(stripe.load(Ordering::Acquire));
+            }
+        }
+        total
+    }
+}
+
+impl Drop for Stripes {
+    fn drop(&mut self) {
+        for (bucket, stripes) in self.buckets.iter().enumerate() {
+            // Relaxed: `&mut self` is exclusive.
+            let stripes = stripes.load(Ordering::Relaxed);
+            if !stripes.is_null() {
+                let len = Self::bucket_len(bucket);
+                // SAFETY: published by `grow` from a boxed slice of `len`
+                // stripes; no reference into it outlives `&mut self`.
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(stripes, len)) });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rare-path counters (`RareCounts`): each bumped with a Release `fetch_add`
+// on a path that already runs the factory or drops an object, and read with
+// Acquire by `stats`.
+// ---------------------------------------------------------------------------
+
+pub(super) struct RareCounts {
+    /// Factory successes for a guard (`instance` found nothing idle).
+    pub(super) made_for_guard: AtomicUsize,
+    /// Factory successes for `prefill`.
+    pub(super) made_for_prefill: AtomicUsize,
+    /// Factory calls that returned an error or panicked.
+    pub(super) failed: AtomicUsize,
+    /// Guard objects dropped because the pool was full.
+    pub(super) full_on_return: AtomicUsize,
+    /// Prefilled objects dropped because the pool filled up meanwhile.
+    pub(super) full_on_prefill: AtomicUsize,
+    /// Objects removed for good with `take`.
+    pub(super) taken: AtomicUsize,
+    /// Objects dropped because the reset hook panicked on them.
+    pub(super) reset_panicked: AtomicUsize,
+    /// Idle objects dropped by `clear`.
+    pub(super) cleared: AtomicUsize,
+}
+
+impl RareCounts {
+    pub(super) fn new() -> Self {
+        Self {
+            made_for_guard: AtomicUsize::new(0),
+            made_for_prefill: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            full_on_return: AtomicUsize::new(0),
+            full_on_prefill: AtomicUsize::new(0),
+            taken: AtomicUsize::new(0),
+            reset_panicked: AtomicUsize::new(0),
+            cleared: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Counts one event.
+pub(super) fn bump(counter: &AtomicUsize) {
+    // Release: pairs with `stats`' Acquire loads (see `Stripes::count`).
+    counter.fetch_add(1, Ordering::Release);
+}
+
+/// A snapshot of a [`Pool`]'s statistics: see [`Pool::stats`].
+///
+/// Every object made is [retired](Self::retired), idle or out: `created ==
+/// retired() + idle + out` (`out` is derived that way), and every object
+/// that became idle was reused, cleared or is idle (`reused` is
+/// derived that way); see the [module documentation](crate::pool#statistics-without-a-shared-hot-line).
+/// Exact at rest; a snapshot taken while other threads work may be off by
+/// the operations in flight.
+///
+/// ```
+/// use multiopen::Pool;
+///
+/// let pool = Pool::with_max_size(|| 0u32, 1);
+/// let a = pool.instance();
+/// let b = pool.instance();
+/// assert_eq!(pool.stats().out, 2);
+/// drop(a); // back to the pool
+/// drop(b); // the pool is full: dropped
+/// let _c = pool.instance(); // reused
+/// let s = pool.stats();
+/// assert_eq!((s.created, s.returned, s.dropped_full, s.reused), (2, 1, 1, 1));
+/// assert_eq!((s.idle, s.out), (0, 1));
+/// assert_eq!(s.created, s.retired() + s.idle + s.out);
+/// println!("{s:?}");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Objects the factory made (for guards and by `prefill`).
+    pub created: usize,
+    /// Factory calls that returned an error or panicked (no object made).
+    pub failed: usize,
+    /// Instances served from an idle object (derived from the others and
+    /// the number idle).
+    pub reused: usize,
+    /// Objects that guards put back into the pool.
+    pub returned: usize,
+    /// Objects dropped because the pool was full (on return, or made by a
+    /// `prefill` that found the pool filled meanwhile).
+    pub dropped_full: usize,
+    /// Objects dropped because the reset hook panicked on them.
+    pub reset_panicked: usize,
+    /// Objects removed from the pool for good with [`PoolGuard::take`](super::PoolGuard::take).
+    pub taken: usize,
+    /// Idle objects dropped by [`Pool::clear`].
+    pub cleared: usize,
+    /// Idle objects in the pool ([`Pool::len`]).
+    pub idle: usize,
+    /// Objects handed out in guards and not yet back (derived:
+    /// `created - retired() - idle`).
+    pub out: usize,
+}
+
+impl PoolStats {
+    /// Objects that have left the pool's hands for good: dropped because
+    /// full, dropped by a panicking reset hook, taken, or cleared.
+    ///
+    /// ```
+    /// use multiopen::Pool;
+    /// let pool = Pool::new(|| 0u8);
+    /// let _ = pool.instance().take();
+    /// assert_eq!(pool.stats().retired(), 1);
+    /// ```
+    pub fn retired(&self) -> usize {
+        self.dropped_full + self.reset_panicked + self.taken + self.cleared
+    }
+}
+
+impl<T, E> Pool<T, E> {
+    /// A snapshot of the pool's statistics; see [`PoolStats`] and, for how
+    /// they are kept off the hot path, the
+    /// [module documentation](crate::pool#statistics-without-a-shared-hot-line).
+    ///
+    /// Cost: a load per counter, per front slot and per thread stripe, and
+    /// the queue's `len`. Exact at rest; while other threads work, a sum of
+    /// counters read one after another.
+    ///
+    /// ```
+    /// use multiopen::Pool;
+    /// let pool = Pool::new(|| 0u8);
+    /// let g = pool.instance();
+    /// let s = pool.stats();
+    /// assert_eq!((s.created, s.out, s.idle), (1, 1, 0));
+    /// drop(g);
+    /// assert_eq!(pool.stats().returned, 1);
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        let rare = &*self.rare;
+        // Acquire throughout (here and in `Slot::state`): pairs with the
+        // counting Release operations, so a counted event's effects (a
+        // push, a drop) are seen with it.
+        //
+        // The order makes the snapshot err on the side of fewer reuses:
+        // retirements before makes (a prefill that makes an object and then
+        // drops it for want of room between the two reads is seen made,
+        // never dropped but not made, which would underflow), makes before
+        // the idle objects (a prefilled object made after its read but put
+        // before the slots' is idle and not made, so it cannot pass for a
+        // reuse), the queue returns before the queue (likewise). A slot's
+        // idle object and its return count come from one word.
+        let full_on_prefill = rare.full_on_prefill.load(Ordering::Acquire);
+        let full_on_return = rare.full_on_return.load(Ordering::Acquire);
+        let taken = rare.taken.load(Ordering::Acquire);
+        let reset_panicked = rare.reset_panicked.load(Ordering::Acquire);
+        let cleared = rare.cleared.load(Ordering::Acquire);
+        let made_for_guard = rare.made_for_guard.load(Ordering::Acquire);
+        let made_for_prefill = rare.made_for_prefill.load(Ordering::Acquire);
+        let queue_returns = self.stripes.sum();
+        let (mut in_front, mut front_returns) = (0, 0usize);
+        for slot in self.front.iter() {
+            let state = slot.state();
+            in_front += state & FULL;
+            front_returns = front_returns.wrapping_add(state / PUT);
+        }
+        let idle = in_front + self.idle.len();
+        // Guard returns: into the queue (stripes) and into front slots.
+        let returned = queue_returns.wrapping_add(front_returns);
+        let created = made_for_guard + made_for_prefill;
+        let retired = full_on_return + full_on_prefill + taken + reset_panicked + cleared;
+        // Made idle: prefilled objects that fitted, and returns.
+        let pushed = made_for_prefill
+            .saturating_sub(full_on_prefill)
+            .saturating_add(returned);
+        PoolStats {
+            created,
+            failed: rare.failed.load(Ordering::Acquire),
+            // Popped by `clear` or by `instance`, or still there.
+            reused: pushed.saturating_sub(cleared + idle),
+            returned,
+            dropped_full: full_on_return + full_on_prefill,
+            reset_panicked,
+            taken,
+            cleared,
+            idle,
+            // Made, and neither retired nor idle.
+            out: created.saturating_sub(retired + idle),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Thread indices the stripe table covers.
+    const TABLE: usize = (1 << FIRST_BUCKET_BITS) * ((1 << BUCKETS) - 1);
+
+    #[test]
+    fn stripe_indices_map_to_distinct_stripes() {
+        let stripes = Stripes::new();
+        let mut seen = std::collections::HashSet::new();
+        // Across the first four buckets (8 + 16 + 32 + 64 stripes) and the
+        // last stripe of the last one.
+        for index in (0..200).chain([TABLE - 1]) {
+            let stripe = stripes.stripe(index).expect("inside the table");
+            assert!(
+                seen.insert(stripe as *const Stripe),
+                "index {index} shares a stripe"
+            );
+            stripe.store(index, Ordering::Relaxed);
+        }
+        assert!(stripes.stripe(TABLE).is_none(), "past the table");
+        assert!(stripes.stripe(usize::MAX).is_none());
+        let expected: usize = (0..200).chain([TABLE - 1]).sum();
+        assert_eq!(stripes.sum(), expected);
+    }
+
+    #[test]
+    fn sum_includes_the_shared_stripe() {
+        let stripes = Stripes::new();
+        stripes.count();
+        stripes.shared.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(stripes.sum(), 3);
+    }
+
+    #[test]
+    fn live_threads_have_distinct_indices() {
+        let barrier = std::sync::Barrier::new(16);
+        let mut indices: Vec<usize> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..16)
+                .map(|_| {
+                    s.spawn(|| {
+                        let index = thread_index().expect("not tearing down");
+                        barrier.wait(); // all 16 alive at once
+                        assert_eq!(thread_index(), Some(index), "stable within a thread");
+                        index
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        indices.sort_unstable();
+        indices.dedup();
+        assert_eq!(indices.len(), 16);
+    }
+}
