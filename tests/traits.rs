@@ -398,3 +398,48 @@ fn multi_open_state_display_of_every_phase() {
         assert_eq!(s.to_string(), expected, "{s:?}");
     }
 }
+
+#[test]
+fn default_pool_makes_default_objects_and_reuses_them_across_threads() {
+    let pool: Arc<multiopen::Pool<Vec<u8>>> = Arc::default();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                for _ in 0..100 {
+                    let mut buf = pool.instance();
+                    buf.clear(); // no reset hook on a default pool
+                    buf.push(1);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let s = pool.stats();
+    assert_eq!(s.out, 0);
+    assert!(s.created <= 4 + multiopen::Pool::<Vec<u8>>::DEFAULT_MAX_SIZE);
+    assert_eq!(s.created, s.retired() + s.idle);
+    assert_eq!(
+        pool.max_size(),
+        multiopen::Pool::<Vec<u8>>::DEFAULT_MAX_SIZE
+    );
+}
+
+#[test]
+fn pool_stats_display_shows_the_rare_counts_only_when_they_happened() {
+    let pool = multiopen::Pool::try_builder(|| Err::<u8, _>("no memory")).build();
+    assert!(pool.try_instance().is_err());
+    assert_eq!(
+        pool.stats().to_string(),
+        "0 created (0 reused), 0 idle, 0 out; 0 returned, 0 dropped full, 1 failed"
+    );
+    let pool = multiopen::Pool::new(|| 7u8);
+    drop(pool.instance());
+    assert_eq!(pool.clear(), 1);
+    assert_eq!(
+        pool.stats().to_string(),
+        "1 created (0 reused), 0 idle, 0 out; 1 returned, 0 dropped full, 1 cleared"
+    );
+}

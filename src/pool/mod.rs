@@ -502,6 +502,24 @@ impl<T, E> Pool<T, E> {
     }
 }
 
+/// A pool of `T::default()` objects, keeping at most
+/// [`DEFAULT_MAX_SIZE`](Pool::DEFAULT_MAX_SIZE) idle: the same as
+/// `Pool::new(T::default)`.
+///
+/// ```
+/// use multiopen::Pool;
+///
+/// let pool: Pool<Vec<u8>> = Pool::default();
+/// pool.instance().extend_from_slice(b"abc"); // no reset hook: kept as is
+/// assert_eq!(pool.instance().len(), 3);
+/// assert_eq!(pool.max_size(), Pool::<Vec<u8>>::DEFAULT_MAX_SIZE);
+/// ```
+impl<T: Default + 'static> Default for Pool<T> {
+    fn default() -> Self {
+        Self::new(T::default)
+    }
+}
+
 impl<T, E> fmt::Debug for Pool<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")

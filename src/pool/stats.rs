@@ -2,6 +2,8 @@
 //! queue, the [`RareCounts`] of the rare paths, and the [`PoolStats`]
 //! snapshot that [`Pool::stats`] derives from them.
 
+use std::fmt;
+
 use crossbeam_utils::CachePadded;
 
 use super::slots::{FULL, PUT};
@@ -265,6 +267,45 @@ pub struct PoolStats {
     /// Objects handed out in guards and not yet back (derived:
     /// `created - retired() - idle`).
     pub out: usize,
+}
+
+/// One line for a log, the counts that matter first:
+/// `2 created (1 reused), 0 idle, 1 out; 1 returned, 1 dropped full`, then
+/// the rare counts (`failed`, `reset panicked`, `taken`, `cleared`) only
+/// when non-zero. For humans: the format may change; read the fields in
+/// code.
+///
+/// ```
+/// use multiopen::Pool;
+///
+/// let pool = Pool::with_max_size(|| 0u32, 1);
+/// let (a, b) = (pool.instance(), pool.instance());
+/// drop((a, b)); // one back to the pool, one dropped: the pool holds 1
+/// let _c = pool.instance().take(); // reused, then taken for good
+/// assert_eq!(
+///     pool.stats().to_string(),
+///     "2 created (1 reused), 0 idle, 0 out; 1 returned, 1 dropped full, 1 taken"
+/// );
+/// ```
+impl fmt::Display for PoolStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} created ({} reused), {} idle, {} out; {} returned, {} dropped full",
+            self.created, self.reused, self.idle, self.out, self.returned, self.dropped_full
+        )?;
+        for (count, what) in [
+            (self.failed, "failed"),
+            (self.reset_panicked, "reset panicked"),
+            (self.taken, "taken"),
+            (self.cleared, "cleared"),
+        ] {
+            if count > 0 {
+                write!(f, ", {count} {what}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl PoolStats {
