@@ -1,6 +1,6 @@
 //! The error values every misuse of the primitives turns into.
 //!
-//! Misuse never panics, hangs or corrupts a count: it returns one of these.
+//! Misuse returns one of these rather than panicking or corrupting a count.
 //! Each is `std::error::Error + Send + Sync + 'static`, whatever the user's
 //! error type (any `Debug + Display + Send + Sync + 'static` type:
 //! `std::io::Error`, an error enum, [`BoxError`], `anyhow::Error`, even a
@@ -9,17 +9,26 @@
 //! # One rule for causes
 //!
 //! Every message names the object (the `MultiOpen`'s or `RunState`'s name),
-//! and **a cause is written into its wrapper's `Display` message, never also
-//! returned from `source()`**: no error in this crate returns a `source()`.
-//! Report printers that walk the chain (anyhow's `{:#}`, `eyre`, a
-//! `Report`) therefore show each cause exactly once:
+//! and **each wrapper writes its direct cause into its own message; its
+//! `source()` goes on with that cause's own causes** (the rule of
+//! `std::io::Error`), never repeating the cause itself. Report printers
+//! that walk the chain (anyhow's `{:#}`, `eyre`, a `Report`) therefore show
+//! each cause exactly once:
 //! `startup of db failed: No such file or directory (os error 2)`.
-//! The user's own error, with its own `source()` chain, is one `match`
-//! away (`OpenError::Startup { error, .. }`). The rule is the only one that
-//! works for a user error that is not itself an `Error` (`anyhow::Error`,
-//! `Box<dyn Error>`, `String`): a `source()` can only return an `Error`.
-//! Under `{:#}` the user error is written with `{:#}` too, so an
-//! `anyhow::Error` inside shows its whole context chain.
+//!
+//! How far the chain goes depends on the user's error type `E`, because
+//! generic code cannot ask an arbitrary `E` for its `source()`:
+//!
+//! | `E` | the wrapper's message | the wrapper's `source()` |
+//! |---|---|---|
+//! | [`BoxError`] (what [`MultiOpen::from_dyn_fns`](crate::MultiOpen::from_dyn_fns) uses) | its message | its `source()`, and on down the chain |
+//! | `std::io::Error` | its message | its `source()` |
+//! | `anyhow::Error` | its whole chain, `{:#}`-style (`ctx: cause: root`) | none (the chain is already in the message) |
+//! | any other type (an error enum, a `String`) | its message | none: match the variant (`OpenError::Startup { error, .. }`) and walk `error.source()` yourself |
+//!
+//! A user error that keeps its causes in `source()` (thiserror's `#[from]`,
+//! `#[source]`) is best boxed into a [`BoxError`] (`type Error = BoxError;`
+//! and `Err(e.into())`, or `?`) when the whole chain should show in reports.
 //!
 //! ```
 //! use multiopen::{MultiOpen, OpenError};
@@ -61,13 +70,36 @@ pub use crate::run_state::error::{CallbackPanicked, Cancelled, RunStateError};
 /// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Writes a user error inside a wrapper's message, keeping the caller's
-/// `{:#}` (so an `anyhow::Error` inside shows its context chain there).
-fn write_cause(f: &mut fmt::Formatter<'_>, cause: &dyn fmt::Display) -> fmt::Result {
-    if f.alternate() {
-        write!(f, "{cause:#}")
-    } else {
+/// Writes a user error inside a wrapper's message. A cause whose chain
+/// [`cause_source`] continues is written with `{}`, its message alone; any
+/// other with `{:#}`, so that an `anyhow::Error` writes its whole context
+/// chain (there is no `source()` to continue it with), while most types
+/// read as with `{}`.
+fn write_cause<E: fmt::Display + 'static>(f: &mut fmt::Formatter<'_>, cause: &E) -> fmt::Result {
+    if chain_continues(cause) {
         write!(f, "{cause}")
+    } else {
+        write!(f, "{cause:#}")
+    }
+}
+
+/// Whether [`cause_source`] can reach `cause`'s own causes.
+fn chain_continues<E: 'static>(cause: &E) -> bool {
+    let any: &dyn std::any::Any = cause;
+    any.is::<BoxError>() || any.is::<std::io::Error>()
+}
+
+/// The `source()` of a wrapper whose message already holds `cause`: the
+/// cause's own source, where the concrete type lets us reach it (generic
+/// code cannot ask any `E` whether it is an `Error`; see the module docs).
+fn cause_source<E: 'static>(cause: &E) -> Option<&(dyn std::error::Error + 'static)> {
+    let any: &dyn std::any::Any = cause;
+    if let Some(boxed) = any.downcast_ref::<BoxError>() {
+        boxed.source()
+    } else if let Some(io) = any.downcast_ref::<std::io::Error>() {
+        std::error::Error::source(io)
+    } else {
+        None
     }
 }
 
@@ -240,7 +272,7 @@ impl<E> OpenError<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for OpenError<E> {
+impl<E: fmt::Display + 'static> fmt::Display for OpenError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Startup { name, error } => {
@@ -252,9 +284,16 @@ impl<E: fmt::Display> fmt::Display for OpenError<E> {
     }
 }
 
-/// No `source()`: the startup's error is written in the message (the
-/// crate's rule, see the [module docs](self)).
-impl<E: fmt::Debug + fmt::Display> std::error::Error for OpenError<E> {}
+/// The startup's error is written in the message; `source()` goes on with
+/// its own causes where they can be reached (see the [module docs](self)).
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for OpenError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Startup { error, .. } => cause_source(error),
+            _ => None,
+        }
+    }
+}
 
 /// Why a close failed. Except for [`Shutdown`](CloseError::Shutdown) and
 /// [`NotFinal`](CloseError::NotFinal), nothing was closed.
@@ -320,7 +359,7 @@ impl<E> CloseError<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for CloseError<E> {
+impl<E: fmt::Display + 'static> fmt::Display for CloseError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Shutdown { name, error } => {
@@ -345,9 +384,16 @@ impl<E: fmt::Display> fmt::Display for CloseError<E> {
     }
 }
 
-/// No `source()`: a cause is written in the message (the crate's rule, see
-/// the [module docs](self)).
-impl<E: fmt::Debug + fmt::Display> std::error::Error for CloseError<E> {}
+/// A shutdown's error is written in the message; `source()` goes on with
+/// its own causes where they can be reached (see the [module docs](self)).
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for CloseError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Shutdown { error, .. } => cause_source(error),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`MultiOpen::check_opened`](crate::MultiOpen::check_opened) refused.
 ///

@@ -1,13 +1,16 @@
 //! The errors fit the ecosystem: any `Debug + Display + Send + Sync` user
 //! error works (anyhow, boxed errors, strings), every error names its
-//! object, and a cause is shown once in a chain (the crate's rule: a cause
-//! is written in the wrapper's `Display`, never also returned from
-//! `source()`), so report printers such as anyhow's `{:#}` never repeat it.
+//! object, and a cause is shown once in a chain (the crate's rule: a wrapper
+//! writes its direct cause in its `Display` and its `source()` goes on with
+//! that cause's own causes), so report printers such as anyhow's `{:#}`
+//! never repeat a cause nor, where the chain can be reached, drop one.
 
 use std::error::Error;
 use std::fmt;
 use std::panic;
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use multiopen::{
     BoxError, CloseError, CloseOptions, FinaliseError, FnMultiOpen, MultiOpen, OpenError, Openable,
@@ -26,10 +29,10 @@ fn chain(error: &(dyn Error + 'static)) -> Vec<String> {
 }
 
 /// The chain rule, checked on one error: no message repeats the message
-/// of its source; the object's name is in the top message; the root cause
-/// (if any) appears exactly once in the whole chain and exactly once in
+/// of its source; the object's name is in the top message; each of
+/// `causes` appears exactly once in the whole chain and exactly once in
 /// anyhow's `{:#}` report.
-fn assert_clean<E: Error + Send + Sync + 'static>(error: E, object: &str, cause: Option<&str>) {
+fn assert_clean<E: Error + Send + Sync + 'static>(error: E, object: &str, causes: &[&str]) {
     let messages = chain(&error);
     for pair in messages.windows(2) {
         assert!(
@@ -45,7 +48,7 @@ fn assert_clean<E: Error + Send + Sync + 'static>(error: E, object: &str, cause:
         messages[0]
     );
     let report = format!("{:#}", anyhow::Error::from(error));
-    if let Some(cause) = cause {
+    for cause in causes {
         assert_eq!(
             messages.join(": ").matches(cause).count(),
             1,
@@ -80,7 +83,7 @@ fn chain_shows_each_cause_once_for_multi_open_errors() {
     assert!(
         matches!(&err, OpenError::Startup { name, error } if name == "db" && error.kind() == kind)
     );
-    assert_clean(err, "db", Some("no such file"));
+    assert_clean(err, "db", &["no such file"]);
 
     let flush = MultiOpen::from_fns(
         || Ok::<_, std::io::Error>(()),
@@ -89,33 +92,33 @@ fn chain_shows_each_cause_once_for_multi_open_errors() {
     .with_name("journal");
     let err = flush.open().unwrap().close().unwrap_err();
     assert!(matches!(&err, CloseError::Shutdown { name, .. } if name == "journal"));
-    assert_clean(err, "journal", Some("flush failed"));
+    assert_clean(err, "journal", &["flush failed"]);
 
     let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(())).with_name("svc");
     let held = mo.open().unwrap();
     let err = mo.open().unwrap().close_final().unwrap_err();
     assert!(matches!(&err, CloseError::NotFinal { still_open: 1, .. }));
-    assert_clean(err, "svc", None);
+    assert_clean(err, "svc", &[]);
     let err = mo.finalise().unwrap_err();
     assert!(matches!(err, FinaliseError::StillOpen { .. }));
-    assert_clean(err, "svc", None);
+    assert_clean(err, "svc", &[]);
     drop(held);
-    assert_clean(mo.not_closed().unwrap_err(), "svc", None);
-    assert_clean(mo.check_opened().unwrap_err(), "svc", None);
+    assert_clean(mo.not_closed().unwrap_err(), "svc", &[]);
+    assert_clean(mo.check_opened().unwrap_err(), "svc", &[]);
     let err = mo.close().unwrap_err();
     assert!(matches!(err, CloseError::Unmatched(_)));
-    assert_clean(err, "svc", None);
+    assert_clean(err, "svc", &[]);
     let err = mo.finalise().unwrap_err();
     assert!(matches!(err, FinaliseError::AlreadyFinalised { .. }));
-    assert_clean(err, "svc", None);
+    assert_clean(err, "svc", &[]);
 
     let never = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(())).with_name("idle");
-    assert_clean(never.join().unwrap_err(), "idle", None);
-    assert_clean(never.check_opened().unwrap_err(), "idle", None);
-    assert_clean(never.finalise().unwrap_err(), "idle", None);
+    assert_clean(never.join().unwrap_err(), "idle", &[]);
+    assert_clean(never.check_opened().unwrap_err(), "idle", &[]);
+    assert_clean(never.finalise().unwrap_err(), "idle", &[]);
     let err = never.close().unwrap_err();
     assert!(matches!(err, CloseError::NeverOpened(_)));
-    assert_clean(err, "idle", None);
+    assert_clean(err, "idle", &[]);
     assert!(never
         .close_with(CloseOptions::new().unopened_ok(true))
         .is_ok());
@@ -125,36 +128,34 @@ fn chain_shows_each_cause_once_for_multi_open_errors() {
     let err: OpenError<std::io::Error> = OpenError::TooManyOpens {
         name: "busy".into(),
     };
-    assert_clean(err, "busy", None);
+    assert_clean(err, "busy", &[]);
 }
 
 #[test]
 fn chain_shows_each_cause_once_for_run_state_errors() {
     let rs = RunState::new("job");
-    assert_clean(rs.stop().unwrap_err(), "job", None); // never started
-    assert_clean(rs.resume().unwrap_err(), "job", None); // not paused
+    assert_clean(rs.stop().unwrap_err(), "job", &[]); // never started
+    assert_clean(rs.resume().unwrap_err(), "job", &[]); // not paused
     rs.start().unwrap();
-    assert_clean(rs.start().unwrap_err(), "job", None); // already running
+    assert_clean(rs.start().unwrap_err(), "job", &[]); // already running
     rs.on_cancel(|_| panic!("disk full"));
     let err = quiet_panics(|| rs.cancel().unwrap_err());
-    assert_clean(err, "job", Some("disk full"));
-    assert_clean(rs.check().unwrap_err(), "job", None); // Cancelled
+    assert_clean(err, "job", &["disk full"]);
+    assert_clean(rs.check().unwrap_err(), "job", &[]); // Cancelled
     let err = rs.pause().unwrap_err();
     assert!(matches!(err, RunStateError::Cancelled(_)));
-    assert_clean(err, "job", None);
+    assert_clean(err, "job", &[]);
     rs.stop().unwrap();
-    assert_clean(rs.stop().unwrap_err(), "job", None); // not running
+    assert_clean(rs.stop().unwrap_err(), "job", &[]); // not running
 
     let rs = RunState::new("loader");
     rs.on_start(|_| panic!("bad config"));
     let err = quiet_panics(|| rs.start().unwrap_err());
     assert!(matches!(err, RunStateError::CallbackPanicked(_)));
-    assert_clean(err, "loader", Some("bad config"));
+    assert_clean(err, "loader", &["bad config"]);
 }
 
-/// A user error with a source of its own. The crate's wrapper writes the
-/// user error's message (the rule); the user error itself, with its own
-/// chain, is reached by matching the variant.
+/// A user error with a source of its own, like thiserror's `#[from]`.
 #[derive(Debug)]
 struct Layered(std::io::Error);
 
@@ -170,21 +171,70 @@ impl Error for Layered {
     }
 }
 
+/// A typed user error: generic code cannot reach its `source()`, so the
+/// chain stops at the crate's wrapper (documented); the user error, with its
+/// own chain, is one match away.
 #[test]
-fn chain_shows_each_cause_once_for_a_layered_user_error() {
+fn chain_of_a_typed_user_error_stops_at_the_wrapper_and_is_one_match_away() {
     let db = MultiOpen::from_fns(
         || Err::<(), _>(Layered(std::io::Error::other("permission denied"))),
         |_| Ok(()),
     )
     .with_name("cfg");
     let err = db.open().unwrap_err();
+    assert!(err.source().is_none());
     match &err {
         OpenError::Startup { error, .. } => {
             assert_eq!(error.source().unwrap().to_string(), "permission denied")
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_clean(err, "cfg", Some("reading the config"));
+    assert_clean(err, "cfg", &["reading the config"]);
+}
+
+/// The same error boxed into a `BoxError` (or inside an `io::Error`): the
+/// wrapper's `source()` goes on with its causes, each shown once.
+#[test]
+fn chain_shows_each_cause_once_through_boxed_and_io_errors() {
+    let boxed = MultiOpen::from_dyn_fns(
+        || Err(Layered(std::io::Error::other("permission denied")).into()),
+        |()| Ok(()),
+    )
+    .with_name("cfg");
+    let err = boxed.open().unwrap_err();
+    assert_eq!(err.source().unwrap().to_string(), "permission denied");
+    assert_clean(err, "cfg", &["reading the config", "permission denied"]);
+
+    let io = MultiOpen::from_fns(
+        || {
+            Err::<(), _>(std::io::Error::other(Layered(std::io::Error::other(
+                "disk gone",
+            ))))
+        },
+        |_| Ok(()),
+    )
+    .with_name("journal");
+    let err = io.open().unwrap_err();
+    assert_clean(err, "journal", &["reading the config", "disk gone"]);
+
+    // anyhow context boxed by `?` inside a `from_dyn_fns` closure.
+    let ctx = MultiOpen::from_dyn_fns(
+        || {
+            let n: u8 = "x".parse().context("parsing the port")?;
+            Ok(n)
+        },
+        |_| Ok(()),
+    )
+    .with_name("port");
+    let err = ctx.open().unwrap_err();
+    assert_clean(err, "port", &["parsing the port", "invalid digit"]);
+    let shut = MultiOpen::from_dyn_fns(
+        || Ok(()),
+        |()| Err(anyhow::anyhow!("disk full").context("flushing").into()),
+    )
+    .with_name("log");
+    let err = shut.open().unwrap().close().unwrap_err();
+    assert_clean(err, "log", &["flushing", "disk full"]);
 }
 
 struct AnyhowResource;
@@ -194,7 +244,7 @@ impl Resource for AnyhowResource {
     type Error = anyhow::Error;
 
     fn startup(&self) -> anyhow::Result<u32> {
-        let n: u32 = "not a number".parse()?;
+        let n: u32 = "not a number".parse().context("parsing the limit")?;
         Ok(n)
     }
 }
@@ -207,8 +257,13 @@ fn any_display_error_works_anyhow() {
     let db = MultiOpen::new(AnyhowResource).with_name("parser");
     let err = open_it(&db).unwrap_err();
     let report = format!("{err:#}");
-    assert!(report.starts_with("startup of parser failed: "), "{report}");
+    assert!(
+        report.starts_with("startup of parser failed: parsing the limit: invalid digit"),
+        "{report}"
+    );
     assert_eq!(report.matches("invalid digit").count(), 1, "{report}");
+    assert_eq!(report.matches("parsing the limit").count(), 1, "{report}");
+    assert_eq!(format!("{err}"), report, "the chain is in the one message");
     assert_eq!(db.open_count(), 0);
 }
 

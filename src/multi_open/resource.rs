@@ -56,7 +56,10 @@ pub trait Resource: Send + Sync {
     fn startup(&self) -> Result<Self::Handle, Self::Error>;
 
     /// Takes the resource down. Runs on the final close of each cycle, in
-    /// that closer's thread. The default drops the handle.
+    /// that closer's thread. The default drops the handle. Its error reaches
+    /// an explicit close (`guard.close()`, `MultiOpen::close`); when the
+    /// final close is a guard's drop, there is no caller to give it to and
+    /// it is discarded.
     ///
     /// ```
     /// use multiopen::{MultiOpen, Resource};
