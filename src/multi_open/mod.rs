@@ -79,6 +79,18 @@ use crate::unwind;
 ///
 /// See the [module documentation](crate::multi_open) for the cycle.
 ///
+/// # Panics in startup and shutdown
+/// A panic in startup or shutdown leaves the object consistent: a failed
+/// startup's open is taken back, a panicking shutdown still ends the cycle
+/// and finalises it. Where the panic happens in a call of yours (`open`,
+/// `close`, a guard dropped normally), it propagates to you with its payload
+/// untouched: the payload is yours to dispose of. Where the library runs
+/// the shutdown while the thread is already unwinding (a guard, or the
+/// `MultiOpen` itself, dropped during a panic), a panic from the shutdown,
+/// or from the `Drop` of the error it returned, is caught and its payload
+/// disposed of (leaked if its own `Drop` panics), so the process never
+/// aborts.
+///
 /// # Costs
 /// `open` and closing a guard on an object that is already open: one atomic
 /// read-modify-write each, no lock, no system call. The final close runs
@@ -435,10 +447,13 @@ impl<R: Resource> Drop for MultiOpen<R> {
         // now, as the handle's owner would. (Guards borrow or own the
         // object, so none is alive here.) Relaxed: `&mut self` is exclusive.
         if self.state.load(Ordering::Relaxed) & PHASE_MASK == OPEN {
+            // SAFETY: `&mut self` is exclusive: no opener, guard or shutter
+            // can touch the cell.
             if let Some(handle) = self.handle.with_mut(|cell| unsafe { (*cell).take() }) {
-                // Dropped while unwinding: a panicking shutdown must not
-                // abort the process.
-                let _ = unwind::in_cleanup(|| self.resource.shutdown(handle));
+                // Dropped while unwinding: a panicking shutdown, or a
+                // shutdown error whose `Drop` panics (dropped inside), must
+                // not abort the process.
+                unwind::in_cleanup(|| drop(self.resource.shutdown(handle)));
             }
         }
     }

@@ -20,8 +20,9 @@ impl<R: Resource> MultiOpen<R> {
     /// Cost: on an open object, one `fetch_add`. Blocks (on a futex) while
     /// another thread runs startup or shutdown. If this call runs startup
     /// and it fails, the count is left as it was and the error is returned;
-    /// if it panics, the panic propagates after the same clean-up. Either
-    /// way a waiting opener then tries startup itself.
+    /// if it panics, the panic propagates after the same clean-up, its
+    /// payload untouched (yours to dispose of, even one whose own `Drop`
+    /// panics). Either way a waiting opener then tries startup itself.
     ///
     /// ```
     /// use multiopen::MultiOpen;
