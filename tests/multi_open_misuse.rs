@@ -14,9 +14,11 @@
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::thread;
+use std::time::Duration;
 
-use multiopen::{CloseOutcome, FnResource, MultiOpen, Phase};
+use multiopen::{CloseOutcome, FnMultiOpen, FnResource, JoinError, MultiOpen, OpenError, Phase};
 
 /// Set (to the test's name) in the child process that runs a scenario.
 const CHILD_ENV: &str = "MULTIOPEN_MISUSE_CHILD";
@@ -314,4 +316,275 @@ fn panic_payload_whose_drop_panics_reaches_the_closer_untouched() {
     );
     std::mem::forget(payload);
     assert_closed_then_usable(&mo, &c);
+}
+
+// ----- kind: a re-entrant call hangs forever -----
+
+type Db = FnMultiOpen<()>;
+
+/// What a startup or shutdown does with the object that runs it.
+type Hook = Box<dyn Fn(&Arc<Db>) + Send + Sync>;
+
+/// An object whose startup and shutdown call `on_startup` / `on_shutdown`
+/// with the object itself (reached through a `Weak`), then succeed.
+fn self_referencing(on_startup: Hook, on_shutdown: Hook) -> Arc<Db> {
+    Arc::new_cyclic(|me: &Weak<Db>| {
+        let (up, down) = (me.clone(), me.clone());
+        MultiOpen::from_dyn_fns(
+            move || {
+                if let Some(me) = up.upgrade() {
+                    on_startup(&me);
+                }
+                Ok(())
+            },
+            move |()| {
+                if let Some(me) = down.upgrade() {
+                    on_shutdown(&me);
+                }
+                Ok(())
+            },
+        )
+        .with_name("db")
+    })
+}
+
+fn nothing() -> Hook {
+    Box::new(|_| {})
+}
+
+/// Runs `f` in a thread and returns its result, or fails the test if it
+/// has not returned within 10 s (a hang; the stuck thread is left behind).
+fn without_hanging<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the call hung (no result within 10 s)")
+}
+
+/// Messages a hook records, for the test to read afterwards.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// What the hooks saw, as messages: (the test's end, the hook's end).
+fn recorder() -> (Log, Log) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    (Arc::clone(&seen), seen)
+}
+
+#[test]
+fn reentrant_call_returns_an_error_open_in_startup() {
+    let (seen, log) = recorder();
+    let db = self_referencing(
+        Box::new(move |me| {
+            let err = me.open().map(drop).unwrap_err();
+            assert!(matches!(err, OpenError::Reentrant { ref name } if name == "db"));
+            assert!(std::error::Error::source(&err).is_none());
+            log.lock().unwrap().push(err.to_string());
+            let err = me.open_owned().map(drop).unwrap_err();
+            assert!(matches!(err, OpenError::Reentrant { .. }));
+            assert_eq!(me.open_count(), 1, "only the starter's open is counted");
+        }),
+        nothing(),
+    );
+    let db = without_hanging(move || {
+        let g = db
+            .open()
+            .expect("the startup ignored the error and succeeded");
+        assert_eq!(db.open_count(), 1);
+        drop(g);
+        db
+    });
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["open of db from inside its own startup or shutdown would wait for itself"]
+    );
+    assert!(db.closed());
+    assert_eq!(db.open_count(), 0);
+    assert_eq!(db.state().cycle, 1);
+    // Fully usable: other threads open, close and join as usual.
+    let g = db.open_owned().expect("reopen");
+    thread::spawn(move || drop(g)).join().unwrap();
+    db.join().expect("the second cycle is finalised");
+    assert_eq!(db.state().cycle, 2);
+}
+
+#[test]
+fn reentrant_call_returns_an_error_open_in_shutdown() {
+    let (seen, log) = recorder();
+    let db = self_referencing(
+        nothing(),
+        Box::new(move |me| {
+            let err = me.open().map(drop).unwrap_err();
+            log.lock().unwrap().push(err.to_string());
+            assert_eq!(me.state().phase, Phase::ShuttingDown);
+            assert_eq!(me.open_count(), 0, "the refused open is taken back");
+        }),
+    );
+    let db = without_hanging(move || {
+        assert_eq!(
+            db.open().unwrap().close().ok(),
+            Some(CloseOutcome::ShutDown)
+        );
+        db
+    });
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert!(db.closed());
+    db.join()
+        .expect("the shutdown finished and finalised the cycle");
+    assert_eq!(db.open_count(), 0);
+    drop(db.open().expect("reopen"));
+    assert_eq!(db.state().cycle, 2);
+}
+
+#[test]
+fn reentrant_call_returns_an_error_join_in_startup() {
+    let (seen, log) = recorder();
+    let db = self_referencing(
+        Box::new(move |me| log.lock().unwrap().push(format!("{:?}", me.join()))),
+        nothing(),
+    );
+    db.set_finalise_later(true);
+    let db = without_hanging(move || {
+        drop(db.open().expect("the first startup"));
+        // Cycle 1 is shut down but not finalised: the second startup's join
+        // would wait for a finalise while holding every opener asleep.
+        drop(db.open().expect("the second startup"));
+        db
+    });
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].starts_with("Err(NeverOpened("), "{seen:?}");
+    assert_eq!(seen[1], r#"Err(Reentrant { name: "db" })"#);
+    db.finalise().expect("both cycles are finalised now");
+    db.join().expect("finalised");
+    assert!(db.closed());
+    assert_eq!(db.open_count(), 0);
+}
+
+#[test]
+fn reentrant_call_returns_an_error_join_in_shutdown() {
+    let (seen, log) = recorder();
+    let db = self_referencing(
+        nothing(),
+        Box::new(move |me| {
+            let err = me.join().unwrap_err();
+            assert!(matches!(err, JoinError::Reentrant { .. }));
+            assert!(std::error::Error::source(&err).is_none());
+            log.lock().unwrap().push(err.to_string());
+        }),
+    );
+    let db = without_hanging(move || {
+        drop(db.open().expect("startup"));
+        db
+    });
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["join of db from inside its own startup or shutdown would wait for itself"]
+    );
+    db.join()
+        .expect("the shutdown finished and finalised the cycle");
+    assert_still_usable(&db);
+}
+
+fn assert_still_usable(db: &Arc<Db>) {
+    let cycle = db.state().cycle;
+    let g = db.open_owned().expect("reopen");
+    assert_eq!(db.open_count(), 1);
+    thread::spawn(move || drop(g)).join().unwrap();
+    db.join().expect("finalised");
+    assert_eq!(db.state().cycle, cycle + 1);
+    assert_eq!(db.open_count(), 0);
+}
+
+/// No false positive: while one thread runs startup (or shutdown), another
+/// thread's open or join waits for it as usual rather than erring.
+#[test]
+fn reentrant_call_returns_an_error_only_in_the_thread_running_it() {
+    let (in_hook, hook_entered) = mpsc::sync_channel::<()>(0);
+    let (release, hook_released) = mpsc::sync_channel::<()>(0);
+    let hook_released = Arc::new(Mutex::new(hook_released));
+    let (entered_up, released_up) = (in_hook.clone(), Arc::clone(&hook_released));
+    let (entered_down, released_down) = (in_hook, Arc::clone(&hook_released));
+    let db = self_referencing(
+        Box::new(move |_| {
+            entered_up.send(()).unwrap();
+            released_up.lock().unwrap().recv().unwrap();
+        }),
+        Box::new(move |_| {
+            entered_down.send(()).unwrap();
+            released_down.lock().unwrap().recv().unwrap();
+        }),
+    );
+    // Another thread opens while the startup runs: it waits, then opens.
+    let starter = {
+        let db = Arc::clone(&db);
+        thread::spawn(move || db.open_owned().map(|g| g.detach()).is_ok())
+    };
+    hook_entered.recv().unwrap();
+    let opener = {
+        let db = Arc::clone(&db);
+        thread::spawn(move || {
+            db.open()
+                .map(|g| {
+                    let _ = g.detach();
+                })
+                .is_ok()
+        })
+    };
+    thread::sleep(Duration::from_millis(100));
+    assert!(
+        !opener.is_finished(),
+        "the other opener waits for the startup"
+    );
+    release.send(()).unwrap();
+    assert!(starter.join().unwrap());
+    assert!(
+        opener.join().unwrap(),
+        "the other opener was granted its open"
+    );
+    assert_eq!(db.open_count(), 2);
+    // Another thread joins while the shutdown runs: it waits, then returns.
+    db.close().unwrap();
+    let closer = {
+        let db = Arc::clone(&db);
+        thread::spawn(move || db.close().is_ok())
+    };
+    hook_entered.recv().unwrap();
+    let joiner = {
+        let db = Arc::clone(&db);
+        thread::spawn(move || db.join())
+    };
+    thread::sleep(Duration::from_millis(100));
+    assert!(!joiner.is_finished(), "the joiner waits for the shutdown");
+    release.send(()).unwrap();
+    assert!(closer.join().unwrap());
+    assert_eq!(joiner.join().unwrap(), Ok(()));
+    assert!(db.closed());
+}
+
+/// A startup may open another object (and that one's startup this one's
+/// neighbour): only the object being started or shut down refuses.
+#[test]
+fn reentrant_call_returns_an_error_only_for_the_same_object() {
+    let inner = Arc::new(MultiOpen::from_fns(
+        || Ok::<_, std::io::Error>(7),
+        |_| Ok(()),
+    ));
+    let (seen, log) = recorder();
+    let inner2 = Arc::clone(&inner);
+    let outer = self_referencing(
+        Box::new(move |me| {
+            let g = inner2.open().expect("another object opens normally");
+            log.lock()
+                .unwrap()
+                .push(format!("{} {}", *g, me.open().is_err()));
+        }),
+        nothing(),
+    );
+    let outer = without_hanging(move || {
+        drop(outer.open().expect("startup"));
+        outer
+    });
+    assert_eq!(seen.lock().unwrap().as_slice(), ["7 true"]);
+    assert!(outer.closed() && inner.closed());
 }

@@ -9,7 +9,7 @@ use super::resource::Resource;
 use super::state::{COUNT_MASK, IDLE, OPEN, PHASE_MASK, SHUTTING_DOWN};
 use super::MultiOpen;
 use crate::error::{CloseError, CloseHow, CloseSite};
-use crate::sync::{mutant, ordering_unless, Ordering};
+use crate::sync::{busy_mark, mutant, ordering_unless, Ordering};
 use crate::unwind;
 
 /// What a successful close did.
@@ -291,10 +291,14 @@ impl<R: Resource> MultiOpen<R> {
         // our Acquire CAS saw every holder's Release close.
         let handle = self.handle.with_mut(|cell| unsafe { (*cell).take() });
         let finish = ShutdownFinish { owner: self };
+        // Marks this thread as the shutter while shutdown runs (cleared
+        // even if it panics): a re-entrant open or join refuses at once.
+        let busy = busy_mark(self.addr());
         let result = match handle {
             Some(handle) => self.resource.shutdown(handle),
             None => Ok(()),
         };
+        drop(busy);
         drop(finish);
         result
             .map(|()| CloseOutcome::ShutDown)

@@ -4,17 +4,21 @@
 use super::resource::Resource;
 use super::state::{cycle_reached, CYCLE_MASK, EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK};
 use super::MultiOpen;
-use crate::error::{FinaliseError, NeverOpenedError};
-use crate::sync::{mutant, ordering_unless, Ordering};
+use crate::error::{FinaliseError, JoinError};
+use crate::sync::{is_busy, mutant, ordering_unless, Ordering};
 
 impl<R: Resource> MultiOpen<R> {
     /// Blocks until the current cycle is finalised: at once if it already
     /// is, else until its final close (or, with finalise-later, a
     /// [`finalise`](Self::finalise) call). Sleeps on a futex.
     ///
-    /// Never hangs on misuse: an object that was never opened is an error.
-    /// Like joining one's own thread, joining while this thread holds an
-    /// open of the same object waits forever: close first.
+    /// Never hangs on misuse: an object that was never opened is an error,
+    /// and so is a join from inside the object's own startup or shutdown
+    /// (in the thread running it) that would have to wait
+    /// ([`JoinError::Reentrant`]): the cycle cannot end before that startup
+    /// or shutdown returns. Like joining one's own thread, joining while
+    /// this thread holds an open of the same object waits forever: close
+    /// first.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -29,12 +33,12 @@ impl<R: Resource> MultiOpen<R> {
     /// closer.join().unwrap();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn join(&self) -> Result<(), NeverOpenedError> {
+    pub fn join(&self) -> Result<(), JoinError> {
         // Acquire: pairs with the Release that set EVER_OPENED, which the
         // starter made after counting its cycle, so `cycles` below is at
         // least that cycle.
         if self.state.load(Ordering::Acquire) & EVER_OPENED == 0 {
-            return Err(self.never_opened_error());
+            return Err(JoinError::NeverOpened(self.never_opened_error()));
         }
         // Relaxed: ordered after the Acquire above; a later cycle seen here
         // is fine too (it is the current one).
@@ -45,6 +49,15 @@ impl<R: Resource> MultiOpen<R> {
         loop {
             if cycle_reached(word >> 1, target) {
                 return Ok(());
+            }
+            // About to sleep: not if this thread runs this object's startup
+            // or shutdown. In shutdown, the finalise waited for comes only
+            // after it returns; in startup, the wait would hold every opener
+            // asleep behind it. Checked here only, before a sleep.
+            if is_busy(self.addr()) {
+                return Err(JoinError::Reentrant {
+                    name: self.name.to_string(),
+                });
             }
             if word & JOIN_WAITERS == 0 {
                 // Relaxed: only announces a sleeper; the finaliser's swap

@@ -27,7 +27,7 @@
 //! }
 //! db.join()?; // every guard is gone: the last close shut it down
 //! assert!(db.closed());
-//! # Ok::<(), multiopen::NeverOpenedError>(())
+//! # Ok::<(), multiopen::JoinError>(())
 //! ```
 //!
 //! # The cycle
@@ -420,6 +420,12 @@ impl<R: Resource> MultiOpen<R> {
         // `Some` and only shared; the holder's Acquire open saw it written.
         self.handle
             .with(|cell| unsafe { (*cell).as_ref().unwrap_unchecked() })
+    }
+
+    /// This object's address: its identity in this thread's busy marks
+    /// (see `crate::sync::busy_mark`). Unique while the object is borrowed.
+    fn addr(&self) -> usize {
+        (self as *const Self).addr()
     }
 
     /// Moves a held open from a guard to the detached count.
