@@ -70,7 +70,7 @@ use self::state::{COUNT_LIMIT, EVER_OPENED, IDLE, OPEN, PHASE_MASK};
 use crate::error::OpenError;
 use crate::error::{BoxError, CloseHow, CloseSite, ClosedError, NeverOpenedError};
 use crate::sync::{
-    ordering_unless, AtomicPtr, AtomicU32, AtomicUsize, Futex, Ordering, UnsafeCell,
+    ordering_unless, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Futex, Ordering, UnsafeCell,
 };
 use crate::unwind;
 
@@ -117,13 +117,16 @@ pub struct MultiOpen<R: Resource> {
     /// SHUTTING_DOWN by the shutter, and read shared only in OPEN by
     /// holders of an open.
     handle: UnsafeCell<Option<R::Handle>>,
-    /// The finalise word: see its layout at the top of `state.rs`.
+    /// The join wake word: see its layout at the top of `state.rs`.
     finalised: Futex,
+    /// Cycles finalised: never decreases. 64 bits, compared exactly: see
+    /// "Counters that never wrap" in `state.rs`.
+    finalised_cycles: AtomicU64,
     /// Successful startups (the current cycle number); written only by the
     /// starter.
-    cycles: AtomicU32,
+    cycles: AtomicU64,
     /// Shutdowns run; written only by the shutter.
-    shutdowns: AtomicU32,
+    shutdowns: AtomicU64,
     /// Opens detached from their guards, to be closed by `MultiOpen::close`.
     detached: AtomicUsize,
     /// Nonzero: the final close does not finalise; `finalise()` must.
@@ -281,8 +284,9 @@ impl<R: Resource> MultiOpen<R> {
             state: CachePadded::new(Futex::new(IDLE)),
             handle: UnsafeCell::new(None),
             finalised: Futex::new(0),
-            cycles: AtomicU32::new(0),
-            shutdowns: AtomicU32::new(0),
+            finalised_cycles: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
+            shutdowns: AtomicU64::new(0),
             detached: AtomicUsize::new(0),
             finalise_later: AtomicU32::new(0),
             final_close: AtomicPtr::new(std::ptr::null_mut()),
