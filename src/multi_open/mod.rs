@@ -91,6 +91,27 @@ use crate::unwind;
 /// disposed of (leaked if its own `Drop` panics), so the process never
 /// aborts.
 ///
+/// # Fork
+/// `fork()` copies only the calling thread, and this object's state as it
+/// was at that instant. If another thread was inside this object's startup
+/// or shutdown then, the child's copy stays starting or shutting down for
+/// ever (no thread in the child will end it), so an `open()` or `join()`
+/// in the child waits forever, as locking a `std::sync::Mutex` that another
+/// thread held at the fork would. What does work in the child:
+/// - an object idle at fork time (never opened, or closed and finalised):
+///   the child's first open runs startup in the child, as usual;
+/// - an object open at fork time: the child's opens and closes work, on the
+///   child's copy of the handle. But opens held by the parent's other
+///   threads stay counted in the child and are never closed there, so the
+///   child's closes are not final while they exist, and its `join` would
+///   wait for them.
+///
+/// The child must not rely on a startup or shutdown in progress in another
+/// thread, nor on opens held by other threads. (The usual rule for a
+/// multi-threaded parent still applies: until it calls `exec`, the child
+/// should call only async-signal-safe functions, and a startup is user
+/// code.)
+///
 /// # Costs
 /// `open` and closing a guard on an object that is already open: one atomic
 /// read-modify-write each, no lock, no system call. The final close runs
