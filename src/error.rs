@@ -217,6 +217,52 @@ impl fmt::Display for NeverOpenedError {
 
 impl std::error::Error for NeverOpenedError {}
 
+/// Why [`MultiOpen::join`](crate::MultiOpen::join) returned without
+/// waiting. Either way nothing changed.
+///
+/// ```
+/// use multiopen::{JoinError, MultiOpen};
+///
+/// let db = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()))
+///     .with_name("db");
+/// let err = db.join().unwrap_err();
+/// assert!(matches!(err, JoinError::NeverOpened(_)));
+/// assert_eq!(err.to_string(), "db has never been opened");
+/// let reentrant = JoinError::Reentrant { name: "db".into() };
+/// assert_eq!(
+///     reentrant.to_string(),
+///     "join of db from inside its own startup or shutdown would wait for itself"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// The object has never been opened: there is no cycle to wait for.
+    NeverOpened(NeverOpenedError),
+    /// Called from inside the object's own startup or shutdown (in the
+    /// thread running it) when it would have to wait: the cycle it waits
+    /// for cannot end before that startup or shutdown returns.
+    Reentrant {
+        /// The object's name.
+        name: String,
+    },
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NeverOpened(e) => write!(f, "{e}"),
+            Self::Reentrant { name } => write!(
+                f,
+                "join of {name} from inside its own startup or shutdown would wait for itself"
+            ),
+        }
+    }
+}
+
+/// No `source()`: a cause is written in the message (the crate's rule, see
+/// the [module docs](self)).
+impl std::error::Error for JoinError {}
+
 /// Why [`MultiOpen::open`](crate::MultiOpen::open) failed.
 ///
 /// Either way the open count is as it was before the call. The message
@@ -253,6 +299,37 @@ pub enum OpenError<E> {
         /// The object's name.
         name: String,
     },
+    /// Called from inside the object's own startup or shutdown (in the
+    /// thread running it), where it would wait for itself forever. Nothing
+    /// changed: the startup or shutdown goes on as if the call had not been
+    /// made.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Weak};
+    /// use multiopen::{FnMultiOpen, MultiOpen, OpenError};
+    ///
+    /// let db: Arc<FnMultiOpen<()>> = Arc::new_cyclic(|me: &Weak<FnMultiOpen<()>>| {
+    ///     let me = me.clone();
+    ///     MultiOpen::from_dyn_fns(
+    ///         move || {
+    ///             let me = me.upgrade().expect("alive");
+    ///             let err = me.open().map(drop).unwrap_err();
+    ///             assert!(matches!(err, OpenError::Reentrant { .. }));
+    ///             Ok(())
+    ///         },
+    ///         |()| Ok(()),
+    ///     )
+    ///     .with_name("db")
+    /// });
+    /// let g = db.open()?; // the startup's own open was refused, not stuck
+    /// assert_eq!(db.open_count(), 1);
+    /// # drop(g);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Reentrant {
+        /// The object's name.
+        name: String,
+    },
 }
 
 impl<E> OpenError<E> {
@@ -267,7 +344,7 @@ impl<E> OpenError<E> {
     pub fn into_startup_error(self) -> Option<E> {
         match self {
             Self::Startup { error, .. } => Some(error),
-            Self::TooManyOpens { .. } => None,
+            Self::TooManyOpens { .. } | Self::Reentrant { .. } => None,
         }
     }
 }
@@ -280,6 +357,10 @@ impl<E: fmt::Display + 'static> fmt::Display for OpenError<E> {
                 write_cause(f, error)
             }
             Self::TooManyOpens { name } => write!(f, "{name} has too many opens"),
+            Self::Reentrant { name } => write!(
+                f,
+                "open of {name} from inside its own startup or shutdown would wait for itself"
+            ),
         }
     }
 }

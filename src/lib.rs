@@ -34,8 +34,8 @@ mod unwind;
 
 #[cfg(not(all(doctest, loom_build)))]
 pub use error::{
-    BoxError, CloseError, CloseHow, CloseSite, ClosedError, FinaliseError, NeverOpenedError,
-    NotOpenedError, OpenError,
+    BoxError, CloseError, CloseHow, CloseSite, ClosedError, FinaliseError, JoinError,
+    NeverOpenedError, NotOpenedError, OpenError,
 };
 #[cfg(not(all(doctest, loom_build)))]
 pub use error::{CallbackPanicked, Cancelled, RunStateError};

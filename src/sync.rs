@@ -173,6 +173,83 @@ pub(crate) fn ordering_unless(name: &str, ordering: Ordering) -> Ordering {
 }
 
 // ---------------------------------------------------------------------------
+// MultiOpen support: which objects this thread is starting or shutting down.
+// ---------------------------------------------------------------------------
+
+/// A mark that this thread is running the startup or shutdown of the object
+/// at `addr`: set by [`busy_mark`], cleared when dropped (so a panicking
+/// startup or shutdown clears it too). While it is set, [`is_busy`] of that
+/// address is true on this thread and on no other.
+///
+/// Marks nest (a startup that opens another object) and are cleared in the
+/// reverse order, as scoped values are. The list holds [`BUSY_SLOTS`]
+/// addresses without allocating and has no destructor, so it works in any
+/// thread-local destructor too; deeper nesting is counted but not recorded,
+/// and a re-entrant call that deep is not detected (it waits, as before).
+pub(crate) struct BusyMark(());
+
+/// Nesting depth recorded by [`busy_mark`]; more is counted, not recorded.
+const BUSY_SLOTS: usize = 8;
+
+/// This thread's busy marks: `depth` marks set, the first
+/// `min(depth, BUSY_SLOTS)` recorded in `addrs`.
+struct BusyList {
+    depth: std::cell::Cell<usize>,
+    addrs: [std::cell::Cell<usize>; BUSY_SLOTS],
+}
+
+impl BusyList {
+    const fn new() -> Self {
+        Self {
+            depth: std::cell::Cell::new(0),
+            addrs: [const { std::cell::Cell::new(0) }; BUSY_SLOTS],
+        }
+    }
+}
+
+// A std thread-local normally. Under loom, loom's: loom runs every model
+// thread on one OS thread, so a std thread-local would be shared by them.
+#[cfg(not(loom))]
+thread_local! {
+    static BUSY: BusyList = const { BusyList::new() };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static BUSY: BusyList = BusyList::new();
+}
+
+/// Marks this thread as running the startup or shutdown of the object at
+/// `addr` until the mark is dropped. Slow path only (startup, shutdown).
+pub(crate) fn busy_mark(addr: usize) -> BusyMark {
+    // `try_with`: fails only under loom after the thread's locals are gone;
+    // then nothing is recorded (and `is_busy` is false there as well).
+    let _ = BUSY.try_with(|list| {
+        let depth = list.depth.get();
+        if let Some(slot) = list.addrs.get(depth) {
+            slot.set(addr);
+        }
+        list.depth.set(depth + 1);
+    });
+    BusyMark(())
+}
+
+impl Drop for BusyMark {
+    fn drop(&mut self) {
+        let _ = BUSY.try_with(|list| list.depth.set(list.depth.get().saturating_sub(1)));
+    }
+}
+
+/// Is this thread running the startup or shutdown of the object at `addr`?
+/// A scan of at most [`BUSY_SLOTS`] words: call it only before sleeping.
+pub(crate) fn is_busy(addr: usize) -> bool {
+    BUSY.try_with(|list| {
+        let recorded = list.depth.get().min(BUSY_SLOTS);
+        list.addrs[..recorded].iter().any(|slot| slot.get() == addr)
+    })
+    .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------
 // Pool support: the idle-object queue and a per-thread index.
 // ---------------------------------------------------------------------------
 

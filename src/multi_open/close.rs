@@ -9,7 +9,7 @@ use super::resource::Resource;
 use super::state::{COUNT_MASK, IDLE, OPEN, PHASE_MASK, SHUTTING_DOWN};
 use super::MultiOpen;
 use crate::error::{CloseError, CloseHow, CloseSite};
-use crate::sync::{mutant, ordering_unless, Ordering};
+use crate::sync::{busy_mark, mutant, ordering_unless, Ordering};
 use crate::unwind;
 
 /// What a successful close did.
@@ -223,8 +223,9 @@ impl<R: Resource> MultiOpen<R> {
 
     /// A guard's drop was the last close. Shutdown's error has nowhere to
     /// go and is dropped (use `close()` to see it). If this thread is
-    /// already unwinding, a panic from shutdown is swallowed rather than
-    /// aborting the process; the state is consistent either way.
+    /// already unwinding, a panic from shutdown or from that error's `Drop`
+    /// is swallowed rather than aborting the process; the state is
+    /// consistent either way.
     #[cold]
     fn release_last_on_drop(&self, opened_at: &'static Location<'static>) {
         let site = CloseSite {
@@ -232,8 +233,10 @@ impl<R: Resource> MultiOpen<R> {
             how: CloseHow::GuardDropped,
         };
         // Unwinding already: a panicking shutdown is caught (and its payload
-        // disposed of) instead of aborting the process.
-        let _ = unwind::in_cleanup(|| self.release_last(site));
+        // disposed of) instead of aborting the process. The shutdown's error
+        // is a user value too: dropped inside, so a panic from its `Drop`
+        // is caught as well.
+        unwind::in_cleanup(|| drop(self.release_last(site)));
     }
 
     /// Our close brought the count to zero: try to become the shutter.
@@ -288,10 +291,14 @@ impl<R: Resource> MultiOpen<R> {
         // our Acquire CAS saw every holder's Release close.
         let handle = self.handle.with_mut(|cell| unsafe { (*cell).take() });
         let finish = ShutdownFinish { owner: self };
+        // Marks this thread as the shutter while shutdown runs (cleared
+        // even if it panics): a re-entrant open or join refuses at once.
+        let busy = busy_mark(self.addr());
         let result = match handle {
             Some(handle) => self.resource.shutdown(handle),
             None => Ok(()),
         };
+        drop(busy);
         drop(finish);
         result
             .map(|()| CloseOutcome::ShutDown)

@@ -2,19 +2,23 @@
 //! (`finalise`, done by the final close itself unless finalise-later is set).
 
 use super::resource::Resource;
-use super::state::{cycle_reached, CYCLE_MASK, EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK};
+use super::state::{EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK};
 use super::MultiOpen;
-use crate::error::{FinaliseError, NeverOpenedError};
-use crate::sync::{mutant, ordering_unless, Ordering};
+use crate::error::{FinaliseError, JoinError};
+use crate::sync::{is_busy, mutant, ordering_unless, Ordering};
 
 impl<R: Resource> MultiOpen<R> {
     /// Blocks until the current cycle is finalised: at once if it already
     /// is, else until its final close (or, with finalise-later, a
     /// [`finalise`](Self::finalise) call). Sleeps on a futex.
     ///
-    /// Never hangs on misuse: an object that was never opened is an error.
-    /// Like joining one's own thread, joining while this thread holds an
-    /// open of the same object waits forever: close first.
+    /// Never hangs on misuse: an object that was never opened is an error,
+    /// and so is a join from inside the object's own startup or shutdown
+    /// (in the thread running it) that would have to wait
+    /// ([`JoinError::Reentrant`]): the cycle cannot end before that startup
+    /// or shutdown returns. Like joining one's own thread, joining while
+    /// this thread holds an open of the same object waits forever: close
+    /// first.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -29,36 +33,52 @@ impl<R: Resource> MultiOpen<R> {
     /// closer.join().unwrap();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn join(&self) -> Result<(), NeverOpenedError> {
+    pub fn join(&self) -> Result<(), JoinError> {
         // Acquire: pairs with the Release that set EVER_OPENED, which the
         // starter made after counting its cycle, so `cycles` below is at
         // least that cycle.
         if self.state.load(Ordering::Acquire) & EVER_OPENED == 0 {
-            return Err(self.never_opened_error());
+            return Err(JoinError::NeverOpened(self.never_opened_error()));
         }
         // Relaxed: ordered after the Acquire above; a later cycle seen here
         // is fine too (it is the current one).
-        let target = self.cycles.load(Ordering::Relaxed) & CYCLE_MASK;
-        // Acquire: pairs with `finalise`'s Release, so the joiner sees
-        // everything the shutdown did.
+        let target = self.cycles.load(Ordering::Relaxed);
+        // Acquire: pairs with the finaliser's Release bump of the word (see
+        // the protocol in `state.rs`).
         let mut word = self.finalised.load(Ordering::Acquire);
         loop {
-            if cycle_reached(word >> 1, target) {
+            // Acquire: pairs with the finaliser's Release raise of the
+            // count, so the joiner sees everything the shutdown did. Exact
+            // 64-bit compare: never wraps (see `state.rs`).
+            if self.finalised_cycles.load(Ordering::Acquire) >= target {
                 return Ok(());
             }
+            // About to sleep: not if this thread runs this object's startup
+            // or shutdown. In shutdown, the finalise waited for comes only
+            // after it returns; in startup, the wait would hold every opener
+            // asleep behind it. Checked here only, before a sleep.
+            if is_busy(self.addr()) {
+                return Err(JoinError::Reentrant {
+                    name: self.name.to_string(),
+                });
+            }
             if word & JOIN_WAITERS == 0 {
-                // Relaxed: only announces a sleeper; the finaliser's swap
-                // reads it in the same modification order.
-                if let Err(now) = self.finalised.compare_exchange_weak(
+                // Relaxed on success: only announces a sleeper; `word` was
+                // read by an Acquire, and every write to the word is an RMW,
+                // so we already see the count of any bump before it (the
+                // finaliser's bump after it reads the bit and wakes us).
+                // Acquire on failure: a newer word may come with a newer
+                // count, re-read at the loop's top before any sleep.
+                match self.finalised.compare_exchange_weak(
                     word,
                     word | JOIN_WAITERS,
                     Ordering::Relaxed,
                     Ordering::Acquire,
                 ) {
-                    word = now;
-                    continue;
+                    Ok(_) => word |= JOIN_WAITERS,
+                    Err(now) => word = now,
                 }
-                word |= JOIN_WAITERS;
+                continue;
             }
             self.finalised.wait(word);
             // Acquire: as above.
@@ -107,42 +127,127 @@ impl<R: Resource> MultiOpen<R> {
     /// Finalises every shut-down cycle not yet finalised; false if there
     /// was none.
     pub(super) fn finalise_pending(&self) -> bool {
+        let publish = ordering_unless("multi_open::finalise_relaxed", Ordering::Release);
         // Relaxed: first guess for the CAS loop.
-        let mut word = self.finalised.load(Ordering::Relaxed);
+        let mut done = self.finalised_cycles.load(Ordering::Relaxed);
         loop {
             // Acquire: pairs with the shutter's Release increment, so the
             // joiners we release (via our Release below) see the shutdown.
-            let shut = self.shutdowns.load(Ordering::Acquire) & CYCLE_MASK;
-            // Never move FINALISED backwards: a finaliser that read an old
+            let shut = self.shutdowns.load(Ordering::Acquire);
+            // Never move the count backwards: a finaliser that read an old
             // `shutdowns` may come after one that read a newer value (loom
             // found this: the newer cycle's joiners then slept forever).
-            let done = if mutant("multi_open::finalise_backwards") {
-                word >> 1 == shut // the bug loom found: may move backwards
+            // Exact 64-bit compare: never wraps (see `state.rs`).
+            let nothing_new = if mutant("multi_open::finalise_backwards") {
+                done == shut // the bug loom found: may move backwards
             } else {
-                cycle_reached(word >> 1, shut)
+                done >= shut
             };
-            if done {
+            if nothing_new {
                 return false;
             }
-            if mutant("multi_open::finalise_check_then_act") {
-                // The bug: a store that can overwrite a joiner's bit.
-                self.finalised.store(shut << 1, Ordering::Release);
-                break;
-            }
-            // Release: the joiners' Acquire load sees the shutdown.
-            match self.finalised.compare_exchange_weak(
-                word,
-                shut << 1,
-                ordering_unless("multi_open::finalise_relaxed", Ordering::Release),
+            // Release: a joiner's Acquire load of the count sees the
+            // shutdown.
+            match self.finalised_cycles.compare_exchange_weak(
+                done,
+                shut,
+                publish,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
-                Err(now) => word = now,
+                Err(now) => done = now,
             }
         }
-        if word & JOIN_WAITERS != 0 && !mutant("multi_open::finalise_no_wake") {
+        // The wake signal: bump SEQUENCE and clear JOIN_WAITERS in one RMW.
+        let bump = |word: u32| (word & !JOIN_WAITERS).wrapping_add(2);
+        let prev = if mutant("multi_open::finalise_check_then_act") {
+            // The bug: a load and a store, which can overwrite a joiner's
+            // announce made in between (and then not wake it).
+            let word = self.finalised.load(Ordering::Relaxed);
+            self.finalised.store(bump(word), publish);
+            word
+        } else {
+            // Relaxed: first guess for the CAS loop.
+            let mut word = self.finalised.load(Ordering::Relaxed);
+            loop {
+                // Release: a joiner whose Acquire announce or load reads this
+                // bump (or a later RMW) sees our count above.
+                match self.finalised.compare_exchange_weak(
+                    word,
+                    bump(word),
+                    publish,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break word,
+                    Err(now) => word = now,
+                }
+            }
+        };
+        if prev & JOIN_WAITERS != 0 && !mutant("multi_open::finalise_no_wake") {
             self.finalised.wake_all();
         }
         true
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use super::super::state::JOIN_WAITERS;
+    use crate::sync::Ordering::SeqCst;
+    use crate::MultiOpen;
+
+    type Mo = crate::FnMultiOpen<()>;
+
+    /// An object through one cycle (opened, closed, finalised).
+    fn one_cycle() -> Arc<Mo> {
+        let mo = Arc::new(MultiOpen::from_dyn_fns(|| Ok(()), |()| Ok(())));
+        drop(mo.open().unwrap());
+        mo
+    }
+
+    /// `join` returns within 10 s.
+    fn joins_without_hanging(mo: &Arc<Mo>) -> bool {
+        let (tx, rx) = mpsc::channel();
+        let mo = Arc::clone(mo);
+        std::thread::spawn(move || tx.send(mo.join().is_ok()));
+        rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
+    }
+
+    /// Sets the counters: `cycles` started, `shut` shut down, `finalised`
+    /// finalised (what a descheduled joiner or finaliser would see).
+    fn set_counters(mo: &Mo, cycles: u64, shut: u64, finalised: u64) {
+        mo.cycles.store(cycles, SeqCst);
+        mo.shutdowns.store(shut, SeqCst);
+        mo.finalised_cycles.store(finalised, SeqCst);
+        // As the code before this test had it (the count mod 2^31 in the
+        // word); now only a wake signal.
+        mo.finalised
+            .store(((finalised as u32) << 1) & !JOIN_WAITERS, SeqCst);
+    }
+
+    /// A joiner reads its target cycle `t`, is descheduled, and 2^30 cycles
+    /// are finalised meanwhile: it must see its cycle finalised.
+    #[test]
+    fn cycle_counter_never_wraps_for_a_descheduled_joiner() {
+        let mo = one_cycle();
+        let t = 1;
+        set_counters(&mo, t, t + (1 << 30), t + (1 << 30));
+        assert!(joins_without_hanging(&mo));
+    }
+
+    /// A finaliser reads `shutdowns` = `s`, is descheduled, and 2^30 more
+    /// cycles are finalised meanwhile: it must not move the finalised count
+    /// back to `s` (stranding the joiners of the newer cycles).
+    #[test]
+    fn cycle_counter_never_wraps_for_a_descheduled_finaliser() {
+        let mo = one_cycle();
+        let s = 1;
+        let now = s + (1 << 30);
+        set_counters(&mo, now, s, now);
+        assert!(!mo.finalise_pending(), "nothing newer to finalise");
+        assert!(joins_without_hanging(&mo));
     }
 }

@@ -27,7 +27,7 @@
 //! }
 //! db.join()?; // every guard is gone: the last close shut it down
 //! assert!(db.closed());
-//! # Ok::<(), multiopen::NeverOpenedError>(())
+//! # Ok::<(), multiopen::JoinError>(())
 //! ```
 //!
 //! # The cycle
@@ -70,7 +70,7 @@ use self::state::{COUNT_LIMIT, EVER_OPENED, IDLE, OPEN, PHASE_MASK};
 use crate::error::OpenError;
 use crate::error::{BoxError, CloseHow, CloseSite, ClosedError, NeverOpenedError};
 use crate::sync::{
-    ordering_unless, AtomicPtr, AtomicU32, AtomicUsize, Futex, Ordering, UnsafeCell,
+    ordering_unless, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Futex, Ordering, UnsafeCell,
 };
 use crate::unwind;
 
@@ -78,6 +78,39 @@ use crate::unwind;
 /// fashion: the first open runs startup, the last close runs shutdown.
 ///
 /// See the [module documentation](crate::multi_open) for the cycle.
+///
+/// # Panics in startup and shutdown
+/// A panic in startup or shutdown leaves the object consistent: a failed
+/// startup's open is taken back, a panicking shutdown still ends the cycle
+/// and finalises it. Where the panic happens in a call of yours (`open`,
+/// `close`, a guard dropped normally), it propagates to you with its payload
+/// untouched: the payload is yours to dispose of. Where the library runs
+/// the shutdown while the thread is already unwinding (a guard, or the
+/// `MultiOpen` itself, dropped during a panic), a panic from the shutdown,
+/// or from the `Drop` of the error it returned, is caught and its payload
+/// disposed of (leaked if its own `Drop` panics), so the process never
+/// aborts.
+///
+/// # Fork
+/// `fork()` copies only the calling thread, and this object's state as it
+/// was at that instant. If another thread was inside this object's startup
+/// or shutdown then, the child's copy stays starting or shutting down for
+/// ever (no thread in the child will end it), so an `open()` or `join()`
+/// in the child waits forever, as locking a `std::sync::Mutex` that another
+/// thread held at the fork would. What does work in the child:
+/// - an object idle at fork time (never opened, or closed and finalised):
+///   the child's first open runs startup in the child, as usual;
+/// - an object open at fork time: the child's opens and closes work, on the
+///   child's copy of the handle. But opens held by the parent's other
+///   threads stay counted in the child and are never closed there, so the
+///   child's closes are not final while they exist, and its `join` would
+///   wait for them.
+///
+/// The child must not rely on a startup or shutdown in progress in another
+/// thread, nor on opens held by other threads. (The usual rule for a
+/// multi-threaded parent still applies: until it calls `exec`, the child
+/// should call only async-signal-safe functions, and a startup is user
+/// code.)
 ///
 /// # Costs
 /// `open` and closing a guard on an object that is already open: one atomic
@@ -105,13 +138,16 @@ pub struct MultiOpen<R: Resource> {
     /// SHUTTING_DOWN by the shutter, and read shared only in OPEN by
     /// holders of an open.
     handle: UnsafeCell<Option<R::Handle>>,
-    /// The finalise word: see its layout at the top of `state.rs`.
+    /// The join wake word: see its layout at the top of `state.rs`.
     finalised: Futex,
+    /// Cycles finalised: never decreases. 64 bits, compared exactly: see
+    /// "Counters that never wrap" in `state.rs`.
+    finalised_cycles: AtomicU64,
     /// Successful startups (the current cycle number); written only by the
     /// starter.
-    cycles: AtomicU32,
+    cycles: AtomicU64,
     /// Shutdowns run; written only by the shutter.
-    shutdowns: AtomicU32,
+    shutdowns: AtomicU64,
     /// Opens detached from their guards, to be closed by `MultiOpen::close`.
     detached: AtomicUsize,
     /// Nonzero: the final close does not finalise; `finalise()` must.
@@ -272,8 +308,9 @@ impl<R: Resource> MultiOpen<R> {
             state: CachePadded::new(Futex::new(IDLE)),
             handle: UnsafeCell::new(None),
             finalised: Futex::new(0),
-            cycles: AtomicU32::new(0),
-            shutdowns: AtomicU32::new(0),
+            finalised_cycles: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
+            shutdowns: AtomicU64::new(0),
             detached: AtomicUsize::new(0),
             finalise_later: AtomicU32::new(0),
             final_close: AtomicPtr::new(std::ptr::null_mut()),
@@ -413,6 +450,12 @@ impl<R: Resource> MultiOpen<R> {
             .with(|cell| unsafe { (*cell).as_ref().unwrap_unchecked() })
     }
 
+    /// This object's address: its identity in this thread's busy marks
+    /// (see `crate::sync::busy_mark`). Unique while the object is borrowed.
+    fn addr(&self) -> usize {
+        (self as *const Self).addr()
+    }
+
     /// Moves a held open from a guard to the detached count.
     fn detach_one(&self) {
         // Release: pairs with `close_with`'s Acquire (see there).
@@ -446,10 +489,13 @@ impl<R: Resource> Drop for MultiOpen<R> {
         // now, as the handle's owner would. (Guards borrow or own the
         // object, so none is alive here.) Relaxed: `&mut self` is exclusive.
         if self.state.load(Ordering::Relaxed) & PHASE_MASK == OPEN {
+            // SAFETY: `&mut self` is exclusive: no opener, guard or shutter
+            // can touch the cell.
             if let Some(handle) = self.handle.with_mut(|cell| unsafe { (*cell).take() }) {
-                // Dropped while unwinding: a panicking shutdown must not
-                // abort the process.
-                let _ = unwind::in_cleanup(|| self.resource.shutdown(handle));
+                // Dropped while unwinding: a panicking shutdown, or a
+                // shutdown error whose `Drop` panics (dropped inside), must
+                // not abort the process.
+                unwind::in_cleanup(|| drop(self.resource.shutdown(handle)));
             }
         }
     }

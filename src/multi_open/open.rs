@@ -11,7 +11,7 @@ use super::state::{
 };
 use super::MultiOpen;
 use crate::error::{CloseHow, CloseSite, OpenError};
-use crate::sync::{mutant, ordering_unless, Ordering};
+use crate::sync::{busy_mark, is_busy, mutant, ordering_unless, Ordering};
 
 impl<R: Resource> MultiOpen<R> {
     /// Opens: the first open of a cycle runs startup in this thread; every
@@ -20,8 +20,13 @@ impl<R: Resource> MultiOpen<R> {
     /// Cost: on an open object, one `fetch_add`. Blocks (on a futex) while
     /// another thread runs startup or shutdown. If this call runs startup
     /// and it fails, the count is left as it was and the error is returned;
-    /// if it panics, the panic propagates after the same clean-up. Either
-    /// way a waiting opener then tries startup itself.
+    /// if it panics, the panic propagates after the same clean-up, its
+    /// payload untouched (yours to dispose of, even one whose own `Drop`
+    /// panics). Either way a waiting opener then tries startup itself.
+    ///
+    /// Called from inside this object's own startup or shutdown, in the
+    /// thread running it, it would wait for itself: it returns
+    /// [`OpenError::Reentrant`] at once instead, and nothing changes.
     ///
     /// ```
     /// use multiopen::MultiOpen;
@@ -122,7 +127,13 @@ impl<R: Resource> MultiOpen<R> {
                     }
                 }
                 _ => {
-                    // STARTING or SHUTTING_DOWN: sleep until it ends.
+                    // STARTING or SHUTTING_DOWN: sleep until it ends, unless
+                    // this thread is the one running it (a startup or
+                    // shutdown that opens its own object): that sleep would
+                    // never end. Checked here only, before a sleep.
+                    if is_busy(self.addr()) {
+                        return Err(self.refuse_reentrant_open());
+                    }
                     if state & WAITERS == 0 && !mutant("multi_open::opener_no_announce") {
                         // Relaxed on success: only announces a sleeper.
                         // Acquire on failure: the new value may be OPEN.
@@ -145,12 +156,30 @@ impl<R: Resource> MultiOpen<R> {
         }
     }
 
+    /// An open from inside this object's own startup or shutdown, in the
+    /// thread running it: takes our increment back and refuses.
+    #[cold]
+    fn refuse_reentrant_open(&self) -> OpenError<R::Error> {
+        // Relaxed: only takes back our own registration; we never touched
+        // the handle, and the phase (STARTING or SHUTTING_DOWN) is this
+        // thread's, so it cannot end under us and no close action is due.
+        self.state.fetch_sub(1, Ordering::Relaxed);
+        OpenError::Reentrant {
+            name: self.name().to_owned(),
+        }
+    }
+
     /// Runs startup; we are the one thread in STARTING and own the handle
     /// cell. On success publishes the handle and moves to OPEN; on error or
     /// panic, `StartupRollback` takes our open back and returns to IDLE.
     fn run_startup(&self) -> Result<(), OpenError<R::Error>> {
         let rollback = StartupRollback { owner: self };
-        let handle = match self.resource.startup() {
+        // Marks this thread as the starter while startup runs (cleared even
+        // if it panics), so that a re-entrant open or join refuses at once.
+        let busy = busy_mark(self.addr());
+        let result = self.resource.startup();
+        drop(busy);
+        let handle = match result {
             Ok(handle) => handle,
             Err(error) => {
                 drop(rollback);

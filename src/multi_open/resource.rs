@@ -19,7 +19,12 @@ use crate::error::BoxError;
 ///
 /// `startup` and `shutdown` must not open, close or join the `MultiOpen`
 /// that runs them: it is starting or shutting down at that moment, so such
-/// a call would wait for itself.
+/// a call would wait for itself. In the thread running them, an open
+/// returns [`OpenError::Reentrant`](crate::OpenError::Reentrant) and a join
+/// that would wait returns
+/// [`JoinError::Reentrant`](crate::JoinError::Reentrant) at once instead,
+/// and nothing changes. (Another thread that they wait for, and that opens
+/// the object, still waits for them: a deadlock this crate cannot see.)
 ///
 /// ```
 /// use multiopen::{MultiOpen, Resource};

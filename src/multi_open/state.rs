@@ -51,21 +51,48 @@ pub(super) const EVER_OPENED: u32 = 1 << 30;
 pub(super) const WAITERS: u32 = 1 << 31;
 
 // ---------------------------------------------------------------------------
-// The finalise word (`MultiOpen::finalised`, a futex word)
+// The join wake word (`MultiOpen::finalised`, a futex word)
 //
-//   bits 31 .. 1: FINALISED, the number of cycles finalised (mod 2^31)
+//   bits 31 .. 1: SEQUENCE, bumped by every finalise (wraps: a signal only)
 //   bit 0:        JOIN_WAITERS, some joiner sleeps on this word
+//
+// Which cycles are finalised is `finalised_cycles`, a 64-bit count; this
+// word only wakes joiners. A joiner reads the word (Acquire), then the
+// count, then announces itself (JOIN_WAITERS, a CAS from the value it read)
+// and sleeps on the word; a finaliser raises the count (Release), then
+// bumps SEQUENCE and clears JOIN_WAITERS in one Release RMW and wakes if the
+// bit was set. Every write to the word is an RMW, so if that bump came
+// before the joiner's read, the read sees the count; if between the read
+// and the announce, the announce fails and the joiner reads again; if
+// after, the bump sees the bit and wakes.
+//
+// Counters that never wrap:
+// - `cycles`, `shutdowns`, `finalised_cycles`: 64 bits, compared exactly
+//   (`>=`). 2^64 cycles at one per nanosecond take 584 years, so a joiner
+//   or finaliser descheduled across any number of cycles still compares
+//   right (the 31-bit cycle numbers before could not: at 2^30 cycles apart
+//   a joiner slept forever and a finaliser moved the count backwards).
+// - SEQUENCE wraps after 2^31 finalises, harmlessly: joiners never compare
+//   it to anything but the value they sleep on. The one effect would be the
+//   futex's own ABA: a joiner whose re-read of the count and futex sleep
+//   are separated by exactly k * 2^31 finalises with JOIN_WAITERS set again
+//   at the end would sleep until the next finalise. (Every 32-bit futex has
+//   this window, a few instructions wide.)
+// - COUNT (the state word): an opener past COUNT_LIMIT takes its increment
+//   back before returning, so the count can carry into PHASE only with 2^27
+//   such openers in flight at once, each inside its own call of `open`. A
+//   thread has at most one such call in flight per object (the only user
+//   code an opener runs with its increment counted is startup, which cannot
+//   nest an open of its own object: it is refused as re-entrant), so that
+//   takes 2^27 threads; Linux allows at most 2^22 (PID_MAX_LIMIT).
+// - `detached`: each detached open is also a held open in COUNT, so it is
+//   at most COUNT_LIMIT.
 // ---------------------------------------------------------------------------
 
-/// Some joiner sleeps on the finalise word.
+/// Some joiner sleeps on the join wake word.
 pub(super) const JOIN_WAITERS: u32 = 1;
-/// Cycle numbers are kept mod 2^31 (they live in bits 1..=31).
-pub(super) const CYCLE_MASK: u32 = u32::MAX >> 1;
-
-/// Has cycle counter `done` (mod 2^31) reached `target`?
-pub(super) fn cycle_reached(done: u32, target: u32) -> bool {
-    done.wrapping_sub(target) & CYCLE_MASK < (1 << 30)
-}
+/// The snapshot's cycle number is kept mod 2^31 ([`MultiOpenState::cycle`]).
+pub(super) const CYCLE_MASK: u64 = (u32::MAX >> 1) as u64;
 
 /// Where a [`MultiOpen`] is in its cycle: see [`MultiOpenState`].
 ///
@@ -262,7 +289,8 @@ impl<R: Resource> MultiOpen<R> {
         MultiOpenState {
             phase,
             open_count: (state & COUNT_MASK) as usize,
-            cycle: self.cycles.load(Ordering::Relaxed) & CYCLE_MASK,
+            // Mod 2^31: fits the field, as documented.
+            cycle: (self.cycles.load(Ordering::Relaxed) & CYCLE_MASK) as u32,
             detached: self.detached.load(Ordering::Relaxed),
             final_close: self.final_close_site(),
         }
