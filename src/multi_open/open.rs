@@ -12,6 +12,7 @@ use super::state::{
 use super::MultiOpen;
 use crate::error::{CloseHow, CloseSite, OpenError};
 use crate::sync::{busy_mark, is_busy, mutant, ordering_unless, Ordering};
+use crate::unwind;
 
 impl<R: Resource> MultiOpen<R> {
     /// Opens: the first open of a cycle runs startup in this thread; every
@@ -102,7 +103,11 @@ impl<R: Resource> MultiOpen<R> {
                 location: Location::caller(),
                 how: CloseHow::Explicit,
             };
-            let _ = self.release(site);
+            // If that ran shutdown, its error has no caller to go to; it is
+            // dropped inside `in_cleanup` (an error whose own Drop panics
+            // while this thread unwinds must not abort the process).
+            let outcome = self.release(site);
+            unwind::in_cleanup(move || drop(outcome));
             return Err(OpenError::TooManyOpens {
                 name: self.name.to_string(),
             });
