@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::mem::ManuallyDrop;
 
 use crossbeam_utils::CachePadded;
 
@@ -62,7 +63,9 @@ impl<T, E> PoolBuilder<T, E> {
     /// the pool (for example, clear a buffer); if the pool then turns out to
     /// be full, the object is dropped all the same. Not run on objects that
     /// are [taken](super::PoolGuard::take). If the hook panics, the object is
-    /// dropped and the panic propagates from the guard's drop.
+    /// dropped and the panic propagates from the guard's drop (caught
+    /// instead if the guard is dropped while the thread unwinds, where a
+    /// second panic would abort).
     ///
     /// ```
     /// use multiopen::Pool;
@@ -104,7 +107,7 @@ impl<T, E> PoolBuilder<T, E> {
             max_size: self.max_size,
             stripes: Stripes::new(),
             rare: CachePadded::new(RareCounts::new()),
-            factory: self.factory,
+            factory: ManuallyDrop::new(self.factory),
             reset: self.reset,
         }
     }

@@ -138,6 +138,17 @@
 //! from the guard's drop. Either way the pool stays consistent and later
 //! calls work.
 //!
+//! User code that runs while the thread is already unwinding (a guard
+//! dropped by a panicking scope: its reset hook, or the object's own `Drop`
+//! when the pool is full; `clear` called from a destructor; the last owned
+//! guard dropping the pool) cannot abort the process with a second panic:
+//! the pool catches it, counts and drops the object as above, and disposes
+//! of the caught payload without letting a panic from the payload's own
+//! `Drop` out. Dropping the pool drops every idle object even if some
+//! `Drop` panics, then resumes the first such panic (unless already
+//! unwinding). The library never catches a factory's panic: it reaches
+//! the caller of `instance` or `prefill`.
+//!
 //! # Compared with lockfree-object-pool
 //!
 //! lockfree-object-pool's `LinearObjectPool` also takes with one
@@ -149,11 +160,13 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
 use crate::sync::{mutant, ObjectQueue};
+use crate::unwind;
 
 mod builder;
 mod guard;
@@ -221,7 +234,9 @@ pub struct Pool<T, E = Infallible> {
     stripes: Stripes,
     /// Rare-path counters, away from the queue's and stripes' lines.
     rare: CachePadded<RareCounts>,
-    factory: Factory<T, E>,
+    /// Dropped by hand in `Drop`, where a panic from the closure's captured
+    /// values must not abort the process.
+    factory: ManuallyDrop<Factory<T, E>>,
     reset: Option<Reset<T>>,
 }
 
@@ -418,7 +433,7 @@ impl<T, E> Pool<T, E> {
                         bump(&self.rare.full_on_prefill);
                     }
                     bump(&self.rare.made_for_prefill);
-                    drop(object);
+                    take::drop_object(object);
                     break;
                 }
             }
@@ -470,6 +485,11 @@ impl<T, E> Pool<T, E> {
     /// guards are untouched and come back as usual; objects returned while
     /// `clear` runs may stay.
     ///
+    /// If an object's `Drop` panics, the panic propagates and the objects
+    /// not yet dropped stay idle (the counts stay right); called while the
+    /// thread unwinds (from a destructor), such panics are caught and every
+    /// idle object is dropped.
+    ///
     /// ```
     /// use multiopen::Pool;
     /// let pool = Pool::new(|| 0u8);
@@ -483,7 +503,7 @@ impl<T, E> Pool<T, E> {
         for slot in self.front.iter() {
             if let Some(object) = slot.take() {
                 bump(&self.rare.cleared);
-                drop(object);
+                take::drop_object(object);
                 dropped += 1;
             }
         }
@@ -491,7 +511,7 @@ impl<T, E> Pool<T, E> {
         for _ in 0..self.idle.len() {
             let Some(object) = self.idle.pop() else { break };
             bump(&self.rare.cleared);
-            drop(object);
+            take::drop_object(object);
             dropped += 1;
         }
         dropped
@@ -517,6 +537,48 @@ impl<T, E> Pool<T, E> {
 impl<T: Default + 'static> Default for Pool<T> {
     fn default() -> Self {
         Self::new(T::default)
+    }
+}
+
+/// Drops the idle objects, the factory and the reset hook one by one, so a
+/// panic from one `Drop` (user code) cannot abort the process: each is
+/// caught, and the rest are still dropped (left to the drop glue, they
+/// would be dropped while that panic unwinds, and a second panic there
+/// aborts). Afterwards the first panic is resumed, unless the thread is
+/// already unwinding; every other payload is disposed of with
+/// `unwind::drop_payload`.
+impl<T, E> Drop for Pool<T, E> {
+    fn drop(&mut self) {
+        let mut first = None;
+        let mut run = |f: &mut dyn FnMut()| {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+                match first {
+                    None => first = Some(payload),
+                    Some(_) => unwind::drop_payload(payload),
+                }
+            }
+        };
+        for slot in self.front.iter() {
+            run(&mut || drop(slot.take()));
+        }
+        // `&mut self`: no other thread pushes, so this ends.
+        while let Some(object) = self.idle.pop() {
+            let mut object = Some(object);
+            run(&mut || drop(object.take()));
+        }
+        let reset = &mut self.reset;
+        run(&mut || drop(reset.take()));
+        let factory = &mut self.factory;
+        // SAFETY: the factory is dropped here once and never used again:
+        // this is the pool's `Drop`, and the drop glue skips `ManuallyDrop`.
+        run(&mut || unsafe { ManuallyDrop::drop(factory) });
+        if let Some(payload) = first {
+            if std::thread::panicking() {
+                unwind::drop_payload(payload);
+            } else {
+                std::panic::resume_unwind(payload);
+            }
+        }
     }
 }
 
