@@ -339,3 +339,101 @@ fn panic_payload_whose_drop_panics_never_escapes_dropping_the_pool() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------
+// Kind: a huge size panics, aborts or allocates in proportion up front.
+// ---------------------------------------------------------------------------
+
+/// Holds `n` objects out at once, then returns them all: the pool keeps
+/// `min(n, max_size)` and drops the rest as full, exactly.
+fn hold_and_return(pool: &Pool<Obj>, books: &Books, n: usize) {
+    let before = pool.stats();
+    let held: Vec<_> = (0..n).map(|_| pool.instance()).collect();
+    drop(held);
+    let s = pool.stats();
+    let kept = n.min(pool.max_size());
+    assert_eq!(pool.len(), kept, "{s:?}");
+    assert_eq!(s.returned - before.returned, kept, "{s:?}");
+    assert_eq!(s.dropped_full - before.dropped_full, n - kept, "{s:?}");
+    assert_books_balance(pool, books);
+}
+
+/// `usize::MAX` used to panic with "capacity overflow", `1 << 36` to abort
+/// allocating a terabyte: each is made at once and works (take, return,
+/// prefill, clear), with nothing dropped as full at this scale. Then the
+/// bound of a pool above [`Pool::PREALLOCATED_UP_TO`] (the queue that grows
+/// as used) is exact, alone and under threads.
+#[test]
+fn huge_size_pools_are_made_at_once_work_and_keep_the_bound_exact() {
+    for max_size in [usize::MAX, 1 << 36, usize::MAX / 2 + 1, 10_000_000] {
+        let started = std::time::Instant::now();
+        let (books, pool) = books_pool(max_size);
+        assert_eq!(pool.max_size(), max_size);
+        hold_and_return(&pool, &books, 100);
+        assert_eq!(pool.prefill(50), 50);
+        assert_eq!(pool.len(), 150);
+        assert_eq!(pool.clear(), 150);
+        assert_books_balance(&pool, &books);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "max_size {max_size} took {:?}",
+            started.elapsed()
+        );
+    }
+    bound_is_exact_near_the_limit();
+    bound_holds_under_threads_on_the_large_path();
+}
+
+/// 1000 pools of 10,000,000 at once: the old up-front queue took 152 MB
+/// each (152 GB in all); now each takes its front slots only, until used.
+#[test]
+fn huge_size_allocates_nothing_in_proportion_up_front() {
+    let pools: Vec<_> = (0..1000)
+        .map(|_| Pool::with_max_size(|| [0u8; 8], 10_000_000))
+        .collect();
+    for pool in &pools {
+        drop(pool.instance());
+        assert_eq!(pool.len(), 1);
+    }
+}
+
+/// Just above the preallocated sizes the bound is still exact, with front
+/// slots and the queue both full; at the limit too.
+fn bound_is_exact_near_the_limit() {
+    let limit = Pool::<Obj>::PREALLOCATED_UP_TO;
+    for max_size in [limit, limit + 1, limit + 17, 3 * limit] {
+        let (books, pool) = books_pool(max_size);
+        hold_and_return(&pool, &books, max_size + 5);
+        // Every idle object is found again before the factory runs.
+        let made = books.made.load(SeqCst);
+        let held: Vec<_> = (0..max_size).map(|_| pool.instance()).collect();
+        assert_eq!(books.made.load(SeqCst), made, "max_size {max_size}");
+        drop(held);
+        assert_eq!(pool.len(), max_size);
+        // A prefill of `usize::MAX` stops at `max_size`.
+        assert_eq!(pool.clear(), max_size);
+        assert_eq!(pool.prefill(usize::MAX), max_size);
+        assert_eq!(pool.prefill(usize::MAX), 0);
+        assert_books_balance(&pool, &books);
+    }
+}
+
+/// Threads hammer a pool on the large-size path: never more idle than
+/// `max_size`, and the books balance.
+fn bound_holds_under_threads_on_the_large_path() {
+    let max_size = Pool::<Obj>::PREALLOCATED_UP_TO + 20;
+    let (books, pool) = books_pool(max_size);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for round in 0..200 {
+                    let held: Vec<_> = (0..(round % 7) * 100).map(|_| pool.instance()).collect();
+                    drop(held);
+                    assert!(pool.len() <= max_size);
+                }
+            });
+        }
+    });
+    assert!(pool.len() <= max_size);
+    assert_books_balance(&pool, &books);
+}

@@ -89,6 +89,14 @@
 //! slots take `F` × (the object's size rounded up to the padding, 128
 //! bytes on x86_64) up front.
 //!
+//! The queue is an `ArrayQueue`, its places allocated up front, only for a
+//! `max_size` of up to [`Pool::PREALLOCATED_UP_TO`] (1024, which covers the
+//! benchmarks and typical pools). Above that, so that no bound costs memory
+//! in proportion to itself before any object exists (`usize::MAX` is a
+//! valid bound), the queue is a `SegQueue` that allocates as it fills,
+//! kept to its `max_size - F` places exactly by a count of reserved places
+//! (reserved before a push, given back after a pop).
+//!
 //! Why: with a queue alone, every take and return of every thread hits the
 //! queue's head and tail lines, which ping-pong between cores (a raw
 //! `ArrayQueue` pop+push costs about 3× as much per thread at two threads
@@ -259,11 +267,12 @@ impl<T> Pool<T> {
     /// A pool keeping at most `max_size` idle objects; 0 means no upper
     /// limit (the seed's `max_size=0`).
     ///
-    /// A bounded pool allocates its `max_size` places up front (front
-    /// slots and crossbeam's `ArrayQueue`: see the
-    /// [layout](crate::pool#the-layout-front-slots-then-the-queue)), so a
-    /// huge bound costs that memory at once; for "no practical limit" pass
-    /// 0.
+    /// Any value is accepted and made at once: a pool of up to
+    /// [`PREALLOCATED_UP_TO`](Pool::PREALLOCATED_UP_TO) places allocates
+    /// them up front (front slots and crossbeam's `ArrayQueue`: see the
+    /// [layout](crate::pool#the-layout-front-slots-then-the-queue)); a
+    /// larger one allocates its queue as it fills (see
+    /// [`PoolBuilder::max_size`]).
     ///
     /// ```
     /// use multiopen::Pool;
@@ -325,7 +334,10 @@ impl<T> Pool<T> {
     }
 
     /// Makes up to `n` objects and puts them in the pool, stopping when it
-    /// holds `max_size` idle objects; returns how many were added.
+    /// holds `max_size` idle objects; returns how many were added. Any `n`
+    /// is accepted: `prefill(usize::MAX)` fills a bounded pool and stops
+    /// (on an unbounded pool, or a bound in the billions, it makes that
+    /// many objects, one factory call each, as asked).
     ///
     /// ```
     /// use multiopen::Pool;
@@ -352,6 +364,22 @@ impl<T, E> Pool<T, E> {
     /// assert_eq!(Pool::<u8>::DEFAULT_MAX_SIZE, 4);
     /// ```
     pub const DEFAULT_MAX_SIZE: usize = 4;
+
+    /// The largest `max_size` whose places a pool allocates up front (its
+    /// front slots and an `ArrayQueue`, the fastest path): 1024. A larger
+    /// bound gets a queue that allocates as it fills, kept to `max_size`
+    /// exactly all the same (see [`PoolBuilder::max_size`]), so no bound
+    /// costs memory in proportion to itself before objects exist.
+    ///
+    /// ```
+    /// use multiopen::Pool;
+    /// assert_eq!(Pool::<u8>::PREALLOCATED_UP_TO, 1024);
+    /// // Made at once, and nothing in proportion to the bound allocated:
+    /// let huge = Pool::with_max_size(|| [0u8; 64], usize::MAX);
+    /// drop(huge.instance());
+    /// assert_eq!(huge.len(), 1);
+    /// ```
+    pub const PREALLOCATED_UP_TO: usize = 1024;
 
     /// An idle object, or a new one from the factory; a factory error is
     /// returned as is (and counted as failed). The `instance` of a pool with
