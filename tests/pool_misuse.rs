@@ -437,3 +437,71 @@ fn bound_holds_under_threads_on_the_large_path() {
     assert!(pool.len() <= max_size);
     assert_books_balance(&pool, &books);
 }
+
+// ---------------------------------------------------------------------------
+// Kind: a statistic's documented error bound fails when the reader is
+// descheduled.
+// ---------------------------------------------------------------------------
+
+/// Eight threads loop `instance()` (take + return) on a pool of one while
+/// another thread reads `stats()` in a loop: at most eight objects are out
+/// at any moment, yet a reader descheduled between its reads once saw
+/// `out` at 293,191. With 12 busy threads on the machine's cores the
+/// readers (four, for more chances) are descheduled often, anywhere in
+/// their calls; every snapshot must keep the bound. (The loom model
+/// `stats_reader_preempted_keeps_the_bound` checks every preemption point.)
+#[test]
+fn stats_bound_holds_while_reader_is_descheduled() {
+    const THREADS: usize = 8;
+    let pool = Pool::with_max_size(|| [0u8; 8], 1);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                while !done.load(SeqCst) {
+                    for _ in 0..64 {
+                        let g = pool.instance();
+                        // Held a moment, so that takes overlap and the
+                        // pool makes and drops objects often.
+                        for _ in 0..20 {
+                            std::hint::black_box(&g);
+                        }
+                    }
+                }
+            });
+        }
+        /// Stops the workers when dropped, so a failed assertion cannot
+        /// leave them looping (and the scope waiting for them).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, SeqCst);
+            }
+        }
+        let _stop = StopOnDrop(&done);
+        // Four readers, each descheduled at random points of its calls.
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let started = std::time::Instant::now();
+                    while started.elapsed() < std::time::Duration::from_secs(3) {
+                        let st = pool.stats();
+                        assert!(st.out <= THREADS, "{st:?}");
+                        assert!(st.idle <= 1, "{st:?}");
+                        assert!(st.retired() <= st.created, "{st:?}");
+                        assert!(st.reused <= st.returned, "{st:?}");
+                        assert_eq!((st.taken, st.cleared, st.failed), (0, 0, 0), "{st:?}");
+                    }
+                })
+            })
+            .collect();
+        for reader in readers {
+            if let Err(panic) = reader.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    let st = pool.stats();
+    assert_eq!(st.out, 0, "{st:?}");
+    assert_eq!(st.created, st.retired() + st.idle, "{st:?}");
+}

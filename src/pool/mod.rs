@@ -133,10 +133,15 @@
 //!   hook, taken, cleared), idle, or out.
 //!
 //! At rest (no call in flight) the snapshot is exact. One taken while other
-//! threads work combines counters, slot words and the queue's length read
-//! one after another, so *returned* can be off by the returns in flight,
-//! and *reused* and *out* by the operations in flight (never below zero;
-//! they may even step back between two snapshots).
+//! threads work reads every counter, the queue's length, and every counter
+//! again (in reverse order), and keeps the reading only if the two passes
+//! agree: then it is the state at one moment during the call, give or
+//! take the operations in flight at that moment (at most one per thread),
+//! however long the reader was descheduled between its reads. After 16
+//! attempts that disagree it falls back to a reading whose counts are each
+//! a value they had during the call and whose derived `out` and `reused`
+//! err low, never above the objects that existed; see
+//! "The error bound" at [`Pool::stats`].
 //!
 //! # Panics in the factory or the reset hook
 //!
