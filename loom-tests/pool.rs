@@ -470,3 +470,51 @@ fn stats_during_prefill() {
         assert_eq!((added, s.idle, s.returned), (3, 3, 0), "{s:?}");
     });
 }
+
+/// `stats` from a reader that loom preempts at any one point (under loom
+/// `stats` makes one attempt, so a preempted reader takes its fallback;
+/// one that runs through takes the agreeing passes), while two threads
+/// take and return on a pool of one: A three times takes two objects and
+/// returns both (each round makes an object and drops one as full), B
+/// takes and returns one. At most three objects are ever alive (out or
+/// idle: A's two, B's one, or one of them idle), so every snapshot must say
+/// `out + idle <= 3`, however long the reader was preempted between its
+/// reads; its other figures must be sane too. A reader that trusts one
+/// pass of the counters (the mutant `pool::stats_no_recheck`) reads the
+/// drops before A's rounds and the makes after them, and reports 4.
+#[test]
+fn stats_reader_preempted_keeps_the_bound() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(1);
+    builder.check(|| {
+        let (pool, counts) = pool(1, false);
+        let p = Arc::clone(&pool);
+        let reader = thread::spawn(move || p.stats());
+        let p = Arc::clone(&pool);
+        let a = thread::spawn(move || {
+            for _ in 0..3 {
+                let first = p.instance();
+                let second = p.instance();
+                first.touch();
+                second.touch();
+            }
+        });
+        use_once(&pool);
+        let s = reader.join().unwrap();
+        assert!(s.out + s.idle <= 3, "more than ever were: {s:?}");
+        assert!(s.idle <= 1, "{s:?}");
+        assert!(s.retired() <= s.created, "{s:?}");
+        assert!(s.reused <= s.returned, "{s:?}");
+        assert!(s.created <= 7 && s.returned <= 7, "{s:?}");
+        a.join().unwrap();
+        check(
+            &pool,
+            &counts,
+            Did {
+                takes: 7,
+                returns: 7,
+                ..Did::default()
+            },
+        );
+    });
+}

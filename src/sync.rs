@@ -255,27 +255,62 @@ pub(crate) fn is_busy(addr: usize) -> bool {
 
 /// The queue a [`Pool`](crate::Pool) keeps its idle objects in.
 ///
-/// Normally crossbeam's lock-free `ArrayQueue` (bounded: a push onto a full
-/// queue hands the object back) or `SegQueue` (unbounded); every operation
-/// is one queue operation, no lock. Under loom, where crossbeam is invisible,
-/// a loom `Mutex<VecDeque>` with the same push/pop/len contract, so
-/// the models check the pool's own logic around the queue.
+/// Normally one of crossbeam's lock-free queues: an `ArrayQueue`
+/// (bounded, its places allocated up front: a push onto a full queue hands
+/// the object back) for a pool of up to
+/// [`PREALLOCATED_UP_TO`](crate::Pool::PREALLOCATED_UP_TO) places; a
+/// `SegQueue` (allocated in blocks as it grows) for an unbounded pool; and
+/// for a larger bound a `SegQueue` kept to its capacity by a count of
+/// reserved places (`Large`), so no size allocates in proportion to itself
+/// up front. Every operation is one queue operation (`Large`: and a CAS or
+/// a `fetch_sub` on its count), no lock. Under loom, where crossbeam is
+/// invisible, a loom `Mutex<VecDeque>` with the same push/pop/len contract,
+/// so the models check the pool's own logic around the queue.
 #[cfg(not(loom))]
 #[derive(Debug)]
 pub(crate) enum ObjectQueue<T> {
     Bounded(crossbeam_queue::ArrayQueue<T>),
     Unbounded(crossbeam_queue::SegQueue<T>),
+    Large(LargeQueue<T>),
+}
+
+/// A bounded queue that allocates as it grows: a `SegQueue` and the number
+/// of places reserved in it. A push reserves a place (a CAS that keeps
+/// `reserved <= capacity`) before it pushes, and a pop gives its place back
+/// after it pops, so the queue never holds more than `reserved`, which
+/// never exceeds `capacity`: the bound is exact. (A push racing a pop may
+/// find no place while the popped object is on its way out, as a push into
+/// an `ArrayQueue` may.)
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct LargeQueue<T> {
+    queue: crossbeam_queue::SegQueue<T>,
+    /// Places taken: objects in `queue`, plus pushes about to add one,
+    /// plus pops that took one and have not yet given its place back.
+    reserved: crossbeam_utils::CachePadded<AtomicUsize>,
+    capacity: usize,
 }
 
 #[cfg(not(loom))]
 impl<T> ObjectQueue<T> {
-    /// Holds at most `capacity` objects, or any number if `capacity == 0`.
-    pub(crate) fn new(capacity: usize) -> Self {
-        if capacity == 0 {
-            Self::Unbounded(crossbeam_queue::SegQueue::new())
-        } else {
-            Self::Bounded(crossbeam_queue::ArrayQueue::new(capacity))
-        }
+    /// Holds any number of objects; allocates in blocks as it grows.
+    pub(crate) fn unbounded() -> Self {
+        Self::Unbounded(crossbeam_queue::SegQueue::new())
+    }
+
+    /// Holds at most `capacity` (at least 1) objects, its places allocated
+    /// now: for capacities up to `Pool::PREALLOCATED_UP_TO`.
+    pub(crate) fn preallocated(capacity: usize) -> Self {
+        Self::Bounded(crossbeam_queue::ArrayQueue::new(capacity))
+    }
+
+    /// Holds at most `capacity` objects, allocating as it grows.
+    pub(crate) fn growing(capacity: usize) -> Self {
+        Self::Large(LargeQueue {
+            queue: crossbeam_queue::SegQueue::new(),
+            reserved: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
+            capacity,
+        })
     }
 
     /// Adds `value`, or hands it back if the queue is full.
@@ -287,6 +322,7 @@ impl<T> ObjectQueue<T> {
                 push_unbounded(queue, value);
                 Ok(())
             }
+            Self::Large(queue) => queue.push(value),
         }
     }
 
@@ -296,6 +332,7 @@ impl<T> ObjectQueue<T> {
         match self {
             Self::Bounded(queue) => queue.pop(),
             Self::Unbounded(queue) => pop_unbounded(queue),
+            Self::Large(queue) => queue.pop(),
         }
     }
 
@@ -304,7 +341,46 @@ impl<T> ObjectQueue<T> {
         match self {
             Self::Bounded(queue) => queue.len(),
             Self::Unbounded(queue) => queue.len(),
+            Self::Large(queue) => queue.queue.len(),
         }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> LargeQueue<T> {
+    /// Out of line, as [`push_unbounded`]: only large pools come here.
+    #[inline(never)]
+    fn push(&self, value: T) -> Result<(), T> {
+        // Relaxed: a guess for the CAS, which decides.
+        let mut reserved = self.reserved.load(Ordering::Relaxed);
+        loop {
+            if reserved >= self.capacity {
+                return Err(value);
+            }
+            // Relaxed: the count only bounds the queue's length; the object
+            // itself is published by the queue's own synchronisation.
+            match self.reserved.compare_exchange_weak(
+                reserved,
+                reserved + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => reserved = now,
+            }
+        }
+        self.queue.push(value);
+        Ok(())
+    }
+
+    /// Out of line, as [`pop_unbounded`].
+    #[inline(never)]
+    fn pop(&self) -> Option<T> {
+        let value = self.queue.pop()?;
+        // Relaxed: as in `push`; the place is given back after the pop, so
+        // the count never falls below the queue's length.
+        self.reserved.fetch_sub(1, Ordering::Relaxed);
+        Some(value)
     }
 }
 
@@ -331,11 +407,23 @@ pub(crate) struct ObjectQueue<T> {
 
 #[cfg(loom)]
 impl<T> ObjectQueue<T> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    fn new(capacity: Option<usize>) -> Self {
         Self {
             items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
-            capacity: (capacity != 0).then_some(capacity),
+            capacity,
         }
+    }
+
+    pub(crate) fn unbounded() -> Self {
+        Self::new(None)
+    }
+
+    pub(crate) fn preallocated(capacity: usize) -> Self {
+        Self::new(Some(capacity))
+    }
+
+    pub(crate) fn growing(capacity: usize) -> Self {
+        Self::new(Some(capacity))
     }
 
     pub(crate) fn push(&self, value: T) -> Result<(), T> {

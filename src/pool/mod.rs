@@ -89,6 +89,14 @@
 //! slots take `F` × (the object's size rounded up to the padding, 128
 //! bytes on x86_64) up front.
 //!
+//! The queue is an `ArrayQueue`, its places allocated up front, only for a
+//! `max_size` of up to [`Pool::PREALLOCATED_UP_TO`] (1024, which covers the
+//! benchmarks and typical pools). Above that, so that no bound costs memory
+//! in proportion to itself before any object exists (`usize::MAX` is a
+//! valid bound), the queue is a `SegQueue` that allocates as it fills,
+//! kept to its `max_size - F` places exactly by a count of reserved places
+//! (reserved before a push, given back after a pop).
+//!
 //! Why: with a queue alone, every take and return of every thread hits the
 //! queue's head and tail lines, which ping-pong between cores (a raw
 //! `ArrayQueue` pop+push costs about 3× as much per thread at two threads
@@ -125,10 +133,15 @@
 //!   hook, taken, cleared), idle, or out.
 //!
 //! At rest (no call in flight) the snapshot is exact. One taken while other
-//! threads work combines counters, slot words and the queue's length read
-//! one after another, so *returned* can be off by the returns in flight,
-//! and *reused* and *out* by the operations in flight (never below zero;
-//! they may even step back between two snapshots).
+//! threads work reads every counter, the queue's length, and every counter
+//! again (in reverse order), and keeps the reading only if the two passes
+//! agree: then it is the state at one moment during the call, give or
+//! take the operations in flight at that moment (at most one per thread),
+//! however long the reader was descheduled between its reads. After 16
+//! attempts that disagree it falls back to a reading whose counts are each
+//! a value they had during the call and whose derived `out` and `reused`
+//! err low, never above the objects that existed; see
+//! "The error bound" at [`Pool::stats`].
 //!
 //! # Panics in the factory or the reset hook
 //!
@@ -137,6 +150,17 @@
 //! it was resetting (counted as `reset_panicked`) and the panic propagates
 //! from the guard's drop. Either way the pool stays consistent and later
 //! calls work.
+//!
+//! User code that runs while the thread is already unwinding (a guard
+//! dropped by a panicking scope: its reset hook, or the object's own `Drop`
+//! when the pool is full; `clear` called from a destructor; the last owned
+//! guard dropping the pool) cannot abort the process with a second panic:
+//! the pool catches it, counts and drops the object as above, and disposes
+//! of the caught payload without letting a panic from the payload's own
+//! `Drop` out. Dropping the pool drops every idle object even if some
+//! `Drop` panics, then resumes the first such panic (unless already
+//! unwinding). The library never catches a factory's panic: it reaches
+//! the caller of `instance` or `prefill`.
 //!
 //! # Compared with lockfree-object-pool
 //!
@@ -149,11 +173,13 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
 use crate::sync::{mutant, ObjectQueue};
+use crate::unwind;
 
 mod builder;
 mod guard;
@@ -221,7 +247,9 @@ pub struct Pool<T, E = Infallible> {
     stripes: Stripes,
     /// Rare-path counters, away from the queue's and stripes' lines.
     rare: CachePadded<RareCounts>,
-    factory: Factory<T, E>,
+    /// Dropped by hand in `Drop`, where a panic from the closure's captured
+    /// values must not abort the process.
+    factory: ManuallyDrop<Factory<T, E>>,
     reset: Option<Reset<T>>,
 }
 
@@ -244,11 +272,12 @@ impl<T> Pool<T> {
     /// A pool keeping at most `max_size` idle objects; 0 means no upper
     /// limit (the seed's `max_size=0`).
     ///
-    /// A bounded pool allocates its `max_size` places up front (front
-    /// slots and crossbeam's `ArrayQueue`: see the
-    /// [layout](crate::pool#the-layout-front-slots-then-the-queue)), so a
-    /// huge bound costs that memory at once; for "no practical limit" pass
-    /// 0.
+    /// Any value is accepted and made at once: a pool of up to
+    /// [`PREALLOCATED_UP_TO`](Pool::PREALLOCATED_UP_TO) places allocates
+    /// them up front (front slots and crossbeam's `ArrayQueue`: see the
+    /// [layout](crate::pool#the-layout-front-slots-then-the-queue)); a
+    /// larger one allocates its queue as it fills (see
+    /// [`PoolBuilder::max_size`]).
     ///
     /// ```
     /// use multiopen::Pool;
@@ -310,7 +339,10 @@ impl<T> Pool<T> {
     }
 
     /// Makes up to `n` objects and puts them in the pool, stopping when it
-    /// holds `max_size` idle objects; returns how many were added.
+    /// holds `max_size` idle objects; returns how many were added. Any `n`
+    /// is accepted: `prefill(usize::MAX)` fills a bounded pool and stops
+    /// (on an unbounded pool, or a bound in the billions, it makes that
+    /// many objects, one factory call each, as asked).
     ///
     /// ```
     /// use multiopen::Pool;
@@ -337,6 +369,22 @@ impl<T, E> Pool<T, E> {
     /// assert_eq!(Pool::<u8>::DEFAULT_MAX_SIZE, 4);
     /// ```
     pub const DEFAULT_MAX_SIZE: usize = 4;
+
+    /// The largest `max_size` whose places a pool allocates up front (its
+    /// front slots and an `ArrayQueue`, the fastest path): 1024. A larger
+    /// bound gets a queue that allocates as it fills, kept to `max_size`
+    /// exactly all the same (see [`PoolBuilder::max_size`]), so no bound
+    /// costs memory in proportion to itself before objects exist.
+    ///
+    /// ```
+    /// use multiopen::Pool;
+    /// assert_eq!(Pool::<u8>::PREALLOCATED_UP_TO, 1024);
+    /// // Made at once, and nothing in proportion to the bound allocated:
+    /// let huge = Pool::with_max_size(|| [0u8; 64], usize::MAX);
+    /// drop(huge.instance());
+    /// assert_eq!(huge.len(), 1);
+    /// ```
+    pub const PREALLOCATED_UP_TO: usize = 1024;
 
     /// An idle object, or a new one from the factory; a factory error is
     /// returned as is (and counted as failed). The `instance` of a pool with
@@ -418,7 +466,7 @@ impl<T, E> Pool<T, E> {
                         bump(&self.rare.full_on_prefill);
                     }
                     bump(&self.rare.made_for_prefill);
-                    drop(object);
+                    take::drop_object(object);
                     break;
                 }
             }
@@ -470,6 +518,11 @@ impl<T, E> Pool<T, E> {
     /// guards are untouched and come back as usual; objects returned while
     /// `clear` runs may stay.
     ///
+    /// If an object's `Drop` panics, the panic propagates and the objects
+    /// not yet dropped stay idle (the counts stay right); called while the
+    /// thread unwinds (from a destructor), such panics are caught and every
+    /// idle object is dropped.
+    ///
     /// ```
     /// use multiopen::Pool;
     /// let pool = Pool::new(|| 0u8);
@@ -483,7 +536,7 @@ impl<T, E> Pool<T, E> {
         for slot in self.front.iter() {
             if let Some(object) = slot.take() {
                 bump(&self.rare.cleared);
-                drop(object);
+                take::drop_object(object);
                 dropped += 1;
             }
         }
@@ -491,7 +544,7 @@ impl<T, E> Pool<T, E> {
         for _ in 0..self.idle.len() {
             let Some(object) = self.idle.pop() else { break };
             bump(&self.rare.cleared);
-            drop(object);
+            take::drop_object(object);
             dropped += 1;
         }
         dropped
@@ -517,6 +570,48 @@ impl<T, E> Pool<T, E> {
 impl<T: Default + 'static> Default for Pool<T> {
     fn default() -> Self {
         Self::new(T::default)
+    }
+}
+
+/// Drops the idle objects, the factory and the reset hook one by one, so a
+/// panic from one `Drop` (user code) cannot abort the process: each is
+/// caught, and the rest are still dropped (left to the drop glue, they
+/// would be dropped while that panic unwinds, and a second panic there
+/// aborts). Afterwards the first panic is resumed, unless the thread is
+/// already unwinding; every other payload is disposed of with
+/// `unwind::drop_payload`.
+impl<T, E> Drop for Pool<T, E> {
+    fn drop(&mut self) {
+        let mut first = None;
+        let mut run = |f: &mut dyn FnMut()| {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+                match first {
+                    None => first = Some(payload),
+                    Some(_) => unwind::drop_payload(payload),
+                }
+            }
+        };
+        for slot in self.front.iter() {
+            run(&mut || drop(slot.take()));
+        }
+        // `&mut self`: no other thread pushes, so this ends.
+        while let Some(object) = self.idle.pop() {
+            let mut object = Some(object);
+            run(&mut || drop(object.take()));
+        }
+        let reset = &mut self.reset;
+        run(&mut || drop(reset.take()));
+        let factory = &mut self.factory;
+        // SAFETY: the factory is dropped here once and never used again:
+        // this is the pool's `Drop`, and the drop glue skips `ManuallyDrop`.
+        run(&mut || unsafe { ManuallyDrop::drop(factory) });
+        if let Some(payload) = first {
+            if std::thread::panicking() {
+                unwind::drop_payload(payload);
+            } else {
+                std::panic::resume_unwind(payload);
+            }
+        }
     }
 }
 

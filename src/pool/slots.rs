@@ -13,7 +13,8 @@ use crate::sync::{mutant, ordering_unless, thread_index, AtomicUsize, Ordering, 
 // Front slots (`Slot`, `Front`)
 //
 // A bounded pool of `max_size` keeps its idle objects in `F` front slots
-// plus an `ArrayQueue` of `max_size - F` (F = min(max_size - 1, MAX_FRONT),
+// plus a queue of `max_size - F` (an `ArrayQueue` up to
+// `Pool::PREALLOCATED_UP_TO`, a counted `SegQueue` above; F = min(max_size - 1, MAX_FRONT),
 // so the queue always has room for one): at most `max_size` idle objects,
 // exactly, with no shared count. An unbounded pool has MAX_FRONT slots in
 // front of its `SegQueue`. A front slot holds one object, padded to cache

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
-use super::slots::{FULL, PUT};
+use super::slots::{FULL, MAX_FRONT, PUT};
 use super::Pool;
 use crate::sync::{mutant, thread_index, AtomicPtr, AtomicUsize, Ordering};
 
@@ -223,8 +223,12 @@ pub(super) fn bump(counter: &AtomicUsize) {
 /// retired() + idle + out` (`out` is derived that way), and every object
 /// that became idle was reused, cleared or is idle (`reused` is
 /// derived that way); see the [module documentation](crate::pool#statistics-without-a-shared-hot-line).
-/// Exact at rest; a snapshot taken while other threads work may be off by
-/// the operations in flight.
+/// Exact at rest; a snapshot taken while other threads work is the state
+/// at one moment of the call, give or take the operations in flight then
+/// (at most one per thread), or, if the pool's counters kept changing
+/// through every attempt, a fallback whose derived figures err low: the
+/// error bound (see [`Pool::stats`]) holds however long the
+/// reader is descheduled.
 ///
 /// ```
 /// use multiopen::Pool;
@@ -323,14 +327,108 @@ impl PoolStats {
     }
 }
 
+/// How many times [`Pool::stats`] reads the counters twice around the
+/// queue's length, looking for two passes that agree, before it settles
+/// for its fallback.
+#[cfg(not(loom))]
+const STATS_ATTEMPTS: usize = 16;
+/// Under loom, 1: one preemption of the reader reaches the fallback, so
+/// the models check it as well as the agreeing passes.
+#[cfg(loom)]
+const STATS_ATTEMPTS: usize = 1;
+
+/// The rare-path counters, in the order a forward pass reads them:
+/// retirements before makes (see [`Pool::stats`]).
+const RARE: usize = 8;
+/// Index of the stripes' sum in a [`Pass`]; the slot words follow it.
+const STRIPES: usize = RARE;
+/// Values in a [`Pass`]: the rare counters, the stripes' sum, and up to
+/// `MAX_FRONT` slot words.
+const PASS: usize = RARE + 1 + MAX_FRONT;
+
+/// One read of every counter `stats` derives its snapshot from: `[0,
+/// RARE)` the rare counters (see `rare_counter`), `STRIPES` the stripes'
+/// sum (returns into the queue), then one state word per front slot
+/// (unused entries stay 0). Every value only ever grows, but for a slot
+/// word's `FULL` bit, which changes with every take and put, and every put
+/// but `prefill`'s also grows the word's put count.
+type Pass = [usize; PASS];
+
 impl<T, E> Pool<T, E> {
+    /// Rare counter `k` of a [`Pass`].
+    fn rare_counter(&self, k: usize) -> &AtomicUsize {
+        let rare = &*self.rare;
+        match k {
+            0 => &rare.full_on_prefill,
+            1 => &rare.full_on_return,
+            2 => &rare.taken,
+            3 => &rare.reset_panicked,
+            4 => &rare.cleared,
+            5 => &rare.made_for_guard,
+            6 => &rare.made_for_prefill,
+            _ => &rare.failed,
+        }
+    }
+
+    /// Value `k` of a [`Pass`], read now.
+    fn read_one(&self, k: usize) -> usize {
+        // Acquire throughout (here, in `Stripes::sum` and in `Slot::state`):
+        // pairs with the counting Release operations, so a counted event's
+        // effects (a push, a drop) are seen with it.
+        match k {
+            k if k < RARE => self.rare_counter(k).load(Ordering::Acquire),
+            STRIPES => self.stripes.sum(),
+            k => self.front[k - STRIPES - 1].state(),
+        }
+    }
+
+    /// Reads every counter once, forwards (rare counters, stripes, slots)
+    /// or backwards.
+    fn read_pass(&self, forwards: bool) -> Pass {
+        let mut pass = [0; PASS];
+        let used = STRIPES + 1 + self.front.len();
+        if forwards {
+            for (k, value) in pass.iter_mut().enumerate().take(used) {
+                *value = self.read_one(k);
+            }
+        } else {
+            for (k, value) in pass.iter_mut().enumerate().take(used).rev() {
+                *value = self.read_one(k);
+            }
+        }
+        pass
+    }
+
     /// A snapshot of the pool's statistics; see [`PoolStats`] and, for how
     /// they are kept off the hot path, the
     /// [module documentation](crate::pool#statistics-without-a-shared-hot-line).
     ///
-    /// Cost: a load per counter, per front slot and per thread stripe, and
-    /// the queue's `len`. Exact at rest; while other threads work, a sum of
-    /// counters read one after another.
+    /// Cost: two loads per counter, per front slot and per thread stripe,
+    /// and the queue's `len`, per attempt; usually one attempt, at most
+    /// 16. No lock, no wait: the pool's operations never wait for it.
+    ///
+    /// # The error bound
+    ///
+    /// At rest (no call in flight) the snapshot is exact. While other
+    /// threads work, `stats` reads every counter, then the queue's length,
+    /// then every counter again in the reverse order, and accepts the
+    /// reading only if the two passes agree: every counter then held the
+    /// same value from before the queue was read to after, so the snapshot
+    /// is the state at that one moment, give or take the operations in
+    /// flight at that moment (an event is counted just after it happens,
+    /// or just before, for a drop): at most one per thread using the pool.
+    /// In particular `out` never exceeds the objects out at that moment.
+    /// That holds however long the calling thread is descheduled: a
+    /// reading that other threads' operations overlap is thrown away.
+    ///
+    /// If the counters change in each of 16 attempts (the pool's slow
+    /// paths busy throughout), the fallback reports the last attempt's
+    /// first pass: each count (`created`, `returned`, `dropped_full`,
+    /// `taken`, `cleared`, `failed`, `reset_panicked`) is a value it had
+    /// during the call, and the derived `out` and `reused` are lower
+    /// estimates: `out` never exceeds the objects alive (made and not
+    /// dropped) at one moment of the call, nor `reused` the objects made
+    /// idle by then; neither is ever below zero.
     ///
     /// ```
     /// use multiopen::Pool;
@@ -342,56 +440,59 @@ impl<T, E> Pool<T, E> {
     /// assert_eq!(pool.stats().returned, 1);
     /// ```
     pub fn stats(&self) -> PoolStats {
-        let rare = &*self.rare;
-        // Acquire throughout (here and in `Slot::state`): pairs with the
-        // counting Release operations, so a counted event's effects (a
-        // push, a drop) are seen with it.
-        //
-        // The order makes the snapshot err on the side of fewer reuses:
-        // retirements before makes (a prefill that makes an object and then
-        // drops it for want of room between the two reads is seen made,
-        // never dropped but not made, which would underflow), makes before
-        // the idle objects (a prefilled object made after its read but put
-        // before the slots' is idle and not made, so it cannot pass for a
-        // reuse), the queue returns before the queue (likewise). A slot's
-        // idle object and its return count come from one word.
-        let full_on_prefill = rare.full_on_prefill.load(Ordering::Acquire);
-        let full_on_return = rare.full_on_return.load(Ordering::Acquire);
-        let taken = rare.taken.load(Ordering::Acquire);
-        let reset_panicked = rare.reset_panicked.load(Ordering::Acquire);
-        let cleared = rare.cleared.load(Ordering::Acquire);
-        let made_for_guard = rare.made_for_guard.load(Ordering::Acquire);
-        let made_for_prefill = rare.made_for_prefill.load(Ordering::Acquire);
-        let queue_returns = self.stripes.sum();
-        let (mut in_front, mut front_returns) = (0, 0usize);
-        for slot in self.front.iter() {
-            let state = slot.state();
-            in_front += state & FULL;
-            front_returns = front_returns.wrapping_add(state / PUT);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = self.read_pass(true);
+            let queue_len = self.idle.len();
+            let after = self.read_pass(false);
+            // The mutant trusts the first pass alone, as `stats` once did.
+            if before == after || mutant("pool::stats_no_recheck") {
+                return snapshot(&before, &before, queue_len);
+            }
+            if attempt == STATS_ATTEMPTS {
+                return snapshot(&before, &after, queue_len);
+            }
         }
-        let idle = in_front + self.idle.len();
-        // Guard returns: into the queue (stripes) and into front slots.
-        let returned = queue_returns.wrapping_add(front_returns);
-        let created = made_for_guard + made_for_prefill;
-        let retired = full_on_return + full_on_prefill + taken + reset_panicked + cleared;
-        // Made idle: prefilled objects that fitted, and returns.
-        let pushed = made_for_prefill
-            .saturating_sub(full_on_prefill)
-            .saturating_add(returned);
-        PoolStats {
-            created,
-            failed: rare.failed.load(Ordering::Acquire),
-            // Popped by `clear` or by `instance`, or still there.
-            reused: pushed.saturating_sub(cleared + idle),
-            returned,
-            dropped_full: full_on_return + full_on_prefill,
-            reset_panicked,
-            taken,
-            cleared,
-            idle,
-            // Made, and neither retired nor idle.
-            out: created.saturating_sub(retired + idle),
-        }
+    }
+}
+
+/// The statistics from a first pass `early`, a later pass `late` (the
+/// same one when the two agreed) and the queue's length, read between
+/// them. The counts come from `early`; `out` and `reused` subtract
+/// retirements and clears read in `late`, which can only be larger, so
+/// they err low, never high (see [`Pool::stats`]).
+fn snapshot(early: &Pass, late: &Pass, queue_len: usize) -> PoolStats {
+    let [full_on_prefill, full_on_return, taken, reset_panicked, cleared, made_for_guard, made_for_prefill, failed] =
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|k| early[k]);
+    let late_retired = late[..5].iter().fold(0usize, |sum, &n| sum.wrapping_add(n));
+    let late_cleared = late[4];
+    let (mut in_front, mut front_returns) = (0, 0usize);
+    for &state in &early[STRIPES + 1..] {
+        in_front += state & FULL;
+        front_returns = front_returns.wrapping_add(state / PUT);
+    }
+    let idle = in_front + queue_len;
+    // Guard returns: into the queue (stripes) and into front slots.
+    let returned = early[STRIPES].wrapping_add(front_returns);
+    let created = made_for_guard.wrapping_add(made_for_prefill);
+    // Made idle: prefilled objects that fitted, and returns.
+    let pushed = made_for_prefill
+        .saturating_sub(full_on_prefill)
+        .saturating_add(returned);
+    PoolStats {
+        created,
+        failed,
+        // Popped by `clear` or by `instance`, or still there.
+        reused: pushed.saturating_sub(late_cleared.saturating_add(idle)),
+        returned,
+        dropped_full: full_on_return.wrapping_add(full_on_prefill),
+        reset_panicked,
+        taken,
+        cleared,
+        idle,
+        // Made, and neither retired nor idle.
+        out: created.saturating_sub(late_retired.saturating_add(idle)),
     }
 }
 

@@ -9,6 +9,7 @@ use super::slots::PUT;
 use super::stats::bump;
 use super::Pool;
 use crate::sync::{mutant, AtomicUsize};
+use crate::unwind;
 
 /// Bumps a counter if dropped, that is, if the code it guards panics; the
 /// normal path forgets it.
@@ -21,7 +22,9 @@ impl Drop for CountOnUnwind<'_> {
 }
 
 /// Drops a guard's object and bumps a counter if dropped, that is, if the
-/// reset hook it guards panics; the normal path forgets it.
+/// reset hook it guards panics; the normal path forgets it. It runs while
+/// that panic unwinds, so a panic from the object's own `Drop` is caught
+/// (`unwind::in_cleanup`): escaping, it would abort the process.
 struct DiscardOnUnwind<'a, T> {
     object: &'a mut ManuallyDrop<T>,
     count: &'a AtomicUsize,
@@ -30,9 +33,10 @@ struct DiscardOnUnwind<'a, T> {
 impl<T> Drop for DiscardOnUnwind<'_, T> {
     fn drop(&mut self) {
         bump(self.count);
+        let object = &mut *self.object;
         // SAFETY: `release`'s caller gave up the object, and the normal path
         // (which moves it into the queue) forgets this guard instead.
-        unsafe { ManuallyDrop::drop(self.object) };
+        unwind::in_cleanup(|| unsafe { ManuallyDrop::drop(object) });
     }
 }
 
@@ -105,21 +109,16 @@ impl<T, E> Pool<T, E> {
                 object: &mut *object,
                 count: &self.rare.reset_panicked,
             };
-            if std::thread::panicking() {
-                // The guard is dropped during unwinding: a second panic
-                // would abort the process, so catch it; `discard` has then
-                // already dropped and counted the object.
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    reset(&mut *discard.object);
-                    discard
-                }));
-                match ran {
-                    Ok(discard) => std::mem::forget(discard),
-                    Err(_) => return,
-                }
-            } else {
+            // If the guard is dropped during unwinding, a second panic would
+            // abort the process: `in_cleanup` catches it (and disposes of its
+            // payload), and `discard` has then dropped and counted the object.
+            // Otherwise the hook's panic propagates, as documented.
+            match unwind::in_cleanup(|| {
                 reset(&mut *discard.object);
-                std::mem::forget(discard);
+                discard
+            }) {
+                Some(discard) => std::mem::forget(discard),
+                None => return,
             }
         }
         // SAFETY: the caller gives up `object`; it is moved out once.
@@ -159,6 +158,14 @@ impl<T, E> Pool<T, E> {
     #[inline(never)]
     fn drop_full(&self, object: T) {
         bump(&self.rare.full_on_return);
-        drop(object);
+        drop_object(object);
     }
+}
+
+/// Drops an object (user code: its `Drop` may panic). While the thread
+/// unwinds, a panic from it is caught and its payload disposed of
+/// (`unwind::in_cleanup`), since escaping it would abort the process;
+/// otherwise it propagates to the caller as usual.
+pub(super) fn drop_object<T>(object: T) {
+    unwind::in_cleanup(|| drop(object));
 }
