@@ -1,7 +1,7 @@
 //! Cancelling on a signal (feature `signal`, unix): `RunState::cancel_on_signals`
 //! and [`SignalCanceller`].
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
@@ -28,6 +28,11 @@ impl RunState {
     /// ignored rather than fatal: keep the guard for as long as the
     /// program should answer them.
     ///
+    /// The thread is named after the state, `"<name>-signals"`; a NUL in
+    /// the name (which a thread's name cannot hold) is replaced by U+FFFD.
+    /// Errors (`std::io::Error`) only if the thread cannot be created or
+    /// the handlers cannot be installed; nothing is installed then.
+    ///
     /// A signal that arrives before the run starts cancels a state that
     /// is not running yet, and the [`start`](RunState::start) (or
     /// [`run`](RunState::run)) then clears it, as every start clears an
@@ -51,16 +56,43 @@ impl RunState {
     /// ```
     #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
     pub fn cancel_on_signals(self: &Arc<Self>) -> std::io::Result<SignalCanceller> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        let handle = signals.handle();
+        // A NUL cannot be in a thread's name: it is replaced, never refused.
+        let name = format!("{}-signals", self.name()).replace('\0', "\u{FFFD}");
         let runstate = Arc::clone(self);
-        let thread = std::thread::Builder::new()
-            .name(format!("{}-signals", self.name()))
-            .spawn(move || {
-                for _signal in signals.forever() {
-                    let _ = runstate.cancel();
+        let (installed, outcome) = mpsc::sync_channel(1);
+        // The thread first, the handlers second (in the thread): if the
+        // thread cannot be created, nothing has been installed, so the
+        // signals keep their usual effect.
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+                Ok(signals) => signals,
+                Err(error) => {
+                    let _ = installed.send(Err(error));
+                    return;
                 }
-            })?;
+            };
+            if installed.send(Ok(signals.handle())).is_err() {
+                return; // cannot happen: the caller waits for this
+            }
+            for _signal in signals.forever() {
+                let _ = runstate.cancel();
+            }
+        })?;
+        // Err(RecvError): the thread ended without a word, which only a
+        // panic in `Signals::new` could do.
+        let handle = match outcome.recv() {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(error)) => {
+                let _ = thread.join();
+                return Err(error);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(std::io::Error::other(
+                    "the signal thread ended before installing its handlers",
+                ));
+            }
+        };
         Ok(SignalCanceller {
             handle,
             thread: Some(thread),
@@ -70,7 +102,9 @@ impl RunState {
 
 /// While alive, SIGINT and SIGTERM cancel a [`RunState`]: see
 /// [`RunState::cancel_on_signals`]. Dropping it stops that and joins its
-/// thread.
+/// thread; dropped on that very thread (by an `on_cancel` callback, which
+/// runs there), it detaches the thread instead, which ends once the
+/// callback returns.
 ///
 /// Available with the `signal` feature, on unix.
 ///
@@ -95,7 +129,12 @@ impl Drop for SignalCanceller {
     fn drop(&mut self) {
         self.handle.close();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Joining our own thread would wait forever (std refuses with
+            // a panic): on it, detach instead; the loop it runs ends after
+            // this callback, as the handle is closed.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
