@@ -300,6 +300,9 @@ fn reentrant_call_from_a_callback_completes() {
                     rs.resume().unwrap();
                 }
                 rs.wait_while_paused();
+                // Registration takes a lock: not held while callbacks run.
+                let id = rs.on_start(|_| {});
+                assert!(rs.remove_callback(id));
                 calls.fetch_add(1, Ordering::SeqCst);
             };
             match event {

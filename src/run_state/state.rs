@@ -38,7 +38,13 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 //   word see the same EPOCH read a slot nobody wrote meanwhile (unless 2^24
 //   publishes came between the two loads). It does NOT name a run (it
 //   wraps after 2^23 runs): the 64-bit `RunState::runs` does, checked by a
-//   guard's stop or cancel while it holds TIMING (see `claim`).
+//   guard's stop or cancel while it holds TIMING (see `claim`). Nothing
+//   else holds a run identity across a wait: a sleeper or paused waiter
+//   keeps the 64-bit `cancels_cleared`, and its futex wait compares whole
+//   words only to decide whether to sleep: a word that came back to the
+//   same value after 2^24 publishes is still the current word, with
+//   WAITERS set, so the next change wakes it; `pause`/`resume` act on the
+//   word they CAS, whatever run it is.
 //
 // Who writes the word: start, stop (claim and publish), cancel, pause,
 // resume, and a thread about to sleep on it (setting WAITERS). Queries
