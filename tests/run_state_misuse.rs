@@ -373,7 +373,8 @@ fn stale_run_identity_never_ends_a_foreign_run() {
 #[test]
 fn stale_run_identity_never_cancels_a_foreign_run() {
     // The same, with the stale guard dropped while unwinding (it would
-    // cancel, then stop), and its explicit `stop`.
+    // cancel, then stop). (A guard's explicit `stop` takes the same path
+    // as its drop.)
     let rs = RunState::new("job");
     let unwound = quietly(|| {
         catch_unwind(AssertUnwindSafe(|| {
@@ -384,14 +385,5 @@ fn stale_run_identity_never_cancels_a_foreign_run() {
     });
     assert!(unwound.is_err());
     assert!(rs.is_running() && !rs.cancelled(), "{:?}", rs.state());
-    let stale = rs.run(); // nested: not started by this guard
-    assert!(!stale.started());
     rs.stop().unwrap();
-    let stale = rs.run();
-    thread::scope(|s| s.spawn(|| foreign_run_after_wrap(&rs)).join().unwrap());
-    assert!(matches!(
-        stale.stop(),
-        Err(RunStateError::NotRunning { .. })
-    ));
-    assert!(rs.is_running());
 }
