@@ -7,6 +7,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use super::RunState;
+use crate::unwind;
 
 // ---------------------------------------------------------------------------
 // Cancelling on a signal (feature `signal`)
@@ -30,8 +31,9 @@ impl RunState {
     ///
     /// The thread is named after the state, `"<name>-signals"`; a NUL in
     /// the name (which a thread's name cannot hold) is replaced by U+FFFD.
-    /// Errors (`std::io::Error`) only if the thread cannot be created or
-    /// the handlers cannot be installed; nothing is installed then.
+    /// Errors (`std::io::Error`) only if the thread cannot be created
+    /// (then nothing has been installed: it is created first) or
+    /// `signal-hook` cannot install its handlers.
     ///
     /// A signal that arrives before the run starts cancels a state that
     /// is not running yet, and the [`start`](RunState::start) (or
@@ -83,11 +85,11 @@ impl RunState {
         let handle = match outcome.recv() {
             Ok(Ok(handle)) => handle,
             Ok(Err(error)) => {
-                let _ = thread.join();
+                join(thread);
                 return Err(error);
             }
             Err(_) => {
-                let _ = thread.join();
+                join(thread);
                 return Err(std::io::Error::other(
                     "the signal thread ended before installing its handlers",
                 ));
@@ -133,8 +135,18 @@ impl Drop for SignalCanceller {
             // a panic): on it, detach instead; the loop it runs ends after
             // this callback, as the handle is closed.
             if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
+                join(thread);
             }
         }
+    }
+}
+
+/// Joins the signal thread. Its panic, if it had one (it runs no user code
+/// outside `cancel`, which catches the callbacks' panics), is disposed of
+/// by `unwind::drop_payload`: a payload whose own `Drop` panics must not
+/// escape (or, in a `Drop` while unwinding, abort).
+fn join(thread: std::thread::JoinHandle<()>) {
+    if let Err(payload) = thread.join() {
+        unwind::drop_payload(payload);
     }
 }
