@@ -639,3 +639,22 @@ fn stale_guard_unwinding_vs_restart() {
         );
     });
 }
+
+/// A stale guard checks its run while holding the timestamps' claim and,
+/// finding another run, gives the claim back: a stop that waited for the
+/// claim meanwhile is woken (a lost wake is a loom deadlock) and stops the
+/// current run, which the guard leaves alone.
+#[test]
+fn stale_guard_claim_wakes_a_waiting_stop() {
+    loom::model(|| {
+        let rs = StdArc::new(RunState::new("rs"));
+        let guard = rs.run_owned();
+        rs.stop().unwrap();
+        rs.start().unwrap(); // the guard is stale now
+        let holder = thread::spawn(move || drop(guard));
+        others_first();
+        rs.stop().unwrap();
+        holder.join().unwrap();
+        assert_eq!(rs.state(), RunPhase::Stopped);
+    });
+}

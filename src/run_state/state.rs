@@ -549,7 +549,7 @@ impl RunState {
         // Relaxed: we wrote nothing under the claim; as an RMW this still
         // continues the last publish's release sequence.
         let prev = self.state.fetch_and(!(TIMING | WAITERS), Ordering::Relaxed);
-        if prev & WAITERS != 0 {
+        if prev & WAITERS != 0 && !mutant("run_state::unclaim_no_wake") {
             self.state.wake_all();
         }
     }
