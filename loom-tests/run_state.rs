@@ -5,7 +5,7 @@
 //! a reader, callbacks seeing the state their transition made, callback
 //! registration racing a transition, the guard on panic, a cancel that a
 //! restart must not hide from a waiter, and a guard that must not end a
-//! later run.
+//! later run (nor, while unwinding, cancel it).
 //!
 //! `sleep` is modelled untimed (the shim's `wait_timeout` is an untimed
 //! wait under loom), so a sleeper here returns only when cancelled: the
@@ -605,5 +605,56 @@ fn guard_cancels_on_panic() {
         assert!(rs.sleep(HOUR).is_err());
         assert!(worker.join().unwrap());
         assert_eq!(rs.state(), RunPhase::Cancelled);
+    });
+}
+
+/// A stale guard dropped while its thread unwinds (it would cancel, then
+/// stop), racing another thread's stop and restart: it cancels and stops
+/// only its own run. Whatever the interleaving, the restarted run goes on,
+/// not cancelled. (The guard's run number is checked while it holds the
+/// timestamps' claim, so no restart can come between check and cancel.)
+#[test]
+fn stale_guard_unwinding_vs_restart() {
+    quiet_planned_panics();
+    loom::model(|| {
+        // A std `Arc` (`run_owned` takes one); loom sees the state's atomics.
+        let rs = StdArc::new(RunState::new("rs"));
+        let guard = rs.run_owned();
+        let holder = thread::spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _guard = guard;
+                std::panic::panic_any("planned");
+            }))
+            .is_err()
+        });
+        others_first();
+        // Fails (NotRunning) if the guard already ended the first run.
+        let _ = rs.stop();
+        rs.start().unwrap();
+        assert!(holder.join().unwrap());
+        assert_eq!(
+            rs.state(),
+            RunPhase::Running,
+            "the stale guard cancelled or stopped a run it did not start"
+        );
+    });
+}
+
+/// A stale guard checks its run while holding the timestamps' claim and,
+/// finding another run, gives the claim back: a stop that waited for the
+/// claim meanwhile is woken (a lost wake is a loom deadlock) and stops the
+/// current run, which the guard leaves alone.
+#[test]
+fn stale_guard_claim_wakes_a_waiting_stop() {
+    loom::model(|| {
+        let rs = StdArc::new(RunState::new("rs"));
+        let guard = rs.run_owned();
+        rs.stop().unwrap();
+        rs.start().unwrap(); // the guard is stale now
+        let holder = thread::spawn(move || drop(guard));
+        others_first();
+        rs.stop().unwrap();
+        holder.join().unwrap();
+        assert_eq!(rs.state(), RunPhase::Stopped);
     });
 }

@@ -71,7 +71,48 @@ type Callback = Arc<dyn Fn(&RunState) + Send + Sync>;
 struct Entry {
     id: u64,
     event: RunEvent,
-    callback: Callback,
+    /// `Some` until [`dispose`](Entry::dispose) or the `Drop` takes it.
+    callback: Option<Callback>,
+}
+
+impl Entry {
+    /// Drops this entry's reference to its callback now: `Err` with the
+    /// message if that was the last one and the `Drop` of what the
+    /// callback captured (user code) panicked.
+    fn dispose(mut self) -> Result<(), String> {
+        let callback = self.callback.take();
+        unwind::catch(|| drop(callback))
+    }
+}
+
+impl Drop for Entry {
+    /// The safety net for an entry dropped with its list (a list whose
+    /// last reference went away somewhere [`release_list`] did not see):
+    /// the user `Drop` this may run is caught, so that a panic there can
+    /// neither skip the rest of the list nor abort the process; it is not
+    /// reported (there is nobody to report it to).
+    fn drop(&mut self) {
+        if let Some(callback) = self.callback.take() {
+            let _ = unwind::catch(|| drop(callback));
+        }
+    }
+}
+
+/// Lets go of one reference to a list. If it was the last, the entries are
+/// disposed of one by one and the messages of the panics of their user
+/// `Drop`s are pushed to `panics`.
+fn release_list(list: ListArc<List>, panics: &mut Vec<String>) {
+    // If another thread lets go of its reference at the same moment, both
+    // may fail here and the last `drop` frees the list: then the entries'
+    // own `Drop` catches (unreported). Only a list being freed concurrently
+    // by two holders takes that path.
+    if let Ok(entries) = ListArc::try_unwrap(list) {
+        for entry in entries {
+            if let Err(message) = entry.dispose() {
+                panics.push(message);
+            }
+        }
+    }
 }
 
 type List = Vec<Entry>;
@@ -190,7 +231,7 @@ impl Callbacks {
         };
         drop(writer);
         // Outside the lock: this may run user `Drop` code (see above).
-        drop(free);
+        drop_lists(free);
         out
     }
 }
@@ -198,10 +239,39 @@ impl Callbacks {
 impl Drop for Callbacks {
     fn drop(&mut self) {
         // Relaxed: `&mut self`, no other thread can touch it.
-        let list = self.current.load(Ordering::Relaxed);
+        let list = self.current.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        let mut lists = std::mem::take(
+            &mut self
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retired,
+        );
         if !list.is_null() {
-            // SAFETY: the reference `current` held; nobody else can use it.
-            drop(unsafe { ListArc::from_raw(list) });
+            // SAFETY: the reference `current` held, taken out of it above;
+            // nobody else can use it.
+            lists.push(unsafe { ListArc::from_raw(list) });
+        }
+        drop_lists(lists);
+    }
+}
+
+/// Drops callback lists. Dropping one may drop the last reference to a
+/// callback, and so run the `Drop` of what it captured: user code that may
+/// panic. Each entry is dropped on its own under [`unwind::catch`]
+/// ([`release_list`]), so one panic neither skips the others nor, if this runs while the thread
+/// unwinds (a `RunState` dropped during a panic, a registration from a
+/// user's `Drop`), aborts the process; outside unwinding the first such
+/// panic (its message) is then passed on to the caller, as user code's
+/// panics are.
+fn drop_lists(lists: Vec<ListArc<List>>) {
+    let mut panics = Vec::new();
+    for list in lists {
+        release_list(list, &mut panics);
+    }
+    if let Some(message) = panics.into_iter().next() {
+        if !std::thread::panicking() {
+            std::panic::resume_unwind(Box::new(message));
         }
     }
 }
@@ -306,7 +376,7 @@ impl RunState {
             list.push(Entry {
                 id,
                 event,
-                callback,
+                callback: Some(callback),
             });
             CallbackId(id)
         })
@@ -322,11 +392,19 @@ impl RunState {
         for entry in list.iter().filter(|entry| entry.event == event) {
             // `catch` disposes of the payload so that even a payload whose
             // own `Drop` panics cannot stop the callbacks after this one.
-            if let Err(message) = unwind::catch(|| (entry.callback)(self)) {
+            let Some(callback) = &entry.callback else {
+                continue; // only an entry being dropped has none
+            };
+            if let Err(message) = unwind::catch(|| callback(self)) {
                 panics.push(message);
             }
         }
-        drop(list);
+        // If a callback removed itself (or another) meanwhile, ours may be
+        // the last reference to the list, and dropping it runs the `Drop`
+        // of what those callbacks captured: user code, which may panic. It
+        // is reported like a callback's panic, never let out of (or, while
+        // unwinding, made to abort) the transition.
+        release_list(list, &mut panics);
         if panics.is_empty() {
             Ok(())
         } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::error::{CallbackPanicked, RunStateError};
 use super::RunState;
 use crate::sync::mutant;
+use crate::unwind;
 
 // ---------------------------------------------------------------------------
 // Guards
@@ -26,10 +27,9 @@ impl RunState {
     ///
     /// The guard ends only the run it started: if another thread stopped
     /// that run (and perhaps started a new one) meanwhile, dropping the
-    /// guard neither cancels nor stops anything. The run is told apart by
-    /// the state word's 24-bit publish counter, so this holds unless
-    /// exactly a multiple of 2^23 further runs came and went while the
-    /// guard lived.
+    /// guard neither cancels nor stops anything, however many runs came
+    /// and went while it lived (runs are numbered with 64 bits, checked
+    /// atomically with the stop or cancel).
     ///
     /// ```
     /// use multiopen::{RunPhase, RunState};
@@ -82,9 +82,9 @@ impl RunState {
         }
     }
 
-    /// Starts for a guard: the run's EPOCH if it started, and the panics of
+    /// Starts for a guard: the run's number if it started, and the panics of
     /// its callbacks.
-    fn guard_start(&self) -> (Option<u32>, Option<CallbackPanicked>) {
+    fn guard_start(&self) -> (Option<u64>, Option<CallbackPanicked>) {
         match self.start_run() {
             Ok((run, callbacks)) => (Some(run), callbacks.err()),
             Err(_) => (None, None),
@@ -92,10 +92,10 @@ impl RunState {
     }
 }
 
-/// Ends the guard's run, the one whose start published EPOCH `run`: cancel
-/// first if unwinding, then stop; neither if that run is no longer the
-/// current one (someone else stopped it, and perhaps started another).
-fn end_run(runstate: &RunState, run: u32) -> Result<(), RunStateError> {
+/// Ends the guard's run, run number `run`: cancel first if unwinding, then
+/// stop; neither if that run is no longer the current one (someone else
+/// stopped it, and perhaps started another).
+fn end_run(runstate: &RunState, run: u64) -> Result<(), RunStateError> {
     if std::thread::panicking() && !mutant("run_state::guard_no_cancel_on_panic") {
         // Callback panics are dropped here: there is nobody to report to
         // while unwinding.
@@ -119,9 +119,9 @@ fn end_run(runstate: &RunState, run: u32) -> Result<(), RunStateError> {
 #[must_use = "dropping the guard stops the run at once"]
 pub struct RunGuard<'a> {
     runstate: &'a RunState,
-    /// The EPOCH that this guard's start published; `None` if it did not
-    /// start the run (or has ended it).
-    run: Option<u32>,
+    /// The number of the run this guard started (`RunState::runs`); `None`
+    /// if it did not start the run (or has ended it).
+    run: Option<u64>,
     start_panics: Option<CallbackPanicked>,
 }
 
@@ -193,7 +193,10 @@ impl<'a> RunGuard<'a> {
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         if let Some(run) = self.run {
-            let _ = end_run(self.runstate, run);
+            // `end_run` runs callbacks (caught) and drops callback lists
+            // (user `Drop`s): `in_cleanup` makes sure nothing of it can
+            // panic out of this `Drop` while the thread unwinds (an abort).
+            let _ = unwind::in_cleanup(|| end_run(self.runstate, run));
         }
     }
 }
@@ -226,7 +229,7 @@ impl fmt::Debug for RunGuard<'_> {
 pub struct OwnedRunGuard {
     runstate: Arc<RunState>,
     /// As [`RunGuard`]'s.
-    run: Option<u32>,
+    run: Option<u64>,
     start_panics: Option<CallbackPanicked>,
 }
 
@@ -281,7 +284,8 @@ impl OwnedRunGuard {
 impl Drop for OwnedRunGuard {
     fn drop(&mut self) {
         if let Some(run) = self.run {
-            let _ = end_run(&self.runstate, run);
+            // As `RunGuard`'s.
+            let _ = unwind::in_cleanup(|| end_run(&self.runstate, run));
         }
     }
 }

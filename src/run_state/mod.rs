@@ -190,6 +190,12 @@ pub struct RunState {
     /// [`watch`](Self::watch)) and, after each Acquire load of the word, reports
     /// a cancel if the flag is set or this has moved.
     cancels_cleared: AtomicU64,
+    /// How many runs have started: the number of the current (or last)
+    /// run, which names it for the guards (64 bits: never wraps within a
+    /// program's life, unlike the word's 24-bit EPOCH). Written only by a
+    /// start, while it holds `TIMING`, before its publish; read only by a
+    /// start or stop that holds `TIMING` (so it cannot change meanwhile).
+    runs: AtomicU64,
     /// Where ticks count from.
     base: Instant,
     callbacks: Callbacks,
@@ -211,6 +217,7 @@ impl RunState {
             state: CachePadded::new(Futex::new(0)),
             times: [Times::new(), Times::new()],
             cancels_cleared: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
             base: Instant::now(),
             callbacks: Callbacks::new(),
             name: name.into(),

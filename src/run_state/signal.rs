@@ -1,12 +1,13 @@
 //! Cancelling on a signal (feature `signal`, unix): `RunState::cancel_on_signals`
 //! and [`SignalCanceller`].
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use super::RunState;
+use crate::unwind;
 
 // ---------------------------------------------------------------------------
 // Cancelling on a signal (feature `signal`)
@@ -27,6 +28,12 @@ impl RunState {
     /// process's handler stays installed, so the signals are then
     /// ignored rather than fatal: keep the guard for as long as the
     /// program should answer them.
+    ///
+    /// The thread is named after the state, `"<name>-signals"`; a NUL in
+    /// the name (which a thread's name cannot hold) is replaced by U+FFFD.
+    /// Errors (`std::io::Error`) only if the thread cannot be created
+    /// (then nothing has been installed: it is created first) or
+    /// `signal-hook` cannot install its handlers.
     ///
     /// A signal that arrives before the run starts cancels a state that
     /// is not running yet, and the [`start`](RunState::start) (or
@@ -51,16 +58,43 @@ impl RunState {
     /// ```
     #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
     pub fn cancel_on_signals(self: &Arc<Self>) -> std::io::Result<SignalCanceller> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        let handle = signals.handle();
+        // A NUL cannot be in a thread's name: it is replaced, never refused.
+        let name = format!("{}-signals", self.name()).replace('\0', "\u{FFFD}");
         let runstate = Arc::clone(self);
-        let thread = std::thread::Builder::new()
-            .name(format!("{}-signals", self.name()))
-            .spawn(move || {
-                for _signal in signals.forever() {
-                    let _ = runstate.cancel();
+        let (installed, outcome) = mpsc::sync_channel(1);
+        // The thread first, the handlers second (in the thread): if the
+        // thread cannot be created, nothing has been installed, so the
+        // signals keep their usual effect.
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+                Ok(signals) => signals,
+                Err(error) => {
+                    let _ = installed.send(Err(error));
+                    return;
                 }
-            })?;
+            };
+            if installed.send(Ok(signals.handle())).is_err() {
+                return; // cannot happen: the caller waits for this
+            }
+            for _signal in signals.forever() {
+                let _ = runstate.cancel();
+            }
+        })?;
+        // Err(RecvError): the thread ended without a word, which only a
+        // panic in `Signals::new` could do.
+        let handle = match outcome.recv() {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(error)) => {
+                join(thread);
+                return Err(error);
+            }
+            Err(_) => {
+                join(thread);
+                return Err(std::io::Error::other(
+                    "the signal thread ended before installing its handlers",
+                ));
+            }
+        };
         Ok(SignalCanceller {
             handle,
             thread: Some(thread),
@@ -70,7 +104,9 @@ impl RunState {
 
 /// While alive, SIGINT and SIGTERM cancel a [`RunState`]: see
 /// [`RunState::cancel_on_signals`]. Dropping it stops that and joins its
-/// thread.
+/// thread; dropped on that very thread (by an `on_cancel` callback, which
+/// runs there), it detaches the thread instead, which ends once the
+/// callback returns.
 ///
 /// Available with the `signal` feature, on unix.
 ///
@@ -95,7 +131,22 @@ impl Drop for SignalCanceller {
     fn drop(&mut self) {
         self.handle.close();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Joining our own thread would wait forever (std refuses with
+            // a panic): on it, detach instead; the loop it runs ends after
+            // this callback, as the handle is closed.
+            if thread.thread().id() != std::thread::current().id() {
+                join(thread);
+            }
         }
+    }
+}
+
+/// Joins the signal thread. Its panic, if it had one (it runs no user code
+/// outside `cancel`, which catches the callbacks' panics), is disposed of
+/// by `unwind::drop_payload`: a payload whose own `Drop` panics must not
+/// escape (or, in a `Drop` while unwinding, abort).
+fn join(thread: std::thread::JoinHandle<()>) {
+    if let Err(payload) = thread.join() {
+        unwind::drop_payload(payload);
     }
 }

@@ -36,9 +36,15 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 // EPOCH (bits 8..=31): start and stop publishes so far, mod 2^24. Its low
 //   bit selects the live timestamp slot; a reader whose two loads of the
 //   word see the same EPOCH read a slot nobody wrote meanwhile (unless 2^24
-//   publishes came between the two loads). It also names a run: a guard
-//   keeps the EPOCH its start published and ends the run only while the
-//   word still shows it (unless 2^23 runs came between).
+//   publishes came between the two loads). It does NOT name a run (it
+//   wraps after 2^23 runs): the 64-bit `RunState::runs` does, checked by a
+//   guard's stop or cancel while it holds TIMING (see `claim`). Nothing
+//   else holds a run identity across a wait: a sleeper or paused waiter
+//   keeps the 64-bit `cancels_cleared`, and its futex wait compares whole
+//   words only to decide whether to sleep: a word that came back to the
+//   same value after 2^24 publishes is still the current word, with
+//   WAITERS set, so the next change wakes it; `pause`/`resume` act on the
+//   word they CAS, whatever run it is.
 //
 // Who writes the word: start, stop (claim and publish), cancel, pause,
 // resume, and a thread about to sleep on it (setting WAITERS). Queries
@@ -182,8 +188,12 @@ impl RunState {
     /// [`start`](Self::start), returning the EPOCH its publish made current
     /// (the run's name for the guards), and separately the callbacks'
     /// result.
-    pub(super) fn start_run(&self) -> Result<(u32, Result<(), CallbackPanicked>), RunStateError> {
+    pub(super) fn start_run(&self) -> Result<(u64, Result<(), CallbackPanicked>), RunStateError> {
         let claimed = self.claim(true, None)?;
+        // Relaxed, both: only a `TIMING` holder touches `runs`, and our
+        // claim (Acquire) follows the last holder's publish (Release).
+        let run = self.runs.load(Ordering::Relaxed).wrapping_add(1);
+        self.runs.store(run, Ordering::Relaxed);
         let live = self.times[live_slot(claimed)].read();
         let start_mono = self.ticks().max(live.stop_mono).max(live.start_mono);
         let start_wall = wall_now().max(live.stop_wall).max(live.start_wall);
@@ -195,7 +205,7 @@ impl RunState {
                 ..live
             },
         );
-        let published = self.publish(
+        self.publish(
             |s| {
                 ((s | RUNNING | STARTED) & !(CANCELLED | PAUSED | TIMING | WAITERS))
                     .wrapping_add(EPOCH_ONE)
@@ -203,7 +213,7 @@ impl RunState {
             true,
             "run_state::start_no_wake",
         );
-        Ok((published & EPOCH_MASK, self.notify(RunEvent::Start)))
+        Ok((run, self.notify(RunEvent::Start)))
     }
 
     /// Asks the task to stop: sets cancelled, wakes every thread in
@@ -234,28 +244,40 @@ impl RunState {
         self.after_cancel(prev)
     }
 
-    /// Cancels only the run whose start published EPOCH `run`, if it is
-    /// still the current run (the guards' cancel on panic). Lock-free: a CAS
-    /// loop that gives up once the word shows another run.
-    pub(super) fn cancel_run(&self, run: u32) -> Result<(), CallbackPanicked> {
-        // Relaxed: a first guess for the CAS.
-        let mut s = self.state.load(Ordering::Relaxed);
-        loop {
-            let other_run = s & RUNNING == 0 || s & EPOCH_MASK != run;
-            if s & CANCELLED != 0 || (other_run && !mutant("run_state::guard_ignores_run")) {
-                return Ok(());
-            }
-            // Release: as `cancel`.
+    /// Cancels only run number `run` (see `RunState::runs`), if it is
+    /// still the current run (the guards' cancel on panic). Claims
+    /// `TIMING` to check the run number (so no start can come between the
+    /// check and the cancel), then sets `CANCELLED` in the same RMW that
+    /// gives `TIMING` back. May sleep briefly, as a stop does, while
+    /// another start or stop holds `TIMING`; no user code runs while this
+    /// holds it.
+    pub(super) fn cancel_run(&self, run: u64) -> Result<(), CallbackPanicked> {
+        let Ok(claimed) = self.claim(false, Some((run, "run_state::cancel_ignores_run"))) else {
+            // Not running, or another run: nothing of ours to cancel.
+            return Ok(());
+        };
+        let mut s = claimed;
+        let prev = loop {
+            // Release: as `cancel`. Clearing WAITERS: we wake below.
             match self.state.compare_exchange_weak(
                 s,
-                s | CANCELLED,
+                (s | CANCELLED) & !(TIMING | WAITERS),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(prev) => return self.after_cancel(prev),
+                Ok(prev) => break prev,
                 Err(now) => s = now,
             }
+        };
+        // Those who slept on the word while we held TIMING (and, as in
+        // `after_cancel`, any sleeper a cancel must release).
+        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
+            self.state.wake_all();
         }
+        if prev & CANCELLED != 0 {
+            return Ok(());
+        }
+        self.notify(RunEvent::Cancel)
     }
 
     /// What follows setting `CANCELLED` over word `prev`: the wake and the
@@ -299,10 +321,10 @@ impl RunState {
         self.stop_run(None)
     }
 
-    /// [`stop`](Self::stop); with `Some(run)`, only if the current run is the
-    /// one whose start published EPOCH `run` (else `NotRunning`).
-    pub(super) fn stop_run(&self, run: Option<u32>) -> Result<(), RunStateError> {
-        let claimed = self.claim(false, run)?;
+    /// [`stop`](Self::stop); with `Some(run)`, only if the current run is
+    /// run number `run` (see `RunState::runs`), else `NotRunning`.
+    pub(super) fn stop_run(&self, run: Option<u64>) -> Result<(), RunStateError> {
+        let claimed = self.claim(false, run.map(|run| (run, "run_state::guard_ignores_run")))?;
         let live = self.times[live_slot(claimed)].read();
         let stop_mono = self.ticks().max(live.start_mono);
         let run = stop_mono - live.start_mono;
@@ -456,10 +478,14 @@ impl RunState {
     // --- internals ------------------------------------------------------------
 
     /// Claims the timestamps for a start (`starting`) or a stop: sets
-    /// `TIMING`, waiting while another start or stop holds it. A stop with
-    /// `Some(run)` claims only while the word shows that run's EPOCH. Returns
-    /// the word as claimed, or the misuse error (nothing changed).
-    fn claim(&self, starting: bool, run: Option<u32>) -> Result<u32, RunStateError> {
+    /// `TIMING`, waiting while another start or stop holds it. With
+    /// `Some((run, mutant))` (a guard), the claim is kept only if the
+    /// current run is run number `run`: checked once `TIMING` is held, when
+    /// no start can change it, so no wrap-around and no window between
+    /// check and act can fool it; otherwise `TIMING` is given back and the
+    /// result is `NotRunning`. Returns the word as claimed, or the misuse
+    /// error (nothing changed).
+    fn claim(&self, starting: bool, run: Option<(u64, &str)>) -> Result<u32, RunStateError> {
         // Relaxed: a first guess for the CAS.
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
@@ -471,38 +497,60 @@ impl RunState {
             if !starting && s & RUNNING == 0 {
                 return Err(self.not_running_error(s));
             }
-            if run.is_some_and(|run| s & EPOCH_MASK != run)
-                && !mutant("run_state::guard_ignores_run")
-            {
-                // Stopped (and started again) by someone else since.
-                return Err(RunStateError::NotRunning {
-                    name: self.name.to_string(),
-                });
-            }
             if s & TIMING != 0 {
                 self.wait_for_timing(s);
                 // Relaxed: only a guess for the CAS again.
                 s = self.state.load(Ordering::Relaxed);
                 continue;
             }
-            if mutant("run_state::claim_check_then_act") {
+            let claimed = if mutant("run_state::claim_check_then_act") {
                 // The bug: test, then set, as two steps.
                 self.state.fetch_or(TIMING, Ordering::Acquire);
-                return Ok(s | TIMING);
+                s | TIMING
+            } else {
+                // Acquire: pairs with the last publish (Release) — every
+                // change since is an RMW in its release sequence — so we see
+                // the live slot it wrote (and `runs`), and our writes to the
+                // spare slot come after every earlier read of it by a
+                // writer.
+                match self.state.compare_exchange_weak(
+                    s,
+                    s | TIMING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => s | TIMING,
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
+            };
+            if let Some((run, ignores_run)) = run {
+                // Relaxed: `runs` changes only under TIMING, which we hold,
+                // and our Acquire claim follows its last store.
+                if self.runs.load(Ordering::Relaxed) != run && !mutant(ignores_run) {
+                    // Stopped (and started again) by someone else since.
+                    self.unclaim();
+                    return Err(RunStateError::NotRunning {
+                        name: self.name.to_string(),
+                    });
+                }
             }
-            // Acquire: pairs with the last publish (Release) — every change
-            // since is an RMW in its release sequence — so we see the live
-            // slot it wrote, and our writes to the spare slot come after
-            // every earlier read of it by a writer.
-            match self.state.compare_exchange_weak(
-                s,
-                s | TIMING,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(s | TIMING),
-                Err(now) => s = now,
-            }
+            return Ok(claimed);
+        }
+    }
+
+    /// Gives back a claim that wrote nothing (a guard that found another
+    /// run): clears `TIMING` and `WAITERS`, and wakes the sleepers if
+    /// `WAITERS` was set (they may be waiting for `TIMING`).
+    #[cold]
+    fn unclaim(&self) {
+        // Relaxed: we wrote nothing under the claim; as an RMW this still
+        // continues the last publish's release sequence.
+        let prev = self.state.fetch_and(!(TIMING | WAITERS), Ordering::Relaxed);
+        if prev & WAITERS != 0 && !mutant("run_state::unclaim_no_wake") {
+            self.state.wake_all();
         }
     }
 

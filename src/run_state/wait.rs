@@ -9,6 +9,31 @@ use super::state::{CANCELLED, PAUSED, RUNNING, WAITERS};
 use super::RunState;
 use crate::sync::{mutant, Ordering};
 
+// Re-entrancy (issue 11, "a re-entrant call hangs forever"): every wait of
+// a RunState, and why none can wait for the calling thread itself, so none
+// needs a per-thread "inside a transition" check:
+// - `wait_for_timing` (start, stop, a guard's stop or cancel-on-panic):
+//   waits for a TIMING claim to end. A claim is held only from the claim
+//   CAS to the publish (or `unclaim`), which runs no user code (no
+//   callback, no user `Drop`, nothing that can panic or take a lock), so
+//   a thread holding it never calls anything that waits: callbacks run
+//   after the publish. A signal handler could interrupt it, but the
+//   `signal` feature's handler only records the signal (signal-hook);
+//   `cancel` from another thread never waits.
+// - `wait_unpaused` (`check`, `wait_while_paused`, the iterator): waits for
+//   resume, cancel or stop, any of which another thread can do; a
+//   transition holds nothing while its callbacks run, and a start or stop
+//   clears PAUSED before its callbacks, so from an `on_start`/`on_end`
+//   callback it returns at once unless someone else paused since. (A
+//   thread that pauses and then waits, with nobody else to resume, waits
+//   as it asked; that is the API, not re-entrancy.)
+// - `sleep_slow`: bounded by its duration, and cut short by a cancel from
+//   any thread; from an `on_cancel` callback it returns at once.
+// - The callbacks' registration mutex: no user code runs under it (lists
+//   are freed after it is released), so a callback or a captured value's
+//   `Drop` may register or remove callbacks.
+// tests/run_state_misuse.rs `reentrant_*` calls each from each callback.
+
 impl RunState {
     /// Pauses a running task: threads in [`check`](Self::check),
     /// [`wait_while_paused`](Self::wait_while_paused) or the

@@ -1,0 +1,389 @@
+#![cfg(not(loom))]
+//! RunState under misuse and hostile user code (issue 11): each test is
+//! named after the kind of bug it guards against. A scenario that would
+//! abort the process runs in a child process (this test binary, re-run on
+//! the one test with `MULTIOPEN_CHILD` set); the parent checks that the
+//! child exited normally and printed what it saw.
+
+use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use multiopen::{CallbackId, CallbackPanicked, RunEvent, RunPhase, RunState, RunStateError};
+
+/// Runs `f` with the panic hook silenced (panics on purpose).
+fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    static HOOK: Mutex<()> = Mutex::new(());
+    let _serial = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = f();
+    std::panic::set_hook(hook);
+    out
+}
+
+/// The env var that makes a re-run of this binary play a scenario.
+const CHILD: &str = "MULTIOPEN_CHILD";
+/// What a child prints once its scenario has run to the end.
+const DONE: &str = "child scenario done";
+
+/// In the parent: re-runs this test binary on test `name` with [`CHILD`]
+/// set and asserts that the child exited normally (not killed by SIGABRT:
+/// a panic while panicking aborts) having printed [`DONE`]. In the child:
+/// runs `scenario` and prints [`DONE`]. Returns whether this is the child.
+fn in_child(name: &str, scenario: impl FnOnce()) {
+    if std::env::var_os(CHILD).is_some() {
+        std::panic::set_hook(Box::new(|_| {}));
+        scenario();
+        println!("{DONE}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("re-run the test binary");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "the child was killed by a signal (6 = SIGABRT): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(DONE),
+        "the child did not run its scenario to the end"
+    );
+}
+
+/// A value whose `Drop` panics.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("PanicOnDrop dropped");
+    }
+}
+
+/// Registers, for `event`, a callback that owns a [`PanicOnDrop`] and
+/// removes itself when it runs, so that the transition running it holds
+/// the last reference to it: when the transition lets go of its list, the
+/// capture's `Drop` panics.
+fn self_removing_callback_with_panicking_capture(
+    rs: &RunState,
+    event: RunEvent,
+    ran: &Arc<AtomicUsize>,
+) {
+    let id: Arc<OnceLock<CallbackId>> = Arc::new(OnceLock::new());
+    let (own_id, ran, capture) = (Arc::clone(&id), Arc::clone(ran), PanicOnDrop);
+    let callback = move |rs: &RunState| {
+        let _ = &capture;
+        ran.fetch_add(1, Ordering::SeqCst);
+        rs.remove_callback(*own_id.get().unwrap());
+    };
+    let registered = match event {
+        RunEvent::Start => rs.on_start(callback),
+        RunEvent::Cancel => rs.on_cancel(callback),
+        RunEvent::End => rs.on_end(callback),
+    };
+    id.set(registered).unwrap();
+}
+
+// --- kind: a panic while panicking aborts the process -------------------------
+
+#[test]
+fn panic_while_panicking_never_aborts_when_a_guard_drops_the_last_callback() {
+    in_child(
+        "panic_while_panicking_never_aborts_when_a_guard_drops_the_last_callback",
+        || {
+            let rs = RunState::new("job");
+            let ran = Arc::new(AtomicUsize::new(0));
+            self_removing_callback_with_panicking_capture(&rs, RunEvent::Cancel, &ran);
+            self_removing_callback_with_panicking_capture(&rs, RunEvent::End, &ran);
+            let unwound = catch_unwind(AssertUnwindSafe(|| {
+                let _run = rs.run();
+                panic!("the task failed");
+            }));
+            assert!(unwound.is_err());
+            assert_eq!(ran.load(Ordering::SeqCst), 2);
+            assert_eq!(rs.state(), RunPhase::Cancelled);
+            rs.start().unwrap(); // still usable
+            rs.stop().unwrap();
+        },
+    );
+}
+
+#[test]
+fn panic_while_panicking_never_aborts_when_a_run_state_is_dropped() {
+    in_child(
+        "panic_while_panicking_never_aborts_when_a_run_state_is_dropped",
+        || {
+            let unwound = catch_unwind(|| {
+                let rs = RunState::new("job");
+                let capture = PanicOnDrop;
+                rs.on_start(move |_| {
+                    let _ = &capture;
+                });
+                // A retired list too: replaced by a registration while a
+                // (simulated) reader might still hold it.
+                let capture = PanicOnDrop;
+                rs.on_end(move |_| {
+                    let _ = &capture;
+                });
+                panic!("the owner failed"); // drops `rs` while unwinding
+            });
+            assert!(unwound.is_err());
+        },
+    );
+}
+
+// --- kind: a fallible call panics (user Drop in a transition) ---------------
+
+#[test]
+fn fallible_call_never_panics_when_a_transition_drops_the_last_callback() {
+    for event in [RunEvent::Start, RunEvent::Cancel, RunEvent::End] {
+        let rs = RunState::new("job");
+        let ran = Arc::new(AtomicUsize::new(0));
+        self_removing_callback_with_panicking_capture(&rs, event, &ran);
+        let result = quietly(|| {
+            catch_unwind(AssertUnwindSafe(|| -> Result<(), RunStateError> {
+                rs.start()?;
+                rs.cancel()?;
+                rs.stop()
+            }))
+        });
+        let err = result.unwrap_or_else(|_| panic!("{event}: a panic escaped the transition"));
+        let err = err.expect_err("the panic is reported");
+        let panicked = match err {
+            RunStateError::CallbackPanicked(p) => p,
+            RunStateError::Cancelled(_) => unreachable!(),
+            other => panic!("{event}: {other}"),
+        };
+        assert_eq!(panicked.event, event);
+        assert_eq!(panicked.panics, ["PanicOnDrop dropped"]);
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+}
+
+// --- kind: a panic payload whose own Drop panics escapes ---------------------
+
+/// A panic payload whose `Drop` panics.
+struct PanickingPayload;
+
+impl Drop for PanickingPayload {
+    fn drop(&mut self) {
+        panic!("the payload's Drop panicked");
+    }
+}
+
+/// Registers, for `event`, a callback that panics with a
+/// [`PanickingPayload`], then one that counts in `later`.
+fn payload_bomb_then_counter(rs: &RunState, event: RunEvent, later: &Arc<AtomicUsize>) {
+    let later = Arc::clone(later);
+    let register = |rs: &RunState, f: Box<dyn Fn(&RunState) + Send + Sync>| match event {
+        RunEvent::Start => rs.on_start(f),
+        RunEvent::Cancel => rs.on_cancel(f),
+        RunEvent::End => rs.on_end(f),
+    };
+    register(rs, Box::new(|_| panic_any(PanickingPayload)));
+    register(
+        rs,
+        Box::new(move |_| {
+            later.fetch_add(1, Ordering::SeqCst);
+        }),
+    );
+}
+
+#[test]
+fn panic_payload_with_panicking_drop_never_escapes_a_transition() {
+    for event in [RunEvent::Start, RunEvent::Cancel, RunEvent::End] {
+        let rs = RunState::new("job");
+        let later = Arc::new(AtomicUsize::new(0));
+        payload_bomb_then_counter(&rs, event, &later);
+        let result = quietly(|| {
+            catch_unwind(AssertUnwindSafe(|| -> Vec<Option<CallbackPanicked>> {
+                let start = match rs.start() {
+                    Err(RunStateError::CallbackPanicked(p)) => Some(p),
+                    other => other.map(|()| None).unwrap(),
+                };
+                let cancel = rs.cancel().err();
+                let end = match rs.stop() {
+                    Err(RunStateError::CallbackPanicked(p)) => Some(p),
+                    other => other.map(|()| None).unwrap(),
+                };
+                vec![start, cancel, end]
+            }))
+        });
+        let reports = result.unwrap_or_else(|_| panic!("{event}: the payload's panic escaped"));
+        let panicked: Vec<_> = reports.into_iter().flatten().collect();
+        assert_eq!(panicked.len(), 1, "{event}: {panicked:?}");
+        assert_eq!(panicked[0].event, event);
+        assert_eq!(panicked[0].panics, ["<non-string panic payload>"]);
+        assert_eq!(
+            later.load(Ordering::SeqCst),
+            1,
+            "{event}: a later callback did not run"
+        );
+        assert_eq!(rs.state(), RunPhase::Cancelled);
+    }
+}
+
+#[test]
+fn panic_payload_with_panicking_drop_never_aborts_a_guard_dropped_while_unwinding() {
+    in_child(
+        "panic_payload_with_panicking_drop_never_aborts_a_guard_dropped_while_unwinding",
+        || {
+            let rs = RunState::new("job");
+            let later = Arc::new(AtomicUsize::new(0));
+            payload_bomb_then_counter(&rs, RunEvent::Cancel, &later);
+            payload_bomb_then_counter(&rs, RunEvent::End, &later);
+            let unwound = catch_unwind(AssertUnwindSafe(|| {
+                let _run = rs.run();
+                panic!("the task failed");
+            }));
+            assert!(unwound.is_err());
+            // Both later callbacks (on_cancel and on_end) ran.
+            assert_eq!(later.load(Ordering::SeqCst), 2);
+            assert_eq!(rs.state(), RunPhase::Cancelled);
+        },
+    );
+}
+
+// --- kind: a re-entrant call hangs forever ------------------------------------
+
+/// Runs `f` in a thread and fails the test if it has not returned within
+/// ten seconds (a hang), instead of hanging the test run.
+fn completes<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what}: hung (or panicked)"))
+}
+
+#[test]
+fn reentrant_call_from_a_callback_completes() {
+    // Every call that can block, made from inside each transition's
+    // callbacks, on the very state making the transition: none waits for
+    // the calling thread (no user code runs while a transition holds
+    // anything another call waits for).
+    let done = completes("every blocking call from every callback", || {
+        let rs = Arc::new(RunState::new("job"));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for event in [RunEvent::Start, RunEvent::Cancel, RunEvent::End] {
+            let calls = Arc::clone(&calls);
+            let callback = move |rs: &RunState| {
+                let _ = rs.sleep(Duration::from_millis(1));
+                let _ = rs.check();
+                rs.wait_while_paused();
+                let _ = (
+                    rs.start_time(),
+                    rs.stop_time(),
+                    rs.run_time(),
+                    rs.total_time(),
+                );
+                let _ = format!("{rs:?}");
+                // A pause and its own resume, then a wait that must not
+                // wait for this thread.
+                if rs.pause().is_ok() {
+                    rs.resume().unwrap();
+                }
+                rs.wait_while_paused();
+                // Registration takes a lock: not held while callbacks run.
+                let id = rs.on_start(|_| {});
+                assert!(rs.remove_callback(id));
+                calls.fetch_add(1, Ordering::SeqCst);
+            };
+            match event {
+                RunEvent::Start => rs.on_start(callback),
+                RunEvent::Cancel => rs.on_cancel(callback),
+                RunEvent::End => rs.on_end(callback),
+            };
+        }
+        rs.start().unwrap();
+        rs.cancel().unwrap();
+        rs.stop().unwrap();
+        calls.load(Ordering::SeqCst)
+    });
+    assert_eq!(done, 3);
+}
+
+#[test]
+fn reentrant_transition_from_a_callback_completes() {
+    // Transitions that need the timestamps (start, stop, and a guard's
+    // stop) called from the callbacks of a start and of a stop.
+    let states = completes("start and stop from callbacks", || {
+        let rs = RunState::new("job");
+        let once = AtomicBool::new(false);
+        rs.on_start(|rs| {
+            let _ = rs.stop(); // stops the run that just started
+        });
+        rs.on_end(move |rs| {
+            if !once.swap(true, Ordering::SeqCst) {
+                let run = rs.run(); // a nested run, from inside a stop
+                drop(run);
+            }
+        });
+        let first = rs.start();
+        (first.is_ok(), rs.state())
+    });
+    assert_eq!(states, (true, RunPhase::Stopped));
+}
+
+// --- kind: a counter that identifies a run can wrap ------------------------------
+
+/// How many runs make the state word's 24-bit publish counter (two
+/// publishes per run) come back to where it was.
+const WRAP: u32 = 1 << 23;
+
+/// The scenario of issue 11: a guard's run is stopped by another thread,
+/// which then does 2^23 - 1 start/stop pairs and one more start.
+fn foreign_run_after_wrap(rs: &RunState) {
+    rs.stop().unwrap();
+    for _ in 0..WRAP - 1 {
+        rs.start().unwrap();
+        rs.stop().unwrap();
+    }
+    rs.start().unwrap();
+}
+
+#[test]
+fn stale_run_identity_never_ends_a_foreign_run() {
+    let rs = RunState::new("job");
+    let stale = rs.run();
+    thread::scope(|s| s.spawn(|| foreign_run_after_wrap(&rs)).join().unwrap());
+    assert!(rs.is_running());
+    drop(stale);
+    assert!(rs.is_running(), "a stale guard stopped a foreign run");
+    assert!(!rs.cancelled());
+    rs.stop().unwrap();
+}
+
+#[test]
+fn stale_run_identity_never_cancels_a_foreign_run() {
+    // The same, with the stale guard dropped while unwinding (it would
+    // cancel, then stop). (A guard's explicit `stop` takes the same path
+    // as its drop.)
+    let rs = RunState::new("job");
+    let unwound = quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let _stale = rs.run();
+            thread::scope(|s| s.spawn(|| foreign_run_after_wrap(&rs)).join().unwrap());
+            panic!("the task failed");
+        }))
+    });
+    assert!(unwound.is_err());
+    assert!(rs.is_running() && !rs.cancelled(), "{:?}", rs.state());
+    rs.stop().unwrap();
+}
