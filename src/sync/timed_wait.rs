@@ -55,9 +55,10 @@
 //! - Linux: `as_secs() as time_t` turns a huge duration (`Duration::MAX`)
 //!   into a negative `tv_sec`; the futex fails with `EINVAL` at once and a
 //!   caller's loop spins.
-//! - macOS: it passes `CLOCK_MONOTONIC` as the `os_clockid_t`, whose only
-//!   defined value is `OS_CLOCK_MACH_ABSOLUTE_TIME` (32), so the timed wait
-//!   fails with `EINVAL` at once. (It does resolve the 14.4 symbols at run
+//! - macOS: it passes `CLOCK_MONOTONIC` (6) as the `os_clockid_t`, whose
+//!   only defined value is `OS_CLOCK_MACH_ABSOLUTE_TIME` (32); libSystem
+//!   answers any other clock with `EINVAL`, so every timed wait returns at
+//!   once. (It does resolve the 14.4 symbols at run
 //!   time, so the "linked unconditionally" defect reported against earlier
 //!   versions is gone in 0.1.6; its fallback is a condvar table.)
 //! - Windows: `as_millis()` rounds *down*, so a sub-millisecond remainder
@@ -252,8 +253,9 @@ mod platform {
     /// (flags 0, not `UMTX_ABSTIME`) on `CLOCK_MONOTONIC`; `timeout` is not
     /// zero.
     pub(super) fn wait_timeout(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
-        // At most 2^30 s (~34 years): the kernel adds the uptime and turns
-        // the end into 32.32 fixed point, which overflows at 2^31 s.
+        // At most 2^30 s (~34 years), a conservative cap: the kernel adds
+        // the uptime to a relative timeout and keeps the end as a 32.32
+        // fixed-point `sbintime_t`, which cannot hold 2^31 s.
         let (timeout, cut) = cut_to(timeout, Duration::from_secs(1 << 30));
         let mut umtx_time = libc::_umtx_time {
             _timeout: libc::timespec {
