@@ -2,7 +2,8 @@
 //!
 //! Every primitive in this crate takes its atomics, its `UnsafeCell` and its
 //! futex wait/wake from here. In a normal build they are `std`'s atomics,
-//! `std::cell::UnsafeCell` and the OS futex through `atomic-wait`; under
+//! `std::cell::UnsafeCell` and the OS futex (`timed_wait`: native timed
+//! waits, otherwise mostly `atomic-wait`); under
 //! `RUSTFLAGS="--cfg loom"` they are loom's mocks, so the very code that ships
 //! is the code the models in `loom-tests/` check.
 //!
@@ -82,13 +83,14 @@ impl Futex {
     /// Sleeps while the word equals `expected`; may return spuriously.
     #[inline]
     pub(crate) fn wait(&self, expected: u32) {
-        atomic_wait::wait(&self.word, expected);
+        timed_wait::wait(&self.word, expected);
     }
 
-    /// Wakes every thread sleeping in [`wait`](Futex::wait) on this word.
+    /// Wakes every thread sleeping in [`wait`](Futex::wait) or
+    /// [`wait_timeout`](Futex::wait_timeout) on this word.
     #[inline]
     pub(crate) fn wake_all(&self) {
-        atomic_wait::wake_all(&self.word);
+        timed_wait::wake_all(&self.word);
     }
 }
 
@@ -612,60 +614,37 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU64};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex};
 
-/// On Linux, the futex syscall itself: `atomic-wait` has no timed wait.
-#[cfg(all(not(loom), target_os = "linux"))]
-impl Futex {
-    /// Sleeps while the word equals `expected`, for at most about `timeout`.
-    ///
-    /// May return early: spuriously, on a signal, or because the word
-    /// changed. Callers loop on their own condition and re-check their
-    /// deadline. `wake_all` wakes it like an untimed [`wait`](Futex::wait)
-    /// (both use the private futex of this word).
-    pub(crate) fn wait_timeout(&self, expected: u32, timeout: std::time::Duration) {
-        // Capped at ~68 years so that the seconds fit every `time_t`; the
-        // caller's loop waits again if it ever gets that far.
-        let secs = timeout.as_secs().min(i32::MAX as u64);
-        let ts = libc::timespec {
-            tv_sec: libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX),
-            // Below 10^9, so it fits a `c_long` of any width.
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: FUTEX_WAIT reads the aligned `u32` behind `as_ptr` (alive
-        // for the call, as `self` is borrowed) and the relative timeout at
-        // `&ts` (a valid timespec on this stack frame); it writes neither.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                self.word.as_ptr(),
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                expected,
-                &ts as *const libc::timespec,
-                std::ptr::null::<u32>(),
-                0u32,
-            )
-        };
-        if r != 0 {
-            match std::io::Error::last_os_error().raw_os_error() {
-                // Timed out, interrupted, or the word had changed: return.
-                Some(libc::ETIMEDOUT | libc::EINTR | libc::EAGAIN) => {}
-                // The futex is unusable here (e.g. a seccomp filter): do not
-                // let the caller's loop spin; sleep a short step instead.
-                _ => std::thread::sleep(timeout.min(std::time::Duration::from_millis(1))),
-            }
-        }
-    }
-}
+// The timed futex wait, native per platform (and, on macOS, the untimed
+// wait and the wake beside it): src/sync/timed_wait.rs.
+#[cfg(not(loom))]
+mod timed_wait;
 
-/// Elsewhere a portable fallback that polls: sleeps of at most 1 ms (a wake is seen within ~1 ms).
-#[cfg(all(not(loom), not(target_os = "linux")))]
+#[cfg(not(loom))]
 impl Futex {
-    /// Sleeps while the word equals `expected`, for at most about `timeout`,
-    /// in steps of at most 1 ms (no timed futex here): a wake is noticed
-    /// within a step. Callers loop on their own condition and deadline.
-    pub(crate) fn wait_timeout(&self, expected: u32, timeout: std::time::Duration) {
-        if self.word.load(Ordering::Relaxed) == expected {
-            std::thread::sleep(timeout.min(std::time::Duration::from_millis(1)));
-        }
+    /// Sleeps while the word equals `expected`, for at most `timeout`.
+    ///
+    /// `false`: the timeout elapsed (a zero timeout returns `false` at once).
+    /// `true`: woken, the word changed, a signal, a spurious wake-up, or the
+    /// platform's longest single wait was reached (a huge timeout such as
+    /// `Duration::MAX` is cut to it, never overflowed). Callers loop on their
+    /// own condition and re-check their deadline. Native and non-polling on
+    /// Linux, Windows, FreeBSD and macOS (see `timed_wait`); `wake_all` wakes
+    /// it like an untimed [`wait`](Futex::wait).
+    #[inline]
+    pub(crate) fn wait_timeout(&self, expected: u32, timeout: std::time::Duration) -> bool {
+        timed_wait::wait_timeout(&self.word, expected, timeout)
+    }
+
+    /// As [`wait_timeout`](Futex::wait_timeout), until `deadline`: `None`
+    /// waits with no timeout (as for an `Instant::checked_add` that
+    /// overflowed), a deadline already past returns `false` at once.
+    pub(crate) fn wait_until(&self, expected: u32, deadline: Option<std::time::Instant>) -> bool {
+        let Some(deadline) = deadline else {
+            self.wait(expected);
+            return true;
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.wait_timeout(expected, left)
     }
 }
 
@@ -674,8 +653,14 @@ impl Futex {
 /// ordinary tests.
 #[cfg(loom)]
 impl Futex {
-    /// As [`wait`](Futex::wait): the timeout is ignored.
-    pub(crate) fn wait_timeout(&self, expected: u32, _timeout: std::time::Duration) {
+    /// As [`wait`](Futex::wait): the timeout is ignored; `true` (woken).
+    pub(crate) fn wait_timeout(&self, expected: u32, _timeout: std::time::Duration) -> bool {
         self.wait(expected);
+        true
+    }
+
+    /// As [`wait`](Futex::wait): the deadline is ignored; `true` (woken).
+    pub(crate) fn wait_until(&self, expected: u32, _deadline: Option<std::time::Instant>) -> bool {
+        self.wait_timeout(expected, std::time::Duration::MAX)
     }
 }

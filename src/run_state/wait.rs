@@ -201,9 +201,9 @@ impl RunState {
     /// comes during the sleep; `Ok(())` when the time is up. Pausing does
     /// not affect it (follow with [`check`](Self::check) to honour a pause).
     ///
-    /// A timed futex wait on the state word (on Linux the futex syscall; on
-    /// other systems it polls in sleeps of at most 1 ms, so a cancel is seen
-    /// within about a millisecond), woken by `cancel`. Spurious wake-ups
+    /// A timed futex wait on the state word (native on Linux, Windows,
+    /// FreeBSD and macOS, no polling; `Duration::MAX` sleeps until
+    /// cancelled), woken by `cancel`. Spurious wake-ups
     /// and signals are absorbed: it never returns `Ok` early. A cancel that
     /// comes during the sleep is reported even if the run is stopped and
     /// started again (clearing the flag) before this thread wakes.
@@ -242,21 +242,13 @@ impl RunState {
             if self.cancelled_since(cleared, s) {
                 return Err(self.cancelled_error());
             }
-            let remaining = match deadline {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(());
-                    }
-                    Some(left)
-                }
-                None => None,
-            };
+            if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                return Ok(());
+            }
             if let Some(expected) = self.announce_waiter(s) {
-                match remaining {
-                    Some(left) => self.state.wait_timeout(expected, left),
-                    None => self.state.wait(expected),
-                }
+                // Timed out or woken: the loop re-checks the cancel and the
+                // deadline either way.
+                self.state.wait_until(expected, deadline);
             }
             // Acquire: as `cancelled`, and so that `cancelled_since` sees
             // the count of a start this load sees.

@@ -1,0 +1,91 @@
+#![cfg(not(loom))]
+//! `RunState::sleep` over the timed futex wait (src/sync/timed_wait.rs):
+//! it ends near its deadline, huge durations sleep until cancelled (no
+//! overflow into a wait that returns at once), zero returns at once, and a
+//! cancel ends a timed sleep early. Upper bounds are generous (a loaded
+//! 2-core machine); no test asserts how fast anything is.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use multiopen::RunState;
+
+/// What a late wake-up may add on a loaded machine.
+const SLACK: Duration = Duration::from_millis(500);
+
+#[test]
+fn a_sleep_ends_near_its_deadline() {
+    let rs = RunState::new("nap");
+    for d in [1, 10, 50].map(Duration::from_millis) {
+        let t0 = Instant::now();
+        assert_eq!(rs.sleep(d), Ok(()));
+        let took = t0.elapsed();
+        assert!(took >= d, "{d:?} ended early, after {took:?}");
+        assert!(took < d + SLACK, "{d:?} took {took:?}");
+    }
+}
+
+#[test]
+fn a_zero_sleep_returns_at_once() {
+    let rs = RunState::new("nap");
+    let t0 = Instant::now();
+    for _ in 0..1000 {
+        assert_eq!(rs.sleep(Duration::ZERO), Ok(()));
+    }
+    assert!(t0.elapsed() < SLACK, "took {:?}", t0.elapsed());
+}
+
+/// Finite but beyond every OS timeout field (`time_t` seconds, `u32`
+/// milliseconds or microseconds), and `Duration::MAX` (beyond any
+/// `Instant`): each sleeper is still asleep after 50 ms, then the cancel
+/// ends it.
+#[test]
+fn huge_sleeps_last_until_cancelled() {
+    let rs = Arc::new(RunState::new("nap"));
+    rs.start().unwrap();
+    let huge = [
+        Duration::MAX,
+        Duration::from_secs(1 << 40),
+        Duration::from_secs(u64::from(u32::MAX) + 1),
+        Duration::from_secs(i32::MAX as u64 + 1),
+        Duration::from_millis(u64::from(u32::MAX) + 1),
+        Duration::from_micros(u64::from(u32::MAX) + 1),
+    ];
+    let sleepers: Vec<_> = huge
+        .into_iter()
+        .map(|d| {
+            let rs = Arc::clone(&rs);
+            (d, thread::spawn(move || rs.sleep(d)))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    for (d, sleeper) in &sleepers {
+        assert!(!sleeper.is_finished(), "a sleep of {d:?} ended at once");
+    }
+    let t0 = Instant::now();
+    rs.cancel().unwrap();
+    for (d, sleeper) in sleepers {
+        assert!(sleeper.join().unwrap().is_err(), "{d:?}: cancelled");
+    }
+    assert!(t0.elapsed() < SLACK, "the cancel took {:?}", t0.elapsed());
+}
+
+#[test]
+fn a_cancel_ends_a_timed_sleep_early() {
+    let rs = Arc::new(RunState::new("nap"));
+    rs.start().unwrap();
+    let d = Duration::from_secs(10);
+    let sleeper = {
+        let rs = Arc::clone(&rs);
+        thread::spawn(move || {
+            let t0 = Instant::now();
+            (rs.sleep(d), t0.elapsed())
+        })
+    };
+    thread::sleep(Duration::from_millis(50));
+    rs.cancel().unwrap();
+    let (r, took) = sleeper.join().unwrap();
+    assert!(r.is_err());
+    assert!(took < d / 2, "the cancel came late: {took:?}");
+}
