@@ -618,42 +618,4 @@ mod tests {
             assert!(took < timeout / 2, "the wake came late: {took:?}");
         });
     }
-
-    /// How late a 1 ms timed wait returns, beside `Condvar::wait_timeout`:
-    /// `cargo test --lib overshoot -- --ignored --nocapture`. Prints only;
-    /// no timing is asserted.
-    #[test]
-    #[ignore = "a measurement, not a test"]
-    fn overshoot() {
-        const WAITS: usize = 200;
-        let d = Duration::from_millis(1);
-        let quantiles = |mut late: Vec<Duration>| {
-            late.sort();
-            (late[late.len() / 2], late[late.len() * 99 / 100])
-        };
-        let word = AtomicU32::new(0);
-        let futex_late: Vec<Duration> = (0..WAITS)
-            .map(|_| {
-                let t0 = Instant::now();
-                while wait_timeout(&word, 0, d.saturating_sub(t0.elapsed())) {}
-                t0.elapsed().saturating_sub(d)
-            })
-            .collect();
-        let lock = std::sync::Mutex::new(());
-        let condvar = std::sync::Condvar::new();
-        let condvar_late: Vec<Duration> = (0..WAITS)
-            .map(|_| {
-                let t0 = Instant::now();
-                let mut guard = lock.lock().unwrap();
-                while let Some(left) = d.checked_sub(t0.elapsed()).filter(|l| !l.is_zero()) {
-                    guard = condvar.wait_timeout(guard, left).unwrap().0;
-                }
-                drop(guard);
-                t0.elapsed().saturating_sub(d)
-            })
-            .collect();
-        let (f50, f99) = quantiles(futex_late);
-        let (c50, c99) = quantiles(condvar_late);
-        println!("overshoot of {WAITS} waits of {d:?}: timed futex p50 {f50:?} p99 {f99:?}; Condvar p50 {c50:?} p99 {c99:?}");
-    }
 }
