@@ -250,4 +250,60 @@ mod tests {
         assert!(!mo.finalise_pending(), "nothing newer to finalise");
         assert!(joins_without_hanging(&mo));
     }
+
+    /// Waits until some joiner has announced itself on `mo` (it has read its
+    /// target cycle by then: the target is read before the announce).
+    fn wait_for_a_sleeping_joiner<R: crate::Resource>(mo: &MultiOpen<R>) {
+        while mo.finalised.load(SeqCst) & JOIN_WAITERS == 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    /// A joiner of cycle 1, a re-open before cycle 1 is finalised (finalise
+    /// later), then a joiner of cycle 2: finalising releases only cycle 1's
+    /// joiner; cycle 2's waits for its own finalise. Moved here from
+    /// tests/multi_open.rs, where it slept 10 ms and hoped the first joiner
+    /// had read its target by then (under Miri it had not, and it waited for
+    /// cycle 2, which the test finalises only after joining it).
+    #[test]
+    fn reopen_before_pending_finalise_strands_no_joiner() {
+        let cycles = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = Arc::clone(&cycles);
+        let mo: Arc<crate::FnMultiOpen<u32>> = Arc::new(
+            MultiOpen::from_dyn_fns(
+                move || Ok(counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1),
+                |_| Ok(()),
+            )
+            .with_finalise_later(true),
+        );
+        let old_cycle = mo.open_owned().unwrap();
+        let old_joiner = {
+            let mo = Arc::clone(&mo);
+            std::thread::spawn(move || mo.join().unwrap())
+        };
+        wait_for_a_sleeping_joiner(&mo);
+        drop(old_cycle);
+        let new_cycle = mo.open().unwrap(); // before finalise: cycle 2 starts
+        assert_eq!(*new_cycle, 2);
+        let (released, new_released) = mpsc::channel();
+        let new_joiner = {
+            let mo = Arc::clone(&mo);
+            std::thread::spawn(move || {
+                mo.join().unwrap();
+                released.send(()).unwrap();
+            })
+        };
+        mo.finalise().unwrap(); // finalises cycle 1 only
+        old_joiner.join().unwrap();
+        assert!(
+            new_released
+                .recv_timeout(Duration::from_millis(20))
+                .is_err(),
+            "cycle 2 joiner released early"
+        );
+        drop(new_cycle);
+        mo.finalise().unwrap();
+        new_joiner.join().unwrap();
+        assert_eq!(cycles.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 }
