@@ -8,18 +8,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use multiopen::{CallbackPanicked, RunEvent, RunPhase, RunState, RunStateError};
+mod common;
 
-/// Runs `f` with the panic hook silenced (callbacks that panic on purpose).
-fn quietly<R>(f: impl FnOnce() -> R) -> R {
-    static HOOK: Mutex<()> = Mutex::new(());
-    let _serial = HOOK.lock().unwrap_or_else(|e| e.into_inner());
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let out = f();
-    std::panic::set_hook(hook);
-    out
-}
+use common::quietly;
+use multiopen::{CallbackPanicked, RunEvent, RunPhase, RunState, RunStateError};
 
 // --- callbacks -------------------------------------------------------------
 
