@@ -1,6 +1,6 @@
-//! Behaviour of `MultiOpen`, one feature of the seed at a time, and every
-//! misuse from SPEC "Bad input": each returns its error value and leaves the
-//! object working.
+//! Behaviour of `MultiOpen`, one feature of the Python `cs.resources` at a
+//! time, and every misuse from SPEC "Bad input": each returns its error
+//! value and leaves the object working.
 #![cfg(not(loom))]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

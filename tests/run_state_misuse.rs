@@ -7,22 +7,14 @@
 
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use multiopen::{CallbackId, CallbackPanicked, RunEvent, RunPhase, RunState, RunStateError};
+mod common;
 
-/// Runs `f` with the panic hook silenced (panics on purpose).
-fn quietly<R>(f: impl FnOnce() -> R) -> R {
-    static HOOK: Mutex<()> = Mutex::new(());
-    let _serial = HOOK.lock().unwrap_or_else(|e| e.into_inner());
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let out = f();
-    std::panic::set_hook(hook);
-    out
-}
+use common::quietly;
+use multiopen::{CallbackId, CallbackPanicked, RunEvent, RunPhase, RunState, RunStateError};
 
 /// The env var that makes a re-run of this binary play a scenario.
 const CHILD: &str = "MULTIOPEN_CHILD";

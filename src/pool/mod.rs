@@ -45,16 +45,16 @@
 //! [`instance`](Pool::instance) cannot fail, so it returns the guard
 //! itself).
 //!
-//! # From the Python seed
+//! # From the Python `cs.resources`
 //!
 //! `Pool(new_object, max_size=None, lock=None)` becomes
 //! [`Pool::new`]`(factory)` (max size 4) or
 //! [`Pool::with_max_size`]`(factory, max_size)`, with 0 meaning no upper
-//! limit. The seed's `lock` argument has no counterpart and no meaning here:
-//! the pool takes no lock at all, so there is nothing to pass in. Python's
-//! `with pool.instance() as obj:` is the guard's scope; as in the seed, an
-//! object goes back even if that scope panics (after the reset hook, if one
-//! is set).
+//! limit. The `lock` argument has no counterpart and no meaning here: the
+//! pool takes no lock at all, so there is nothing to pass in. Python's
+//! `with pool.instance() as obj:` is the guard's scope; as in the Python
+//! `cs.resources`, an object goes back even if that scope panics (after the
+//! reset hook, if one is set).
 //!
 //! # The layout: front slots, then the queue
 //!
@@ -255,9 +255,9 @@ pub struct Pool<T, E = Infallible> {
 
 impl<T> Pool<T> {
     /// A pool of objects made by `factory`, keeping at most
-    /// [`DEFAULT_MAX_SIZE`](Pool::DEFAULT_MAX_SIZE) (4) idle, as the seed's
-    /// `Pool(new_object)`. The seed's `lock` argument has no counterpart:
-    /// this pool takes no lock.
+    /// [`DEFAULT_MAX_SIZE`](Pool::DEFAULT_MAX_SIZE) (4) idle, as the Python
+    /// `cs.resources`'s `Pool(new_object)`. Its `lock` argument has no
+    /// counterpart: this pool takes no lock.
     ///
     /// ```
     /// use multiopen::Pool;
@@ -270,7 +270,7 @@ impl<T> Pool<T> {
     }
 
     /// A pool keeping at most `max_size` idle objects; 0 means no upper
-    /// limit (the seed's `max_size=0`).
+    /// limit (the Python `cs.resources`'s `max_size=0`).
     ///
     /// Any value is accepted and made at once: a pool of up to
     /// [`PREALLOCATED_UP_TO`](Pool::PREALLOCATED_UP_TO) places allocates
@@ -291,8 +291,8 @@ impl<T> Pool<T> {
     }
 
     /// An idle object, or a new one from the factory if none is idle (the
-    /// seed's `instance()`). Dropping the guard puts the object back, or
-    /// drops it if the pool is full.
+    /// Python `cs.resources`'s `instance()`). Dropping the guard puts the
+    /// object back, or drops it if the pool is full.
     ///
     /// Cost: one slot take (a compare-and-swap and a store) when an object
     /// is idle in the thread's home slot, else one queue pop, else a look
@@ -362,7 +362,7 @@ impl<T> Pool<T> {
 
 impl<T, E> Pool<T, E> {
     /// How many idle objects a pool keeps unless told otherwise: 4, as in
-    /// the seed.
+    /// the Python `cs.resources`.
     ///
     /// ```
     /// use multiopen::Pool;

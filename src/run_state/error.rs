@@ -5,10 +5,10 @@ use std::fmt;
 
 /// A [`RunState`](crate::RunState) has been cancelled: the task should stop.
 ///
-/// Returned by [`RunState::check`](crate::RunState::check) (the seed's
-/// `raiseif`), [`RunState::sleep`](crate::RunState::sleep) and
-/// [`RunState::pause`](crate::RunState::pause) (as [`RunStateError::Cancelled`]); the message names the
-/// `RunState`.
+/// Returned by [`RunState::check`](crate::RunState::check) (the Python
+/// `cs.resources`'s `raiseif`), [`RunState::sleep`](crate::RunState::sleep)
+/// and [`RunState::pause`](crate::RunState::pause) (as
+/// [`RunStateError::Cancelled`]); the message names the `RunState`.
 ///
 /// ```
 /// use multiopen::{Cancelled, RunState};

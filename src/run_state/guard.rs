@@ -16,9 +16,9 @@ use crate::unwind;
 impl RunState {
     // --- guards ---------------------------------------------------------------
 
-    /// Starts a run that ends when the returned guard is dropped (the seed's
-    /// context manager). If the scope panics, the guard cancels before it
-    /// stops, so the state reads `cancelled`.
+    /// Starts a run that ends when the returned guard is dropped (the Python
+    /// `cs.resources`'s context manager). If the scope panics, the guard
+    /// cancels before it stops, so the state reads `cancelled`.
     ///
     /// If the state is already running, the guard neither starts nor stops
     /// it (as the Python does for a nested `with`): see

@@ -13,8 +13,8 @@ use super::RunState;
 impl RunState {
     /// An iterator over `items` that stops once this state is cancelled
     /// and blocks while it is paused: before each item it calls
-    /// [`check`](Self::check). The seed's `RunState.iter`. Also as
-    /// [`UntilCancelledExt::until_cancelled`].
+    /// [`check`](Self::check). The Python `cs.resources`'s `RunState.iter`.
+    /// Also as [`UntilCancelledExt::until_cancelled`].
     ///
     /// ```
     /// use multiopen::RunState;

@@ -76,7 +76,8 @@ pub(super) fn live_slot(s: u32) -> usize {
     ((s >> EPOCH_SHIFT) & 1) as usize
 }
 
-/// Where a [`RunState`] is: the seed's labels, plus `paused` from 20250915.
+/// Where a [`RunState`] is: the Python `cs.resources`'s labels, plus
+/// `paused` from `cs.resources` 20250915.
 ///
 /// `Display` gives the label.
 ///
@@ -129,8 +130,8 @@ impl RunPhase {
         }
     }
 
-    /// The seed's label: `"pending"`, `"running"`, `"paused"`,
-    /// `"stopping"`, `"cancelled"` or `"stopped"`.
+    /// The Python `cs.resources`'s label: `"pending"`, `"running"`,
+    /// `"paused"`, `"stopping"`, `"cancelled"` or `"stopped"`.
     ///
     /// ```
     /// assert_eq!(multiopen::RunPhase::Stopping.label(), "stopping");
@@ -346,7 +347,7 @@ impl RunState {
         Ok(())
     }
 
-    /// The seed's alias for [`stop`](Self::stop).
+    /// The Python `cs.resources`'s alias for [`stop`](Self::stop).
     ///
     /// ```
     /// let rs = multiopen::RunState::new("job");
@@ -362,7 +363,7 @@ impl RunState {
     // --- queries: one load each ---------------------------------------------
 
     /// Is a run in progress (started and not yet stopped, paused or
-    /// cancelled or not)? The seed's truthiness.
+    /// cancelled or not)? The Python `cs.resources`'s truthiness.
     ///
     /// One atomic load (Acquire: pairs with the transition's Release, so
     /// what the starting thread did before `start` is visible).
@@ -456,7 +457,7 @@ impl RunState {
         self.state.load(Ordering::Acquire) & (RUNNING | PAUSED | CANCELLED) == RUNNING | PAUSED
     }
 
-    /// Where the state is, as the seed's label.
+    /// Where the state is, as the Python `cs.resources`'s label.
     ///
     /// One atomic load (Acquire), so the label is one consistent state.
     ///

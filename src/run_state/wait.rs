@@ -131,7 +131,8 @@ impl RunState {
     // --- cooperative waiting ------------------------------------------------
 
     /// `Err(Cancelled)` if cancelled; otherwise, if paused, blocks until
-    /// resumed (then `Ok`) or cancelled (then `Err`). The seed's `raiseif`.
+    /// resumed (then `Ok`) or cancelled (then `Err`). The Python
+    /// `cs.resources`'s `raiseif`.
     ///
     /// Not paused and not cancelled (the usual case): one atomic load and a
     /// mask test. Paused: sleeps on the futex, no spinning.
