@@ -239,8 +239,13 @@ pub enum JoinError {
     /// The object has never been opened: there is no cycle to wait for.
     NeverOpened(NeverOpenedError),
     /// Called from inside the object's own startup or shutdown (in the
-    /// thread running it) when it would have to wait: the cycle it waits
-    /// for cannot end before that startup or shutdown returns.
+    /// thread running it) when it would have to wait. In shutdown, the
+    /// finalise it waits for comes only after that shutdown returns. In
+    /// startup, the wait is for an earlier cycle's finalise (with
+    /// finalise-later, a `finalise()` call): another thread may make it, but
+    /// every opener would sleep behind the waiting startup meanwhile, and if
+    /// the finalise is this thread's own job it never comes; so the crate
+    /// refuses rather than wait there. Join after the open instead.
     Reentrant {
         /// The object's name.
         name: String,

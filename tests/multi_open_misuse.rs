@@ -588,3 +588,107 @@ fn reentrant_call_returns_an_error_only_for_the_same_object() {
     assert_eq!(seen.lock().unwrap().as_slice(), ["7 true"]);
     assert!(outer.closed() && inner.closed());
 }
+
+/// A value captured by a closure-built object's startup, whose `Drop`
+/// panics, dropped with the object while the thread unwinds (the last `Arc`
+/// was in an owned guard). Found by review: the object's resource was left
+/// to the drop glue, outside `in_cleanup`.
+#[test]
+fn panic_while_panicking_never_aborts_resource_drop_of_a_captured_value() {
+    in_child_process(
+        "panic_while_panicking_never_aborts_resource_drop_of_a_captured_value",
+        || {
+            struct PanicsOnDrop;
+            impl Drop for PanicsOnDrop {
+                fn drop(&mut self) {
+                    panic!("a captured value's drop panics");
+                }
+            }
+            let captured = PanicsOnDrop;
+            let mo = Arc::new(MultiOpen::from_fns(
+                move || {
+                    let _ = &captured;
+                    Ok::<_, std::io::Error>(())
+                },
+                |()| Ok(()),
+            ));
+            let guard = mo.open_owned().expect("startup works");
+            drop(mo);
+            user_panic(move || {
+                let _last = guard; // dropped while unwinding: the object goes too
+                panic!("user code panicked");
+            });
+        },
+    );
+}
+
+/// Two objects at one address: a `MultiOpen` nested at offset 0 of
+/// another's resource. The outer's startup opens the inner while another
+/// thread runs the inner's startup: that open must wait, not be refused as
+/// re-entrant. Found by review: the busy mark keyed on `self`'s address.
+#[test]
+fn reentrant_call_returns_an_error_only_for_the_same_object_not_one_at_its_address() {
+    use std::sync::atomic::AtomicBool;
+
+    struct Inner {
+        entered: AtomicBool,
+        release: AtomicBool,
+    }
+    impl multiopen::Resource for Inner {
+        type Handle = ();
+        type Error = String;
+        fn startup(&self) -> Result<(), String> {
+            self.entered.store(true, SeqCst);
+            while !self.release.load(SeqCst) {
+                thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        }
+    }
+    #[repr(C, align(256))]
+    struct Outer {
+        inner: MultiOpen<Inner>,
+    }
+    impl multiopen::Resource for Outer {
+        type Handle = ();
+        type Error = String;
+        fn startup(&self) -> Result<(), String> {
+            let guard = self.inner.open().map_err(|e| e.to_string())?;
+            guard.detach();
+            Ok(())
+        }
+    }
+    let inner = MultiOpen::new(Inner {
+        entered: AtomicBool::new(false),
+        release: AtomicBool::new(false),
+    })
+    .with_name("inner");
+    let outer = Arc::new(MultiOpen::new(Outer { inner }).with_name("outer"));
+    let same = std::ptr::addr_eq(&*outer, &outer.resource().inner);
+    println!("outer and inner share an address: {same}");
+    let result = without_hanging({
+        let outer = Arc::clone(&outer);
+        move || {
+            thread::scope(|s| {
+                // Another thread is inside the inner's startup...
+                s.spawn(|| drop(outer.resource().inner.open().expect("inner startup")));
+                while !outer.resource().inner.resource().entered.load(SeqCst) {
+                    thread::yield_now();
+                }
+                // ...and lets it finish a little later, while this thread
+                // waits in the outer's startup for the inner to open.
+                s.spawn(|| {
+                    thread::sleep(Duration::from_millis(100));
+                    outer
+                        .resource()
+                        .inner
+                        .resource()
+                        .release
+                        .store(true, SeqCst);
+                });
+                outer.open().map(drop).map_err(|e| e.to_string())
+            })
+        }
+    });
+    assert_eq!(result, Ok(()), "the outer's open of the inner must wait");
+}

@@ -505,3 +505,30 @@ fn stats_bound_holds_while_reader_is_descheduled() {
     assert_eq!(st.out, 0, "{st:?}");
     assert_eq!(st.created, st.retired() + st.idle, "{st:?}");
 }
+
+/// `OwnedPoolGuard::take` drops the last `Arc` of the pool, whose `Drop`
+/// passes on an idle object's panic; the taken object, whose `Drop` panics
+/// too, must not then be dropped while that panic unwinds. Found by review.
+#[test]
+fn panic_while_panicking_never_aborts_owned_take_of_the_last_arc() {
+    in_child(
+        "panic_while_panicking_never_aborts_owned_take_of_the_last_arc",
+        || {
+            struct PanicsOnDrop;
+            impl Drop for PanicsOnDrop {
+                fn drop(&mut self) {
+                    panic!("an object's drop panics");
+                }
+            }
+            let pool = Arc::new(Pool::new(|| PanicsOnDrop));
+            let taken = pool.instance_owned();
+            drop(pool.instance_owned()); // goes back: one idle object
+            assert_eq!(pool.len(), 1);
+            drop(pool); // the last Arc is in `taken` now
+            let result = catch_unwind(AssertUnwindSafe(move || {
+                let _object = taken.take();
+            }));
+            assert!(result.is_err(), "the idle object's panic is passed on");
+        },
+    );
+}

@@ -15,8 +15,9 @@ impl<R: Resource> MultiOpen<R> {
     /// Never hangs on misuse: an object that was never opened is an error,
     /// and so is a join from inside the object's own startup or shutdown
     /// (in the thread running it) that would have to wait
-    /// ([`JoinError::Reentrant`]): the cycle cannot end before that startup
-    /// or shutdown returns. Like joining one's own thread, joining while
+    /// ([`JoinError::Reentrant`]; in shutdown the finalise comes only after
+    /// it, and in startup every opener would sleep behind the wait: see
+    /// there). Like joining one's own thread, joining while
     /// this thread holds an open of the same object waits forever: close
     /// first.
     ///

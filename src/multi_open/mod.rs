@@ -61,6 +61,7 @@ pub use state::{MultiOpenState, Phase};
 
 use std::borrow::Cow;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::panic::Location;
 
 use crossbeam_utils::CachePadded;
@@ -107,7 +108,12 @@ use crate::unwind;
 ///   wait for them.
 ///
 /// The child must not rely on a startup or shutdown in progress in another
-/// thread, nor on opens held by other threads. (The usual rule for a
+/// thread, nor on opens held by other threads. The same holds for the
+/// crate's other objects: a [`RunState`](crate::RunState) whose timestamps
+/// or callback list another thread was changing at the fork waits forever
+/// in the child's `start`/`stop`/`on_*`, and a `SignalCanceller` (feature
+/// `signal`) has no thread in the child: `mem::forget` it there rather than
+/// drop it. (The usual rule for a
 /// multi-threaded parent still applies: until it calls `exec`, the child
 /// should call only async-signal-safe functions, and a startup is user
 /// code.)
@@ -156,7 +162,9 @@ pub struct MultiOpen<R: Resource> {
     /// [`CloseHow::GuardDropped`]; null if none yet.
     final_close: AtomicPtr<Location<'static>>,
     name: Cow<'static, str>,
-    resource: R,
+    /// Dropped by hand in `Drop`, under `unwind::in_cleanup`: its `Drop`,
+    /// and the values its closures capture, are user code.
+    resource: ManuallyDrop<R>,
 }
 
 // SAFETY: the handle cell is shared between threads only as the phase
@@ -315,7 +323,7 @@ impl<R: Resource> MultiOpen<R> {
             finalise_later: AtomicU32::new(0),
             final_close: AtomicPtr::new(std::ptr::null_mut()),
             name: Cow::Borrowed(short_type_name::<R>()),
-            resource,
+            resource: ManuallyDrop::new(resource),
         }
     }
 
@@ -453,7 +461,10 @@ impl<R: Resource> MultiOpen<R> {
     /// This object's address: its identity in this thread's busy marks
     /// (see `crate::sync::busy_mark`). Unique while the object is borrowed.
     fn addr(&self) -> usize {
-        (self as *const Self).addr()
+        // The address of a field of our own, not of `self`: a MultiOpen
+        // nested at offset 0 of another's resource shares `self`'s address
+        // with it, but two live objects never share a non-empty field's.
+        (&self.finalised as *const Futex).addr()
     }
 
     /// Moves a held open from a guard to the detached count.
@@ -498,5 +509,11 @@ impl<R: Resource> Drop for MultiOpen<R> {
                 unwind::in_cleanup(|| drop(self.resource.shutdown(handle)));
             }
         }
+        // The resource last, as a field would go, and under `in_cleanup`:
+        // its `Drop` (and what its closures capture) is user code, and must
+        // not abort the process when dropped while unwinding. (If a shutdown
+        // above panicked outside unwinding, the resource is leaked.)
+        // SAFETY: dropped once, here; `self` is never used again.
+        unwind::in_cleanup(|| unsafe { ManuallyDrop::drop(&mut self.resource) });
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::stats::bump;
 use super::Pool;
+use crate::unwind;
 
 /// An object from a [`Pool`]; puts it back when dropped (or drops it if the
 /// pool is full). Dereferences to the object.
@@ -104,7 +105,15 @@ impl<T, E> OwnedPoolGuard<T, E> {
                 std::ptr::read(&this.pool),
             )
         };
-        drop(pool);
+        // Dropping the last `Arc` runs the pool's `Drop`, which passes on an
+        // idle object's panic. Our object must not then be dropped while that
+        // panic unwinds (its own `Drop` may panic too: an abort): drop it
+        // first, under `catch`, then pass the panic on.
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(pool)))
+        {
+            let _ = unwind::catch(|| drop(object));
+            std::panic::resume_unwind(payload);
+        }
         object
     }
 

@@ -108,6 +108,10 @@ impl RunState {
 /// runs there), it detaches the thread instead, which ends once the
 /// callback returns.
 ///
+/// After a `fork()`, the child has no signal thread: `mem::forget` the
+/// child's copy rather than drop it (a drop would join a thread that does
+/// not exist there).
+///
 /// Available with the `signal` feature, on unix.
 ///
 /// ```
