@@ -221,22 +221,54 @@ impl<R: Resource> MultiOpen<R> {
         }
     }
 
-    /// A guard's drop was the last close. Shutdown's error has nowhere to
-    /// go and is dropped (use `close()` to see it). If this thread is
-    /// already unwinding, a panic from shutdown or from that error's `Drop`
-    /// is swallowed rather than aborting the process; the state is
-    /// consistent either way.
+    /// A guard's drop was the last close. Shutdown's error has no caller:
+    /// it goes to the shutdown-error hook, if any, then is dropped (use
+    /// `close()` to get it back instead). If this thread is already
+    /// unwinding, a panic from shutdown, the hook or that error's `Drop` is
+    /// swallowed rather than aborting the process; the state is consistent
+    /// either way.
     #[cold]
     fn release_last_on_drop(&self, opened_at: &'static Location<'static>) {
         let site = CloseSite {
             location: opened_at,
             how: CloseHow::GuardDropped,
         };
-        // Unwinding already: a panicking shutdown is caught (and its payload
-        // disposed of) instead of aborting the process. The shutdown's error
-        // is a user value too: dropped inside, so a panic from its `Drop`
-        // is caught as well.
-        unwind::in_cleanup(|| drop(self.release_last(site)));
+        // Unwinding already: a panicking shutdown or hook is caught (and its
+        // payload disposed of) instead of aborting the process. The
+        // shutdown's error is a user value too: dropped inside, so a panic
+        // from its `Drop` is caught as well.
+        unwind::in_cleanup(|| self.hand_to_hook(self.release_last(site)));
+    }
+
+    /// The result of a close that has no caller to return it to (a guard's
+    /// drop, an opener's back-out): a shutdown's error goes to the hook.
+    /// Call inside `unwind::in_cleanup`.
+    pub(super) fn hand_to_hook(&self, outcome: Result<CloseOutcome, CloseError<R::Error>>) {
+        if let Err(CloseError::Shutdown { error, .. }) = outcome {
+            self.report_shutdown_error(error);
+        }
+    }
+
+    /// Calls the shutdown-error hook, if any, with `error`, then drops it.
+    /// A panicking hook propagates to the caller (after the error is
+    /// dropped), as a panicking shutdown would; inside `in_cleanup` while
+    /// unwinding it is caught there instead. Call inside `in_cleanup`.
+    pub(super) fn report_shutdown_error(&self, error: R::Error) {
+        let Some(hook) = &self.on_shutdown_error else {
+            return drop(error);
+        };
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            hook(self.name(), &error);
+        }));
+        match called {
+            Ok(()) => drop(error),
+            Err(payload) => {
+                // A panic from the error's own `Drop` now must not replace
+                // the hook's: caught and disposed of.
+                let _ = unwind::catch(move || drop(error));
+                std::panic::resume_unwind(payload)
+            }
+        }
     }
 
     /// Our close brought the count to zero: try to become the shutter.

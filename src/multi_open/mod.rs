@@ -48,6 +48,7 @@
 //! replaced the condition and stranded them.)
 
 mod close;
+mod deadline;
 mod guard;
 mod join;
 mod open;
@@ -156,8 +157,15 @@ pub struct MultiOpen<R: Resource> {
     /// [`CloseHow::GuardDropped`]; null if none yet.
     final_close: AtomicPtr<Location<'static>>,
     name: Cow<'static, str>,
+    /// Called with a shutdown's error that no caller receives: see
+    /// [`with_on_shutdown_error`](Self::with_on_shutdown_error). Set only at
+    /// construction, so plain reads suffice.
+    on_shutdown_error: Option<ShutdownErrorHook<R::Error>>,
     resource: R,
 }
+
+/// The shutdown-error hook: the object's name and the error.
+type ShutdownErrorHook<E> = Box<dyn Fn(&str, &E) + Send + Sync>;
 
 // SAFETY: the handle cell is shared between threads only as the phase
 // protocol above allows: mutated by the one starter or shutter (whose
@@ -315,6 +323,7 @@ impl<R: Resource> MultiOpen<R> {
             finalise_later: AtomicU32::new(0),
             final_close: AtomicPtr::new(std::ptr::null_mut()),
             name: Cow::Borrowed(short_type_name::<R>()),
+            on_shutdown_error: None,
             resource,
         }
     }
@@ -328,6 +337,48 @@ impl<R: Resource> MultiOpen<R> {
     /// ```
     pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets the hook that receives a shutdown's error when no caller can:
+    /// the final close was a guard's drop, an opener taking its open back
+    /// (too many opens, or a timed open that timed out) or the drop of the
+    /// `MultiOpen` itself with detached opens outstanding. Called in the
+    /// thread that ran the shutdown, right after it, with the object's name
+    /// and the error; the error is dropped when the hook returns. An
+    /// explicit close (`guard.close()`, `MultiOpen::close`) returns the
+    /// error to its caller instead and does not call the hook.
+    ///
+    /// Cost: nothing on any path but these final closes. The hook must not
+    /// block for long (the shutdown's phase has ended; openers do not wait
+    /// for it, but the closing thread does). A panic from the hook reaches
+    /// the closing thread as a shutdown's panic would; while that thread is
+    /// already unwinding it is caught instead, so it never aborts.
+    ///
+    /// The error is not kept for a later `join` (several joiners, or none,
+    /// may see a cycle end; which one should get it?): a hook that wants it
+    /// later stores it itself, as below.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use multiopen::MultiOpen;
+    ///
+    /// let lost = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&lost);
+    /// let db = MultiOpen::from_fns(|| Ok(()), |()| Err("flush failed".to_string()))
+    ///     .with_name("db")
+    ///     .with_on_shutdown_error(move |name, error| {
+    ///         log.lock().unwrap().push(format!("{name}: {error}"));
+    ///     });
+    /// drop(db.open()?); // the final close is a drop: the error goes to the hook
+    /// assert_eq!(*lost.lock().unwrap(), ["db: flush failed"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_on_shutdown_error(
+        mut self,
+        hook: impl Fn(&str, &R::Error) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_shutdown_error = Some(Box::new(hook));
         self
     }
 
@@ -492,10 +543,14 @@ impl<R: Resource> Drop for MultiOpen<R> {
             // SAFETY: `&mut self` is exclusive: no opener, guard or shutter
             // can touch the cell.
             if let Some(handle) = self.handle.with_mut(|cell| unsafe { (*cell).take() }) {
-                // Dropped while unwinding: a panicking shutdown, or a
+                // Dropped while unwinding: a panicking shutdown or hook, or a
                 // shutdown error whose `Drop` panics (dropped inside), must
-                // not abort the process.
-                unwind::in_cleanup(|| drop(self.resource.shutdown(handle)));
+                // not abort the process. The error goes to the hook.
+                unwind::in_cleanup(|| {
+                    if let Err(error) = self.resource.shutdown(handle) {
+                        self.report_shutdown_error(error);
+                    }
+                });
             }
         }
     }
