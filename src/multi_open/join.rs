@@ -13,7 +13,10 @@ use crate::sync::{is_busy, mutant, ordering_unless, Ordering};
 impl<R: Resource> MultiOpen<R> {
     /// Blocks until the current cycle is finalised: at once if it already
     /// is, else until its final close (or, with finalise-later, a
-    /// [`finalise`](Self::finalise) call). Sleeps on a futex.
+    /// [`finalise`](Self::finalise) call). Sleeps on a futex, with no
+    /// timeout: [`try_join`](Self::try_join),
+    /// [`join_timeout`](Self::join_timeout) and
+    /// [`join_deadline`](Self::join_deadline) bound the wait.
     ///
     /// Never hangs on misuse: an object that was never opened is an error,
     /// and so is a join from inside the object's own startup or shutdown

@@ -6,6 +6,10 @@
 //! that is already open is one atomic read-modify-write, with no lock and no
 //! system call; a thread blocks (on a futex) only when it must wait for
 //! another thread's startup or shutdown, or in `join`.
+//! Every such wait has an untimed form and bounded ones (`try_open`,
+//! `open_timeout`, `open_deadline`; `try_join`, `join_timeout`,
+//! `join_deadline`), which say why they returned
+//! ([`OpenError::TimedOut`], [`JoinError::TimedOut`](crate::JoinError::TimedOut)).
 //!
 //! ```
 //! use std::sync::Arc;

@@ -21,7 +21,9 @@ impl<R: Resource> MultiOpen<R> {
     /// other opener returns once the handle is up. Dropping the guard closes.
     ///
     /// Cost: on an open object, one `fetch_add`. Blocks (on a futex) while
-    /// another thread runs startup or shutdown. If this call runs startup
+    /// another thread runs startup or shutdown, for as long as that takes:
+    /// [`try_open`](Self::try_open), [`open_timeout`](Self::open_timeout)
+    /// and [`open_deadline`](Self::open_deadline) bound that wait. If this call runs startup
     /// and it fails, the count is left as it was and the error is returned;
     /// if it panics, the panic propagates after the same clean-up, its
     /// payload untouched (yours to dispose of, even one whose own `Drop`
