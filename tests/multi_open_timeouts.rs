@@ -397,3 +397,45 @@ fn panicking_hook_propagates_from_a_normal_drop_and_never_aborts_while_unwinding
     assert_eq!(mo.open_count(), 0);
     drop(mo.open().unwrap().close().unwrap_err()); // still usable
 }
+
+#[test]
+fn join_after_a_dropped_guard_sees_what_the_hook_stored() {
+    for _ in 0..200 {
+        let stash = Arc::new(Mutex::new(None::<String>));
+        let sink = Arc::clone(&stash);
+        let mo = Arc::new(
+            MultiOpen::from_dyn_fns(|| Ok(()), |()| Err("flush failed".into()))
+                .with_on_shutdown_error(move |_, error| {
+                    *sink.lock().unwrap() = Some(error.to_string());
+                }),
+        );
+        let g = mo.open_owned().unwrap();
+        let dropper = thread::spawn(move || drop(g));
+        mo.join().unwrap();
+        assert_eq!(stash.lock().unwrap().as_deref(), Some("flush failed"));
+        dropper.join().unwrap();
+    }
+}
+
+#[test]
+fn hook_opening_its_own_object_is_refused_not_stuck() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let mo: Arc<FnMultiOpen<()>> = Arc::new_cyclic(|me: &std::sync::Weak<FnMultiOpen<()>>| {
+        let me = me.clone();
+        MultiOpen::from_dyn_fns(|| Ok(()), |()| Err("flush failed".into())).with_on_shutdown_error(
+            move |_, _| {
+                let me = me.upgrade().expect("alive");
+                let open = me.try_open().map(drop);
+                let join = me.join_timeout(Duration::from_secs(5));
+                log.lock().unwrap().push((
+                    matches!(open, Err(OpenError::Reentrant { .. })),
+                    matches!(join, Err(JoinError::Reentrant { .. })),
+                ));
+            },
+        )
+    });
+    drop(mo.open().unwrap());
+    assert_eq!(*seen.lock().unwrap(), [(true, true)]);
+    assert_eq!(mo.open_count(), 0);
+}

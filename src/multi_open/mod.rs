@@ -348,20 +348,25 @@ impl<R: Resource> MultiOpen<R> {
     /// the final close was a guard's drop, an opener taking its open back
     /// (too many opens, or a timed open that timed out) or the drop of the
     /// `MultiOpen` itself with detached opens outstanding. Called in the
-    /// thread that ran the shutdown, right after it, with the object's name
-    /// and the error; the error is dropped when the hook returns. An
-    /// explicit close (`guard.close()`, `MultiOpen::close`) returns the
-    /// error to its caller instead and does not call the hook.
+    /// thread that ran the shutdown, right after it and before the cycle
+    /// ends, with the object's name and the error; the error is dropped
+    /// when the hook returns. So a [`join`](Self::join) that returns after
+    /// that cycle sees whatever the hook did. An explicit close
+    /// (`guard.close()`, `MultiOpen::close`) returns the error to its
+    /// caller instead and does not call the hook.
     ///
-    /// Cost: nothing on any path but these final closes. The hook must not
-    /// block for long (the shutdown's phase has ended; openers do not wait
-    /// for it, but the closing thread does). A panic from the hook reaches
-    /// the closing thread as a shutdown's panic would; while that thread is
-    /// already unwinding it is caught instead, so it never aborts.
+    /// Cost: nothing on any path but these final closes. The hook runs while
+    /// the object is still shutting down: openers and joiners wait for it,
+    /// so it must not block for long, and its own open or join of this
+    /// object is refused as [re-entrant](OpenError::Reentrant). A panic from
+    /// the hook reaches the closing thread (after the cycle has ended) as a
+    /// shutdown's panic would; while that thread is already unwinding it is
+    /// caught instead, so it never aborts.
     ///
-    /// The error is not kept for a later `join` (several joiners, or none,
-    /// may see a cycle end; which one should get it?): a hook that wants it
-    /// later stores it itself, as below.
+    /// The error is not kept by the object for a later `join` (several
+    /// joiners, or none, may see a cycle end; which one should get it?): a
+    /// hook that wants it later stores it itself, as below, and a joiner
+    /// reads it after `join` returns.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

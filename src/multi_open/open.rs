@@ -361,10 +361,10 @@ impl<R: Resource> MultiOpen<R> {
             location: Location::caller(),
             how: CloseHow::Explicit,
         };
-        let outcome = self.release(site);
         // A panicking shutdown or hook while this thread unwinds must not
-        // abort the process: caught there (see `crate::unwind`).
-        unwind::in_cleanup(move || self.hand_to_hook(outcome));
+        // abort the process: caught there (see `crate::unwind`); the
+        // shutdown's error, a user value, is dropped inside too.
+        unwind::in_cleanup(|| drop(self.release_uncalled(site)));
     }
 
     /// A timed opener out of time, in STARTING or SHUTTING_DOWN as last
