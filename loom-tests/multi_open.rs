@@ -588,3 +588,61 @@ fn timed_opener_backs_out_as_final_close() {
         assert_quiescent(&mo);
     });
 }
+
+/// A timed opener that sleeps and times out (under loom a timed sleep times
+/// out at once, wherever it happens) while startup finishes and an untimed
+/// opener sleeps beside it on the same WAITERS bit: the untimed opener is
+/// still woken, the timed one leaves no count, and everyone's opens work.
+/// Three threads: under the preemption bound.
+#[test]
+fn timed_opener_sleeps_and_times_out_beside_an_untimed_one() {
+    bounded(|| {
+        let mo = shared(false);
+        let timed = {
+            let mo = mo.clone();
+            thread::spawn(
+                move || match mo.open_timeout(std::time::Duration::from_secs(3600)) {
+                    Ok(guard) => use_guard(&mo, *guard),
+                    Err(OpenError::TimedOut { .. }) => {}
+                    Err(other) => panic!("unexpected {other:?}"),
+                },
+            )
+        };
+        let untimed = {
+            let mo = mo.clone();
+            thread::spawn(move || open_use_close(&mo))
+        };
+        open_use_close(&mo);
+        timed.join().unwrap();
+        untimed.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}
+
+/// A timed joiner that times out (at once, under loom) or is released,
+/// while the holder closes: then an untimed join returns.
+#[test]
+fn timed_join_times_out_or_returns_then_join_returns() {
+    both_orders(|main_yields_first| {
+        let mo = shared(false);
+        let guard = mo.open().unwrap();
+        let joiner = {
+            let mo = mo.clone();
+            thread::spawn(move || {
+                match mo.join_timeout(std::time::Duration::from_secs(3600)) {
+                    // Released: by a finalise, which follows the shutdown.
+                    Ok(()) => assert_eq!(mo.resource().shutdowns.load(SeqCst), 1),
+                    Err(multiopen::JoinError::TimedOut { .. }) => {}
+                    Err(other) => panic!("unexpected {other:?}"),
+                }
+                mo.join().unwrap();
+            })
+        };
+        if main_yields_first {
+            thread::yield_now();
+        }
+        drop(guard);
+        joiner.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}

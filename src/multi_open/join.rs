@@ -112,6 +112,8 @@ impl<R: Resource> MultiOpen<R> {
     fn join_within(&self, wait: Wait) -> Result<(), JoinError> {
         // Resolved once: the clock is read here only by the timed forms.
         let deadline = Deadline::resolve(wait);
+        // A timed sleep ran out (the OS says so; under loom, at once).
+        let mut timed_out = false;
         // Acquire: pairs with the Release that set EVER_OPENED, which the
         // starter made after counting its cycle, so `cycles` below is at
         // least that cycle.
@@ -143,7 +145,7 @@ impl<R: Resource> MultiOpen<R> {
             // Out of time (a try at once): before announcing, so a try sets
             // no JOIN_WAITERS. A timed joiner that announced leaves the bit
             // for the finalise, which wakes whoever else sleeps.
-            if deadline.passed() {
+            if timed_out || deadline.passed() {
                 return Err(JoinError::TimedOut {
                     name: self.name.to_string(),
                     waited: deadline.waited(),
@@ -168,7 +170,7 @@ impl<R: Resource> MultiOpen<R> {
                 continue;
             }
             // Untimed (`until` None): the plain futex wait.
-            self.finalised.wait_until(word, deadline.until);
+            timed_out = !self.finalised.wait_deadline(word, deadline.until);
             // Acquire: as above.
             word = self.finalised.load(Ordering::Acquire);
         }

@@ -291,6 +291,8 @@ impl<R: Resource> MultiOpen<R> {
             });
         }
         let deadline = Deadline::resolve(wait);
+        // A timed sleep ran out (the OS says so; under loom, at once).
+        let mut timed_out = false;
         let mut state = prev + 1;
         loop {
             match state & PHASE_MASK {
@@ -321,7 +323,7 @@ impl<R: Resource> MultiOpen<R> {
                     // Out of time (a try at once): before announcing, so a
                     // try never sets WAITERS and costs the phase's end no
                     // wake. Untimed: never (no clock read).
-                    if deadline.passed() {
+                    if timed_out || deadline.passed() {
                         return Err(self.time_out_open(&deadline));
                     }
                     if state & WAITERS == 0 && !mutant("multi_open::opener_no_announce") {
@@ -341,7 +343,7 @@ impl<R: Resource> MultiOpen<R> {
                     // Untimed (`until` None): the plain futex wait. A timed
                     // sleep that runs out re-checks the phase, then leaves
                     // through `passed` above.
-                    self.state.wait_until(state, deadline.until);
+                    timed_out = !self.state.wait_deadline(state, deadline.until);
                     // Acquire: the phase may now be OPEN (see above).
                     state = self.state.load(Ordering::Acquire);
                 }
@@ -370,11 +372,18 @@ impl<R: Resource> MultiOpen<R> {
     /// A timed opener out of time, in STARTING or SHUTTING_DOWN as last
     /// seen: takes its increment back (see [`back_out`](Self::back_out);
     /// the phase may have moved on since, so this may be the final close)
-    /// and reports how long it waited. Wakes nobody: a WAITERS bit it set
-    /// stays for the phase's end, which wakes whoever else sleeps.
+    /// and reports how long it waited. Wakes nobody. A WAITERS bit it set
+    /// stays for the phase's end, which then makes one wake call even if
+    /// nobody else sleeps: clearing it here could strand another sleeper
+    /// that shares the bit.
     #[cold]
     #[track_caller]
     fn time_out_open(&self, deadline: &Deadline) -> OpenError<R::Error> {
+        if mutant("multi_open::timed_open_clears_waiters") {
+            // The bug: "nobody needs waking for me", but others may sleep.
+            // Relaxed: the bug needs no ordering to strand a sleeper.
+            self.state.fetch_and(!WAITERS, Ordering::Relaxed);
+        }
         if mutant("multi_open::timed_open_keeps_count") {
             // The bug: leave without taking the increment back.
         } else if mutant("multi_open::timed_open_backout_not_a_close") {
