@@ -529,3 +529,120 @@ fn three_threads_from_idle() {
         assert_quiescent(&mo);
     });
 }
+
+/// A timed opener times out while startup finishes: the main thread runs
+/// startup and keeps its open; another thread `try_open`s (a past deadline:
+/// under loom the timed sleep is untimed, so the try is how a time-out is
+/// modelled) during or after that startup. Either it times out, having
+/// taken its increment back, or it gets the open: the count is exact, the
+/// starter's open works, and later opens work.
+#[test]
+fn timed_opener_times_out_while_startup_finishes() {
+    both_orders(|main_yields_first| {
+        let mo = shared(false);
+        let timed = {
+            let mo = mo.clone();
+            thread::spawn(move || match mo.try_open() {
+                Ok(guard) => {
+                    use_guard(&mo, *guard);
+                    true
+                }
+                Err(OpenError::TimedOut { .. }) => false,
+                Err(other) => panic!("unexpected {other:?}"),
+            })
+        };
+        if main_yields_first {
+            thread::yield_now();
+        }
+        let guard = mo.open().expect("the starter's open");
+        use_guard(&mo, *guard);
+        let _got_it = timed.join().unwrap();
+        assert_eq!(mo.open_count(), 1, "only the starter's open is counted");
+        drop(guard);
+        open_use_close(&mo);
+        assert_quiescent(&mo);
+    });
+}
+
+/// A timed opener whose take-back is the final close: it arrives while the
+/// other thread starts up, and that thread opens and closes before the
+/// try takes its increment back. The take-back must run shutdown like any
+/// final close (startups == shutdowns at rest).
+#[test]
+fn timed_opener_backs_out_as_final_close() {
+    both_orders(|main_yields_first| {
+        let mo = shared(false);
+        let other = {
+            let mo = mo.clone();
+            thread::spawn(move || open_use_close(&mo))
+        };
+        if main_yields_first {
+            thread::yield_now();
+        }
+        match mo.try_open() {
+            Ok(guard) => use_guard(&mo, *guard),
+            Err(OpenError::TimedOut { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        other.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}
+
+/// A timed opener that sleeps and times out (under loom a timed sleep times
+/// out at once, wherever it happens) while startup finishes and an untimed
+/// opener sleeps beside it on the same WAITERS bit: the untimed opener is
+/// still woken, the timed one leaves no count, and everyone's opens work.
+/// Three threads: under the preemption bound.
+#[test]
+fn timed_opener_sleeps_and_times_out_beside_an_untimed_one() {
+    bounded(|| {
+        let mo = shared(false);
+        let timed = {
+            let mo = mo.clone();
+            thread::spawn(
+                move || match mo.open_timeout(std::time::Duration::from_secs(3600)) {
+                    Ok(guard) => use_guard(&mo, *guard),
+                    Err(OpenError::TimedOut { .. }) => {}
+                    Err(other) => panic!("unexpected {other:?}"),
+                },
+            )
+        };
+        let untimed = {
+            let mo = mo.clone();
+            thread::spawn(move || open_use_close(&mo))
+        };
+        open_use_close(&mo);
+        timed.join().unwrap();
+        untimed.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}
+
+/// A timed joiner that times out (at once, under loom) or is released,
+/// while the holder closes: then an untimed join returns.
+#[test]
+fn timed_join_times_out_or_returns_then_join_returns() {
+    both_orders(|main_yields_first| {
+        let mo = shared(false);
+        let guard = mo.open().unwrap();
+        let joiner = {
+            let mo = mo.clone();
+            thread::spawn(move || {
+                match mo.join_timeout(std::time::Duration::from_secs(3600)) {
+                    // Released: by a finalise, which follows the shutdown.
+                    Ok(()) => assert_eq!(mo.resource().shutdowns.load(SeqCst), 1),
+                    Err(multiopen::JoinError::TimedOut { .. }) => {}
+                    Err(other) => panic!("unexpected {other:?}"),
+                }
+                mo.join().unwrap();
+            })
+        };
+        if main_yields_first {
+            thread::yield_now();
+        }
+        drop(guard);
+        joiner.join().unwrap();
+        assert_quiescent(&mo);
+    });
+}

@@ -47,6 +47,7 @@
 
 use std::fmt;
 use std::panic::Location;
+use std::time::Duration;
 
 pub use crate::run_state::error::{CallbackPanicked, Cancelled, RunStateError};
 
@@ -250,6 +251,31 @@ pub enum JoinError {
         /// The object's name.
         name: String,
     },
+    /// A timed join ([`try_join`](crate::MultiOpen::try_join),
+    /// [`join_timeout`](crate::MultiOpen::join_timeout),
+    /// [`join_deadline`](crate::MultiOpen::join_deadline)) reached its
+    /// deadline before the cycle was finalised. Nothing changed; join again
+    /// to keep waiting.
+    ///
+    /// ```
+    /// use multiopen::{JoinError, MultiOpen};
+    ///
+    /// let db = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()))
+    ///     .with_name("db");
+    /// let g = db.open()?;
+    /// let err = db.try_join().unwrap_err();
+    /// assert!(matches!(err, JoinError::TimedOut { .. }));
+    /// assert!(err.to_string().starts_with("join of db timed out after "));
+    /// drop(g);
+    /// db.try_join()?; // finalised now: returns at once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    TimedOut {
+        /// The object's name.
+        name: String,
+        /// How long the call waited (zero for a try or a past deadline).
+        waited: Duration,
+    },
 }
 
 impl fmt::Display for JoinError {
@@ -259,6 +285,10 @@ impl fmt::Display for JoinError {
             Self::Reentrant { name } => write!(
                 f,
                 "join of {name} from inside its own startup or shutdown would wait for itself"
+            ),
+            Self::TimedOut { name, waited } => write!(
+                f,
+                "join of {name} timed out after {waited:?}: its cycle is not finalised yet"
             ),
         }
     }
@@ -335,6 +365,34 @@ pub enum OpenError<E> {
         /// The object's name.
         name: String,
     },
+    /// A timed open ([`try_open`](crate::MultiOpen::try_open),
+    /// [`open_timeout`](crate::MultiOpen::open_timeout),
+    /// [`open_deadline`](crate::MultiOpen::open_deadline) and their
+    /// `_owned` forms) reached its deadline while another thread was still
+    /// running the object's startup or shutdown. The call's open was taken
+    /// back: the open count is as it was (if that take-back was the final
+    /// close, it ran shutdown like any close, see
+    /// [`with_on_shutdown_error`](crate::MultiOpen::with_on_shutdown_error)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::OpenError;
+    ///
+    /// let err = OpenError::<std::io::Error>::TimedOut {
+    ///     name: "db".into(),
+    ///     waited: Duration::from_millis(5),
+    /// };
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "open of db timed out after 5ms: its startup or shutdown is still running"
+    /// );
+    /// ```
+    TimedOut {
+        /// The object's name.
+        name: String,
+        /// How long the call waited (zero for a try or a past deadline).
+        waited: Duration,
+    },
 }
 
 impl<E> OpenError<E> {
@@ -349,7 +407,7 @@ impl<E> OpenError<E> {
     pub fn into_startup_error(self) -> Option<E> {
         match self {
             Self::Startup { error, .. } => Some(error),
-            Self::TooManyOpens { .. } | Self::Reentrant { .. } => None,
+            Self::TooManyOpens { .. } | Self::Reentrant { .. } | Self::TimedOut { .. } => None,
         }
     }
 }
@@ -365,6 +423,10 @@ impl<E: fmt::Display + 'static> fmt::Display for OpenError<E> {
             Self::Reentrant { name } => write!(
                 f,
                 "open of {name} from inside its own startup or shutdown would wait for itself"
+            ),
+            Self::TimedOut { name, waited } => write!(
+                f,
+                "open of {name} timed out after {waited:?}: its startup or shutdown is still running"
             ),
         }
     }

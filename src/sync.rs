@@ -648,6 +648,41 @@ impl Futex {
     }
 }
 
+#[cfg(not(loom))]
+impl Futex {
+    /// [`wait_until`](Futex::wait_until), for `MultiOpen`'s bounded waits:
+    /// the same wait here; under loom it differs (see there).
+    #[inline]
+    pub(crate) fn wait_deadline(
+        &self,
+        expected: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
+        self.wait_until(expected, deadline)
+    }
+}
+
+/// Under loom, `MultiOpen`'s bounded waits: with no deadline, the untimed
+/// [`wait`](Futex::wait) (`true`); with one, the timer fires at once
+/// (`false`, no sleep), whatever the deadline: loom has no clock, so the
+/// models explore a time-out at every point where a timed waiter would
+/// sleep, against every interleaving of the threads it waits for. (The
+/// wake half of a timed wait is the untimed wait's, modelled already.)
+#[cfg(loom)]
+impl Futex {
+    pub(crate) fn wait_deadline(
+        &self,
+        expected: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
+        if deadline.is_none() {
+            self.wait(expected);
+            return true;
+        }
+        false
+    }
+}
+
 /// Under loom: untimed (loom has no clock), as SPEC says: the wake-on-cancel
 /// half of a timed wait is what the models check; timeouts are tested by the
 /// ordinary tests.

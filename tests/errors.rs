@@ -13,8 +13,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use multiopen::{
-    BoxError, CloseError, CloseOptions, FinaliseError, FnMultiOpen, MultiOpen, OpenError, Openable,
-    Resource, RunState, RunStateError,
+    BoxError, CloseError, CloseOptions, FinaliseError, FnMultiOpen, JoinError, MultiOpen,
+    OpenError, Openable, Resource, RunState, RunStateError,
 };
 
 /// Every message in `error`'s `source()` chain, outermost first.
@@ -129,6 +129,19 @@ fn chain_shows_each_cause_once_for_multi_open_errors() {
         name: "busy".into(),
     };
     assert_clean(err, "busy", &[]);
+    // The timed forms' errors (a try during a startup is timing-dependent
+    // to reach, so built by hand too; `join`'s is reached).
+    let err: OpenError<std::io::Error> = OpenError::TimedOut {
+        name: "slow".into(),
+        waited: std::time::Duration::from_millis(5),
+    };
+    assert_clean(err, "slow", &[]);
+    let open = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(())).with_name("held");
+    let held = open.open().unwrap();
+    let err = open.try_join().unwrap_err();
+    assert!(matches!(err, JoinError::TimedOut { .. }));
+    assert_clean(err, "held", &[]);
+    drop(held);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The close path: [`CloseOutcome`], [`CloseOptions`], closing detached
 //! opens, the release of a held open, and the final close's shutdown.
 
-use std::panic::Location;
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 
 #[cfg(doc)]
 use super::guard::OpenGuard;
@@ -221,27 +222,80 @@ impl<R: Resource> MultiOpen<R> {
         }
     }
 
-    /// A guard's drop was the last close. Shutdown's error has nowhere to
-    /// go and is dropped (use `close()` to see it). If this thread is
-    /// already unwinding, a panic from shutdown or from that error's `Drop`
-    /// is swallowed rather than aborting the process; the state is
-    /// consistent either way.
+    /// A guard's drop was the last close. Shutdown's error has no caller:
+    /// it goes to the shutdown-error hook, if any, then is dropped (use
+    /// `close()` to get it back instead). If this thread is already
+    /// unwinding, a panic from shutdown, the hook or that error's `Drop` is
+    /// swallowed rather than aborting the process; the state is consistent
+    /// either way.
     #[cold]
     fn release_last_on_drop(&self, opened_at: &'static Location<'static>) {
         let site = CloseSite {
             location: opened_at,
             how: CloseHow::GuardDropped,
         };
-        // Unwinding already: a panicking shutdown is caught (and its payload
-        // disposed of) instead of aborting the process. The shutdown's error
-        // is a user value too: dropped inside, so a panic from its `Drop`
-        // is caught as well.
-        unwind::in_cleanup(|| drop(self.release_last(site)));
+        // Unwinding already: a panicking shutdown or hook is caught (and its
+        // payload disposed of) instead of aborting the process. The
+        // shutdown's error is a user value too: dropped inside, so a panic
+        // from its `Drop` is caught as well.
+        unwind::in_cleanup(|| drop(self.release_last_for(site, Caller::None)));
+    }
+
+    /// [`release`](Self::release) for a close that has no caller to
+    /// return a shutdown's error to (an opener taking its open back): the
+    /// error goes to the hook. The caller drops the result inside
+    /// `unwind::in_cleanup`.
+    pub(super) fn release_uncalled(
+        &self,
+        site: CloseSite,
+    ) -> Result<CloseOutcome, CloseError<R::Error>> {
+        // Release: as in `release`.
+        let prev = self.state.fetch_sub(
+            1,
+            ordering_unless("multi_open::close_relaxed", Ordering::Release),
+        );
+        if prev & COUNT_MASK != 1 {
+            return Ok(CloseOutcome::StillOpen);
+        }
+        self.release_last_for(site, Caller::None)
+    }
+
+    /// Calls the shutdown-error hook, if any, with `error`, catching its
+    /// panic: `Err` with the payload, for the caller to resume once the
+    /// object is consistent.
+    fn call_hook(&self, error: &R::Error) -> Result<(), Box<dyn Any + Send>> {
+        let Some(hook) = &self.on_shutdown_error else {
+            return Ok(());
+        };
+        catch_unwind(AssertUnwindSafe(|| hook(self.name(), error)))
+    }
+
+    /// Calls the shutdown-error hook with `error` (a shutdown run by the
+    /// `MultiOpen`'s own drop), then drops it. A panicking hook propagates
+    /// after the error is dropped (a panic from that `Drop` is disposed
+    /// of). Call inside `unwind::in_cleanup`.
+    pub(super) fn report_shutdown_error(&self, error: R::Error) {
+        let called = self.call_hook(&error);
+        if let Err(payload) = called {
+            let _ = unwind::catch(move || drop(error));
+            resume_unwind(payload)
+        }
     }
 
     /// Our close brought the count to zero: try to become the shutter.
     #[cold]
     fn release_last(&self, site: CloseSite) -> Result<CloseOutcome, CloseError<R::Error>> {
+        self.release_last_for(site, Caller::Waits)
+    }
+
+    /// [`release_last`](Self::release_last), telling the shutdown whether
+    /// a caller receives its error.
+    #[cold]
+    fn release_last_for(
+        &self,
+        site: CloseSite,
+        caller: Caller,
+    ) -> Result<CloseOutcome, CloseError<R::Error>> {
         if mutant("multi_open::close_check_then_act") {
             // The bug: look, then leap.
             let state = self.state.load(Ordering::Acquire);
@@ -249,7 +303,7 @@ impl<R: Resource> MultiOpen<R> {
                 return Ok(CloseOutcome::StillOpen);
             }
             self.state.store(state | SHUTTING_DOWN, Ordering::Relaxed);
-            return self.run_shutdown(site);
+            return self.run_shutdown(site, caller);
         }
         // Relaxed: first guess for the CAS.
         let mut state = self.state.load(Ordering::Relaxed);
@@ -273,7 +327,7 @@ impl<R: Resource> MultiOpen<R> {
                 ordering_unless("multi_open::shutdown_claim_relaxed", Ordering::Acquire),
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return self.run_shutdown(site),
+                Ok(_) => return self.run_shutdown(site, caller),
                 Err(now) => state = now,
             }
         }
@@ -281,7 +335,15 @@ impl<R: Resource> MultiOpen<R> {
 
     /// Runs shutdown; we are the one thread in SHUTTING_DOWN and own the
     /// handle cell. `ShutdownFinish` ends the phase even if shutdown panics.
-    fn run_shutdown(&self, site: CloseSite) -> Result<CloseOutcome, CloseError<R::Error>> {
+    /// With no caller to receive its error, the hook gets it before the
+    /// phase ends (so a joiner released by this cycle's finalise sees what
+    /// the hook did), still under this thread's busy mark (so the hook's
+    /// own open or join of this object is refused, not stuck).
+    fn run_shutdown(
+        &self,
+        site: CloseSite,
+        caller: Caller,
+    ) -> Result<CloseOutcome, CloseError<R::Error>> {
         let tag = usize::from(site.how == CloseHow::GuardDropped);
         let location = (site.location as *const Location<'static>).cast_mut();
         // Relaxed: a diagnostic for error messages; it guards no data.
@@ -298,8 +360,19 @@ impl<R: Resource> MultiOpen<R> {
             Some(handle) => self.resource.shutdown(handle),
             None => Ok(()),
         };
+        let hook_panic = match (&result, caller) {
+            (Err(error), Caller::None) => self.call_hook(error).err(),
+            _ => None,
+        };
         drop(busy);
         drop(finish);
+        if let Some(payload) = hook_panic {
+            // The object is consistent now; the hook's panic goes on, after
+            // the error is disposed of (a panic from its `Drop` must not
+            // replace the hook's).
+            let _ = unwind::catch(move || drop(result));
+            resume_unwind(payload)
+        }
         result
             .map(|()| CloseOutcome::ShutDown)
             .map_err(|error| CloseError::Shutdown {
@@ -307,6 +380,15 @@ impl<R: Resource> MultiOpen<R> {
                 error,
             })
     }
+}
+
+/// Who receives a final close's shutdown error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The caller of the close (`guard.close()`, `MultiOpen::close`).
+    Waits,
+    /// Nobody (a guard's drop, an opener's take-back): the hook.
+    None,
 }
 
 /// Ends a shutdown, even a panicking one: counts it, returns to IDLE, wakes

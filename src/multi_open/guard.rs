@@ -20,10 +20,12 @@ use crate::error::{CloseError, CloseHow, CloseSite};
 /// handing its open over with [`detach`](Self::detach); a double close
 /// cannot be written.
 ///
-/// **A drop cannot report a shutdown error**: when the final close is a
-/// guard's drop and shutdown returns `Err`, the error is discarded (the
-/// object is closed all the same). Where the error matters, end the last
-/// open with [`close`](Self::close), which returns it.
+/// **A drop cannot return a shutdown error**: when the final close is a
+/// guard's drop and shutdown returns `Err`, the error goes to the object's
+/// [shutdown-error hook](MultiOpen::with_on_shutdown_error) if it has one,
+/// and is then dropped (the object is closed all the same). Where the
+/// caller needs the error, end the last open with [`close`](Self::close),
+/// which returns it.
 ///
 /// ```
 /// use multiopen::MultiOpen;

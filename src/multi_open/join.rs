@@ -1,6 +1,9 @@
 //! Waiting for the end of a cycle: `join`, and finalising shut-down cycles
 //! (`finalise`, done by the final close itself unless finalise-later is set).
 
+use std::time::{Duration, Instant};
+
+use super::deadline::{Deadline, Wait};
 use super::resource::Resource;
 use super::state::{EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK};
 use super::MultiOpen;
@@ -10,7 +13,10 @@ use crate::sync::{is_busy, mutant, ordering_unless, Ordering};
 impl<R: Resource> MultiOpen<R> {
     /// Blocks until the current cycle is finalised: at once if it already
     /// is, else until its final close (or, with finalise-later, a
-    /// [`finalise`](Self::finalise) call). Sleeps on a futex.
+    /// [`finalise`](Self::finalise) call). Sleeps on a futex, with no
+    /// timeout: [`try_join`](Self::try_join),
+    /// [`join_timeout`](Self::join_timeout) and
+    /// [`join_deadline`](Self::join_deadline) bound the wait.
     ///
     /// Never hangs on misuse: an object that was never opened is an error,
     /// and so is a join from inside the object's own startup or shutdown
@@ -35,6 +41,80 @@ impl<R: Resource> MultiOpen<R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join(&self) -> Result<(), JoinError> {
+        self.join_within(Wait::Forever)
+    }
+
+    /// [`join`](Self::join) that never waits: `Ok` if the current cycle is
+    /// finalised now, else [`JoinError::TimedOut`] (`waited` zero) at once.
+    ///
+    /// Cost: a few atomic loads; never a futex sleep, and it announces no
+    /// sleeper (the finalise wakes nobody for it). Errors: as `join`, plus
+    /// `TimedOut`.
+    ///
+    /// ```
+    /// use multiopen::{JoinError, MultiOpen};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// let g = mo.open()?;
+    /// assert!(matches!(mo.try_join(), Err(JoinError::TimedOut { .. })));
+    /// drop(g);
+    /// mo.try_join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_join(&self) -> Result<(), JoinError> {
+        self.join_within(Wait::Never)
+    }
+
+    /// [`join`](Self::join) that waits at most `timeout`, then returns
+    /// [`JoinError::TimedOut`] with the time it waited; nothing changes, and
+    /// a later join may wait again. `Duration::ZERO` is
+    /// [`try_join`](Self::try_join); `Duration::MAX` (or any timeout past
+    /// what an `Instant` holds) waits until finalised, like `join`.
+    ///
+    /// Cost: as `join`; sleeps on the same futex with the OS's timed wait,
+    /// never polling (the clock is read only if it has to wait). Errors: as
+    /// `join`, plus `TimedOut`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::{JoinError, MultiOpen};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// let g = mo.open()?;
+    /// let err = mo.join_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(err, JoinError::TimedOut { waited, .. } if waited >= Duration::from_millis(10)));
+    /// drop(g);
+    /// mo.join_timeout(Duration::MAX)?; // forever: returns once finalised
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        self.join_within(Wait::For(timeout))
+    }
+
+    /// [`join_timeout`](Self::join_timeout) until a point in time: a
+    /// deadline already past is [`try_join`](Self::try_join). Same cost,
+    /// blocking and errors.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use multiopen::MultiOpen;
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// drop(mo.open()?);
+    /// mo.join_deadline(Instant::now() + Duration::from_secs(1))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinError> {
+        self.join_within(Wait::Until(deadline))
+    }
+
+    /// Every form of join: `Wait::Forever` reads no clock and sleeps with
+    /// no timeout (the untimed `join`).
+    fn join_within(&self, wait: Wait) -> Result<(), JoinError> {
+        // Resolved once: the clock is read here only by the timed forms.
+        let deadline = Deadline::resolve(wait);
+        // A timed sleep ran out (the OS says so; under loom, at once).
+        let mut timed_out = false;
         // Acquire: pairs with the Release that set EVER_OPENED, which the
         // starter made after counting its cycle, so `cycles` below is at
         // least that cycle.
@@ -63,6 +143,18 @@ impl<R: Resource> MultiOpen<R> {
                     name: self.name.to_string(),
                 });
             }
+            // Out of time (a try at once): before announcing, so a try sets
+            // no JOIN_WAITERS. A timed joiner that announced leaves the bit
+            // for the finalise, which wakes whoever else sleeps.
+            if timed_out || deadline.passed() {
+                if mutant("multi_open::timed_join_says_done") {
+                    return Ok(()); // The bug: a time-out reported as done.
+                }
+                return Err(JoinError::TimedOut {
+                    name: self.name.to_string(),
+                    waited: deadline.waited(),
+                });
+            }
             if word & JOIN_WAITERS == 0 {
                 // Relaxed on success: only announces a sleeper; `word` was
                 // read by an Acquire, and every write to the word is an RMW,
@@ -81,7 +173,8 @@ impl<R: Resource> MultiOpen<R> {
                 }
                 continue;
             }
-            self.finalised.wait(word);
+            // Untimed (`until` None): the plain futex wait.
+            timed_out = !self.finalised.wait_deadline(word, deadline.until);
             // Acquire: as above.
             word = self.finalised.load(Ordering::Acquire);
         }

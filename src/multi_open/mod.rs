@@ -6,6 +6,10 @@
 //! that is already open is one atomic read-modify-write, with no lock and no
 //! system call; a thread blocks (on a futex) only when it must wait for
 //! another thread's startup or shutdown, or in `join`.
+//! Every such wait has an untimed form and bounded ones (`try_open`,
+//! `open_timeout`, `open_deadline`; `try_join`, `join_timeout`,
+//! `join_deadline`), which say why they returned
+//! ([`OpenError::TimedOut`], [`JoinError::TimedOut`](crate::JoinError::TimedOut)).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,6 +52,7 @@
 //! replaced the condition and stranded them.)
 
 mod close;
+mod deadline;
 mod guard;
 mod join;
 mod open;
@@ -162,10 +167,18 @@ pub struct MultiOpen<R: Resource> {
     /// [`CloseHow::GuardDropped`]; null if none yet.
     final_close: AtomicPtr<Location<'static>>,
     name: Cow<'static, str>,
+    /// Called with a shutdown's error that no caller receives: see
+    /// [`with_on_shutdown_error`](Self::with_on_shutdown_error). Set only at
+    /// construction, so plain reads suffice. Dropped in `Drop` under
+    /// `unwind::in_cleanup` (what it captures is user code).
+    on_shutdown_error: Option<ShutdownErrorHook<R::Error>>,
     /// Dropped by hand in `Drop`, under `unwind::in_cleanup`: its `Drop`,
     /// and the values its closures capture, are user code.
     resource: ManuallyDrop<R>,
 }
+
+/// The shutdown-error hook: the object's name and the error.
+type ShutdownErrorHook<E> = Box<dyn Fn(&str, &E) + Send + Sync>;
 
 // SAFETY: the handle cell is shared between threads only as the phase
 // protocol above allows: mutated by the one starter or shutter (whose
@@ -323,6 +336,7 @@ impl<R: Resource> MultiOpen<R> {
             finalise_later: AtomicU32::new(0),
             final_close: AtomicPtr::new(std::ptr::null_mut()),
             name: Cow::Borrowed(short_type_name::<R>()),
+            on_shutdown_error: None,
             resource: ManuallyDrop::new(resource),
         }
     }
@@ -336,6 +350,53 @@ impl<R: Resource> MultiOpen<R> {
     /// ```
     pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets the hook that receives a shutdown's error when no caller can:
+    /// the final close was a guard's drop, an opener taking its open back
+    /// (too many opens, or a timed open that timed out) or the drop of the
+    /// `MultiOpen` itself with detached opens outstanding. Called in the
+    /// thread that ran the shutdown, right after it and before the cycle
+    /// ends, with the object's name and the error; the error is dropped
+    /// when the hook returns. So a [`join`](Self::join) that returns after
+    /// that cycle sees whatever the hook did. An explicit close
+    /// (`guard.close()`, `MultiOpen::close`) returns the error to its
+    /// caller instead and does not call the hook.
+    ///
+    /// Cost: nothing on any path but these final closes. The hook runs while
+    /// the object is still shutting down: openers and joiners wait for it,
+    /// so it must not block for long, and its own open or join of this
+    /// object is refused as [re-entrant](OpenError::Reentrant). A panic from
+    /// the hook reaches the closing thread (after the cycle has ended) as a
+    /// shutdown's panic would; while that thread is already unwinding it is
+    /// caught instead, so it never aborts.
+    ///
+    /// The error is not kept by the object for a later `join` (several
+    /// joiners, or none, may see a cycle end; which one should get it?): a
+    /// hook that wants it later stores it itself, as below, and a joiner
+    /// reads it after `join` returns.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use multiopen::MultiOpen;
+    ///
+    /// let lost = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&lost);
+    /// let db = MultiOpen::from_fns(|| Ok(()), |()| Err("flush failed".to_string()))
+    ///     .with_name("db")
+    ///     .with_on_shutdown_error(move |name, error| {
+    ///         log.lock().unwrap().push(format!("{name}: {error}"));
+    ///     });
+    /// drop(db.open()?); // the final close is a drop: the error goes to the hook
+    /// assert_eq!(*lost.lock().unwrap(), ["db: flush failed"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_on_shutdown_error(
+        mut self,
+        hook: impl Fn(&str, &R::Error) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_shutdown_error = Some(Box::new(hook));
         self
     }
 
@@ -503,10 +564,14 @@ impl<R: Resource> Drop for MultiOpen<R> {
             // SAFETY: `&mut self` is exclusive: no opener, guard or shutter
             // can touch the cell.
             if let Some(handle) = self.handle.with_mut(|cell| unsafe { (*cell).take() }) {
-                // Dropped while unwinding: a panicking shutdown, or a
+                // Dropped while unwinding: a panicking shutdown or hook, or a
                 // shutdown error whose `Drop` panics (dropped inside), must
-                // not abort the process.
-                unwind::in_cleanup(|| drop(self.resource.shutdown(handle)));
+                // not abort the process. The error goes to the hook.
+                unwind::in_cleanup(|| {
+                    if let Err(error) = self.resource.shutdown(handle) {
+                        self.report_shutdown_error(error);
+                    }
+                });
             }
         }
         // The resource last, as a field would go, and under `in_cleanup`:
@@ -515,5 +580,8 @@ impl<R: Resource> Drop for MultiOpen<R> {
         // above panicked outside unwinding, the resource is leaked.)
         // SAFETY: dropped once, here; `self` is never used again.
         unwind::in_cleanup(|| unsafe { ManuallyDrop::drop(&mut self.resource) });
+        // The hook likewise: what it captures is user code.
+        let hook = self.on_shutdown_error.take();
+        unwind::in_cleanup(move || drop(hook));
     }
 }

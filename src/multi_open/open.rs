@@ -3,7 +3,9 @@
 
 use std::panic::Location;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use super::deadline::{Deadline, Wait};
 use super::guard::{OpenGuard, OwnedOpenGuard};
 use super::resource::Resource;
 use super::state::{
@@ -19,7 +21,9 @@ impl<R: Resource> MultiOpen<R> {
     /// other opener returns once the handle is up. Dropping the guard closes.
     ///
     /// Cost: on an open object, one `fetch_add`. Blocks (on a futex) while
-    /// another thread runs startup or shutdown. If this call runs startup
+    /// another thread runs startup or shutdown, for as long as that takes:
+    /// [`try_open`](Self::try_open), [`open_timeout`](Self::open_timeout)
+    /// and [`open_deadline`](Self::open_deadline) bound that wait. If this call runs startup
     /// and it fails, the count is left as it was and the error is returned;
     /// if it panics, the panic propagates after the same clean-up, its
     /// payload untouched (yours to dispose of, even one whose own `Drop`
@@ -71,6 +75,164 @@ impl<R: Resource> MultiOpen<R> {
         })
     }
 
+    /// [`open`](Self::open) that never waits: if another thread is running
+    /// this object's startup or shutdown right now, returns
+    /// [`OpenError::TimedOut`] (`waited` zero) at once instead of sleeping.
+    /// If the object is idle, this call runs startup itself (that is work,
+    /// not a wait) and returns its result.
+    ///
+    /// Cost: on an open object, the same one `fetch_add` as `open`; never a
+    /// futex sleep. A refused try takes its increment back with one more
+    /// atomic (which, if every other open closed meanwhile, is the final
+    /// close and runs shutdown here; its error goes to the
+    /// [shutdown-error hook](Self::with_on_shutdown_error)). Errors: as
+    /// `open`, plus `TimedOut`.
+    ///
+    /// ```
+    /// use multiopen::{MultiOpen, OpenError};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(1), |_| Ok(()));
+    /// let g = mo.try_open()?; // idle: this call runs startup
+    /// assert_eq!(*g, 1);
+    /// assert_eq!(mo.open_count(), 1);
+    /// # drop(g);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn try_open(&self) -> Result<OpenGuard<'_, R>, OpenError<R::Error>> {
+        self.acquire_within(Wait::Never)?;
+        Ok(OpenGuard {
+            owner: self,
+            opened_at: Location::caller(),
+        })
+    }
+
+    /// [`open`](Self::open) that waits at most `timeout` for another
+    /// thread's startup or shutdown to end, then returns
+    /// [`OpenError::TimedOut`] with the time it waited; the count is left
+    /// as it was. `Duration::ZERO` is [`try_open`](Self::try_open);
+    /// `Duration::MAX` (or any timeout past what an `Instant` holds) waits
+    /// until done, like `open`. A startup this call runs itself is not cut
+    /// short.
+    ///
+    /// Cost: as `open` on an open object (the clock is read only if it has
+    /// to wait); sleeps on the same futex as `open`, with the OS's timed
+    /// wait, never polling. Errors: as `open`, plus `TimedOut`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::MultiOpen;
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>("up"), |_| Ok(()));
+    /// let g = mo.open_timeout(Duration::from_millis(100))?;
+    /// assert_eq!(*g, "up");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn open_timeout(&self, timeout: Duration) -> Result<OpenGuard<'_, R>, OpenError<R::Error>> {
+        self.acquire_within(Wait::For(timeout))?;
+        Ok(OpenGuard {
+            owner: self,
+            opened_at: Location::caller(),
+        })
+    }
+
+    /// [`open_timeout`](Self::open_timeout) until a point in time: a
+    /// deadline already past is [`try_open`](Self::try_open). Same cost,
+    /// blocking and errors.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use multiopen::MultiOpen;
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
+    /// let g = mo.open_deadline(Instant::now() + Duration::from_secs(1))?;
+    /// assert!(mo.is_open());
+    /// # drop(g);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn open_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<OpenGuard<'_, R>, OpenError<R::Error>> {
+        self.acquire_within(Wait::Until(deadline))?;
+        Ok(OpenGuard {
+            owner: self,
+            opened_at: Location::caller(),
+        })
+    }
+
+    /// [`try_open`](Self::try_open) for an `Arc<MultiOpen>`: the guard
+    /// owns a reference (see [`open_owned`](Self::open_owned)). Same cost
+    /// and errors; never waits.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use multiopen::MultiOpen;
+    ///
+    /// let mo = Arc::new(MultiOpen::from_fns(|| Ok::<_, std::io::Error>(5), |_| Ok(())));
+    /// let g = mo.try_open_owned()?;
+    /// std::thread::spawn(move || assert_eq!(*g, 5)).join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn try_open_owned(self: &Arc<Self>) -> Result<OwnedOpenGuard<R>, OpenError<R::Error>> {
+        self.acquire_within(Wait::Never)?;
+        Ok(OwnedOpenGuard {
+            owner: Arc::clone(self),
+            opened_at: Location::caller(),
+        })
+    }
+
+    /// [`open_timeout`](Self::open_timeout) for an `Arc<MultiOpen>`. Same
+    /// units, cost, blocking and errors.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use multiopen::MultiOpen;
+    ///
+    /// let mo = Arc::new(MultiOpen::from_fns(|| Ok::<_, std::io::Error>(5), |_| Ok(())));
+    /// let g = mo.open_owned_timeout(Duration::from_millis(100))?;
+    /// assert_eq!(*g, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn open_owned_timeout(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<OwnedOpenGuard<R>, OpenError<R::Error>> {
+        self.acquire_within(Wait::For(timeout))?;
+        Ok(OwnedOpenGuard {
+            owner: Arc::clone(self),
+            opened_at: Location::caller(),
+        })
+    }
+
+    /// [`open_deadline`](Self::open_deadline) for an `Arc<MultiOpen>`.
+    /// Same cost, blocking and errors.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::{Duration, Instant}};
+    /// use multiopen::MultiOpen;
+    ///
+    /// let mo = Arc::new(MultiOpen::from_fns(|| Ok::<_, std::io::Error>(5), |_| Ok(())));
+    /// let g = mo.open_owned_deadline(Instant::now() + Duration::from_millis(100))?;
+    /// assert_eq!(*g, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn open_owned_deadline(
+        self: &Arc<Self>,
+        deadline: Instant,
+    ) -> Result<OwnedOpenGuard<R>, OpenError<R::Error>> {
+        self.acquire_within(Wait::Until(deadline))?;
+        Ok(OwnedOpenGuard {
+            owner: Arc::clone(self),
+            opened_at: Location::caller(),
+        })
+    }
+
     // ----- the open path -----
 
     /// Registers one open and returns once the handle is up.
@@ -95,23 +257,42 @@ impl<R: Resource> MultiOpen<R> {
     #[cold]
     #[track_caller]
     fn acquire_slow(&self, prev: u32) -> Result<(), OpenError<R::Error>> {
+        self.acquire_slow_within(prev, Wait::Forever)
+    }
+
+    /// Registers one open and returns once the handle is up, or, if another
+    /// thread's startup or shutdown outlasts `wait`, takes it back and
+    /// returns [`OpenError::TimedOut`]. The fast path is `acquire`'s.
+    #[inline]
+    #[track_caller]
+    fn acquire_within(&self, wait: Wait) -> Result<(), OpenError<R::Error>> {
+        // Acquire: as in `acquire`.
+        let prev = self.state.fetch_add(
+            1,
+            ordering_unless("multi_open::open_relaxed", Ordering::Acquire),
+        );
+        if prev & (PHASE_MASK | COUNT_LIMIT) == OPEN {
+            return Ok(());
+        }
+        self.acquire_slow_within(prev, wait)
+    }
+
+    /// The slow open path of every form: `wait` bounds only the sleep
+    /// behind another thread's startup or shutdown (a startup this call
+    /// runs itself is not cut short). Untimed: `Wait::Forever`, which reads
+    /// no clock and sleeps with no timeout, as before timed forms existed.
+    #[cold]
+    #[track_caller]
+    fn acquire_slow_within(&self, prev: u32, wait: Wait) -> Result<(), OpenError<R::Error>> {
         if prev & COUNT_MASK >= COUNT_LIMIT {
-            // Take our increment back with an ordinary close: if every
-            // other open closed meanwhile, ours is the final close and must
-            // run shutdown like any other.
-            let site = CloseSite {
-                location: Location::caller(),
-                how: CloseHow::Explicit,
-            };
-            // If that ran shutdown, its error has no caller to go to; it is
-            // dropped inside `in_cleanup` (an error whose own Drop panics
-            // while this thread unwinds must not abort the process).
-            let outcome = self.release(site);
-            unwind::in_cleanup(move || drop(outcome));
+            self.back_out();
             return Err(OpenError::TooManyOpens {
                 name: self.name.to_string(),
             });
         }
+        let deadline = Deadline::resolve(wait);
+        // A timed sleep ran out (the OS says so; under loom, at once).
+        let mut timed_out = false;
         let mut state = prev + 1;
         loop {
             match state & PHASE_MASK {
@@ -139,6 +320,12 @@ impl<R: Resource> MultiOpen<R> {
                     if is_busy(self.addr()) {
                         return Err(self.refuse_reentrant_open());
                     }
+                    // Out of time (a try at once): before announcing, so a
+                    // try never sets WAITERS and costs the phase's end no
+                    // wake. Untimed: never (no clock read).
+                    if timed_out || deadline.passed() {
+                        return Err(self.time_out_open(&deadline));
+                    }
                     if state & WAITERS == 0 && !mutant("multi_open::opener_no_announce") {
                         // Relaxed on success: only announces a sleeper.
                         // Acquire on failure: the new value may be OPEN.
@@ -153,11 +340,62 @@ impl<R: Resource> MultiOpen<R> {
                         }
                         state |= WAITERS;
                     }
-                    self.state.wait(state);
+                    // Untimed (`until` None): the plain futex wait. A timed
+                    // sleep that runs out re-checks the phase, then leaves
+                    // through `passed` above.
+                    timed_out = !self.state.wait_deadline(state, deadline.until);
                     // Acquire: the phase may now be OPEN (see above).
                     state = self.state.load(Ordering::Acquire);
                 }
             }
+        }
+    }
+
+    /// Takes back the increment of an opener that will not get its open
+    /// (too many opens, or timed out) with an ordinary close: if every
+    /// other open closed meanwhile, ours is the final close and runs
+    /// shutdown like any other. That shutdown's error has no caller to go
+    /// to: it goes to the shutdown-error hook.
+    #[cold]
+    #[track_caller]
+    fn back_out(&self) {
+        let site = CloseSite {
+            location: Location::caller(),
+            how: CloseHow::Explicit,
+        };
+        // A panicking shutdown or hook while this thread unwinds must not
+        // abort the process: caught there (see `crate::unwind`); the
+        // shutdown's error, a user value, is dropped inside too.
+        unwind::in_cleanup(|| drop(self.release_uncalled(site)));
+    }
+
+    /// A timed opener out of time, in STARTING or SHUTTING_DOWN as last
+    /// seen: takes its increment back (see [`back_out`](Self::back_out);
+    /// the phase may have moved on since, so this may be the final close)
+    /// and reports how long it waited. Wakes nobody. A WAITERS bit it set
+    /// stays for the phase's end, which then makes one wake call even if
+    /// nobody else sleeps: clearing it here could strand another sleeper
+    /// that shares the bit.
+    #[cold]
+    #[track_caller]
+    fn time_out_open(&self, deadline: &Deadline) -> OpenError<R::Error> {
+        if mutant("multi_open::timed_open_clears_waiters") {
+            // The bug: "nobody needs waking for me", but others may sleep.
+            // Relaxed: the bug needs no ordering to strand a sleeper.
+            self.state.fetch_and(!WAITERS, Ordering::Relaxed);
+        }
+        if mutant("multi_open::timed_open_keeps_count") {
+            // The bug: leave without taking the increment back.
+        } else if mutant("multi_open::timed_open_backout_not_a_close") {
+            // The bug: a bare decrement that never runs the final close.
+            // Release: as in `release`; only the final-close check is lost.
+            self.state.fetch_sub(1, Ordering::Release);
+        } else {
+            self.back_out();
+        }
+        OpenError::TimedOut {
+            name: self.name().to_owned(),
+            waited: deadline.waited(),
         }
     }
 

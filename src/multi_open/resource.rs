@@ -63,8 +63,9 @@ pub trait Resource: Send + Sync {
     /// Takes the resource down. Runs on the final close of each cycle, in
     /// that closer's thread. The default drops the handle. Its error reaches
     /// an explicit close (`guard.close()`, `MultiOpen::close`); when the
-    /// final close is a guard's drop, there is no caller to give it to and
-    /// it is discarded.
+    /// final close is a guard's drop (or another close with no caller),
+    /// it goes to the hook set by
+    /// [`MultiOpen::with_on_shutdown_error`], if any, and is then dropped.
     ///
     /// ```
     /// use multiopen::{MultiOpen, Resource};
