@@ -1,3 +1,4 @@
+#![cfg(not(loom))]
 //! The errors fit the ecosystem: any `Debug + Display + Send + Sync` user
 //! error works (anyhow, boxed errors, strings), every error names its
 //! object, and a cause is shown once in a chain (the crate's rule: a wrapper

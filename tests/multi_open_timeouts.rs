@@ -1,3 +1,4 @@
+#![cfg(not(loom))]
 //! The bounded waits of `MultiOpen` (`try_open`, `open_timeout`,
 //! `open_deadline`, their `_owned` forms, `try_join`, `join_timeout`,
 //! `join_deadline`) and the shutdown-error hook.
