@@ -646,3 +646,54 @@ fn timed_join_times_out_or_returns_then_join_returns() {
         assert_quiescent(&mo);
     });
 }
+
+/// `seal` races an opener and a joiner while a holder keeps cycle 1 up:
+/// an open that starts after `seal` returned is refused, one that
+/// succeeds belongs to cycle 1 (no second startup), the holder's close or
+/// the opener's is the final close and shutdown runs exactly once, and the
+/// joiner returns (a lost wake is a loom deadlock). Afterwards the sealed
+/// object still refuses, and `unseal` starts cycle 2.
+#[test]
+fn seal_racing_an_opener_and_a_joiner() {
+    bounded(|| {
+        let mo = shared(false);
+        // The holder: detached here, closed by the sealer's thread.
+        mo.open().unwrap().detach();
+        // Outside loom's view: set once `seal` has returned.
+        let sealed = std::sync::Arc::new(StdAtomicBool::new(false));
+        let sealer = {
+            let (mo, sealed) = (mo.clone(), sealed.clone());
+            thread::spawn(move || {
+                assert!(mo.seal(), "the first seal seals");
+                sealed.store(true, SeqCst);
+                use_guard(&mo, 1); // a holder keeps working
+                mo.close().expect("the held open closes");
+            })
+        };
+        let opener = {
+            let (mo, sealed) = (mo.clone(), sealed.clone());
+            thread::spawn(move || {
+                let after_seal = sealed.load(SeqCst);
+                match mo.open() {
+                    Ok(g) => {
+                        assert!(!after_seal, "an open after the seal succeeded");
+                        assert_eq!(*g, 1, "an open started a new cycle");
+                        use_guard(&mo, *g);
+                    }
+                    Err(OpenError::Sealed { .. }) => {}
+                    Err(other) => panic!("unexpected {other}"),
+                }
+            })
+        };
+        mo.join().expect("opened, so join is no error");
+        // Released by cycle 1's finalise, after its one shutdown.
+        assert_eq!(mo.resource().shutdowns.load(SeqCst), 1);
+        sealer.join().unwrap();
+        opener.join().unwrap();
+        assert_quiescent(&mo);
+        assert_eq!(mo.resource().startups.load(SeqCst), 1);
+        assert!(matches!(mo.open(), Err(OpenError::Sealed { .. })));
+        assert!(mo.unseal());
+        assert_eq!(*mo.open().unwrap(), 2, "unseal starts a new cycle");
+    });
+}

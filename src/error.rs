@@ -393,6 +393,27 @@ pub enum OpenError<E> {
         /// How long the call waited (zero for a try or a past deadline).
         waited: Duration,
     },
+    /// The object is [sealed](crate::MultiOpen::seal): it takes no new
+    /// opens until [`unseal`](crate::MultiOpen::unseal). Nothing changed:
+    /// the call's open was taken back at once (if that take-back was the
+    /// final close, it ran shutdown like any close). Every form of open
+    /// returns it, whatever the phase, and so does an opener that was
+    /// waiting for a startup or shutdown when the object was sealed.
+    ///
+    /// ```
+    /// use multiopen::{MultiOpen, OpenError};
+    ///
+    /// let db = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()))
+    ///     .with_name("db");
+    /// db.seal();
+    /// let err = db.open().unwrap_err();
+    /// assert!(matches!(err, OpenError::Sealed { ref name } if name == "db"));
+    /// assert_eq!(err.to_string(), "open of db refused: it is sealed");
+    /// ```
+    Sealed {
+        /// The object's name.
+        name: String,
+    },
 }
 
 impl<E> OpenError<E> {
@@ -407,7 +428,10 @@ impl<E> OpenError<E> {
     pub fn into_startup_error(self) -> Option<E> {
         match self {
             Self::Startup { error, .. } => Some(error),
-            Self::TooManyOpens { .. } | Self::Reentrant { .. } | Self::TimedOut { .. } => None,
+            Self::TooManyOpens { .. }
+            | Self::Reentrant { .. }
+            | Self::TimedOut { .. }
+            | Self::Sealed { .. } => None,
         }
     }
 }
@@ -428,6 +452,7 @@ impl<E: fmt::Display + 'static> fmt::Display for OpenError<E> {
                 f,
                 "open of {name} timed out after {waited:?}: its startup or shutdown is still running"
             ),
+            Self::Sealed { name } => write!(f, "open of {name} refused: it is sealed"),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::deadline::{Deadline, Wait};
 use super::resource::Resource;
-use super::state::{EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK};
+use super::state::{EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK, SEALED};
 use super::MultiOpen;
 use crate::error::{FinaliseError, JoinError};
 use crate::sync::{is_busy, mutant, ordering_unless, Ordering};
@@ -17,6 +17,9 @@ impl<R: Resource> MultiOpen<R> {
     /// timeout: [`try_join`](Self::try_join),
     /// [`join_timeout`](Self::join_timeout) and
     /// [`join_deadline`](Self::join_deadline) bound the wait.
+    ///
+    /// On a [sealed](Self::seal) object that never opened and is not
+    /// starting, returns `Ok` at once: no cycle can come to wait for.
     ///
     /// Never hangs on misuse: an object that was never opened is an error,
     /// and so is a join from inside the object's own startup or shutdown
@@ -118,7 +121,13 @@ impl<R: Resource> MultiOpen<R> {
         // Acquire: pairs with the Release that set EVER_OPENED, which the
         // starter made after counting its cycle, so `cycles` below is at
         // least that cycle.
-        if self.state.load(Ordering::Acquire) & EVER_OPENED == 0 {
+        let state = self.state.load(Ordering::Acquire);
+        if state & EVER_OPENED == 0 {
+            // Sealed and idle, never opened: no cycle ran and none can
+            // start (an open would be refused), so nothing to wait for.
+            if state & (SEALED | PHASE_MASK) == SEALED | IDLE {
+                return Ok(());
+            }
             return Err(JoinError::NeverOpened(self.never_opened_error()));
         }
         // Relaxed: ordered after the Acquire above; a later cycle seen here

@@ -57,6 +57,7 @@ mod guard;
 mod join;
 mod open;
 mod resource;
+mod seal;
 mod state;
 
 pub use close::{CloseOptions, CloseOutcome};
@@ -295,14 +296,15 @@ impl<O: Openable> MultiOpen<Wrapped<O>> {
 }
 
 impl<R: Resource> MultiOpen<R> {
-    /// The most opens that can be held at once (2^27); one more is
+    /// The most opens that can be held at once (2^26: one bit of the state
+    /// word went to [`seal`](Self::seal)); one more is
     /// refused with [`OpenError::TooManyOpens`].
     ///
     /// ```
     /// use multiopen::MultiOpen;
     /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
     /// fn max_opens<R: multiopen::Resource>(_: &MultiOpen<R>) -> usize { MultiOpen::<R>::MAX_OPENS }
-    /// assert_eq!(max_opens(&mo), 1 << 27);
+    /// assert_eq!(max_opens(&mo), 1 << 26);
     /// ```
     pub const MAX_OPENS: usize = COUNT_LIMIT as usize;
 

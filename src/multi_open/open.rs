@@ -9,7 +9,8 @@ use super::deadline::{Deadline, Wait};
 use super::guard::{OpenGuard, OwnedOpenGuard};
 use super::resource::Resource;
 use super::state::{
-    COUNT_LIMIT, COUNT_MASK, EVER_OPENED, IDLE, OPEN, PHASE_MASK, STARTING, WAITERS,
+    COUNT_LIMIT, COUNT_MASK, EVER_OPENED, FAST_OPEN_MASK, IDLE, OPEN, PHASE_MASK, SEALED, STARTING,
+    WAITERS,
 };
 use super::MultiOpen;
 use crate::error::{CloseHow, CloseSite, OpenError};
@@ -245,8 +246,10 @@ impl<R: Resource> MultiOpen<R> {
             1,
             ordering_unless("multi_open::open_relaxed", Ordering::Acquire),
         );
-        // One mask and compare: phase OPEN and the count below COUNT_LIMIT.
-        if prev & (PHASE_MASK | COUNT_LIMIT) == OPEN {
+        // One mask and compare: phase OPEN, not sealed, and the count below
+        // COUNT_LIMIT. This RMW is the open's linearization point: one
+        // ordered after `seal`'s on this word sees SEALED and fails here.
+        if prev & FAST_OPEN_MASK == OPEN {
             return Ok(());
         }
         self.acquire_slow(prev)
@@ -271,7 +274,7 @@ impl<R: Resource> MultiOpen<R> {
             1,
             ordering_unless("multi_open::open_relaxed", Ordering::Acquire),
         );
-        if prev & (PHASE_MASK | COUNT_LIMIT) == OPEN {
+        if prev & FAST_OPEN_MASK == OPEN {
             return Ok(());
         }
         self.acquire_slow_within(prev, wait)
@@ -295,6 +298,15 @@ impl<R: Resource> MultiOpen<R> {
         let mut timed_out = false;
         let mut state = prev + 1;
         loop {
+            // Sealed: refused, whether the increment found it sealed or a
+            // wake (from `seal`, or a phase's end) did. Before every other
+            // branch, so a sealed object is never started nor joined.
+            if state & SEALED != 0 && !mutant("multi_open::sealed_open_not_refused") {
+                self.back_out();
+                return Err(OpenError::Sealed {
+                    name: self.name().to_owned(),
+                });
+            }
             match state & PHASE_MASK {
                 // `state` came from an Acquire operation: the handle is
                 // visible, and our increment keeps it up.

@@ -12,16 +12,22 @@ use crate::sync::{mutant, Ordering};
 // ---------------------------------------------------------------------------
 // The state word (`MultiOpen::state`, a futex word)
 //
-//   bit 31      30          29 28    27 .. 0
-//   WAITERS     EVER_OPENED PHASE    COUNT
+//   bit 31      30          29 28    27      26 .. 0
+//   WAITERS     EVER_OPENED PHASE    SEALED  COUNT
 //
-// COUNT (bits 0..=27): opens registered: every open currently held (by a
+// COUNT (bits 0..=26): opens registered: every open currently held (by a
 //   guard or detached) plus every opener between its increment and its
 //   return. In the Open phase it changes only by the fast-path fetch_add /
 //   fetch_sub. An opener whose fetch_add finds the count at or past
-//   COUNT_LIMIT (bit 27) takes its increment back and fails, so the count
-//   never carries into PHASE: a carry would need 2^27 openers in flight
+//   COUNT_LIMIT (bit 26) takes its increment back and fails, so the count
+//   never carries into SEALED: a carry would need 2^26 openers in flight
 //   between their increment and its undo at once.
+// SEALED (bit 27): set by `seal`, cleared by `unseal`; no other write
+//   touches it (every phase change keeps the bits outside PHASE and
+//   WAITERS). The fast open path tests it in the same mask and compare as
+//   the phase and COUNT_LIMIT, so an open of a sealed object always falls
+//   to the slow path, which refuses it; the close paths mask it out with
+//   COUNT_MASK. It was the count's top bit: MAX_OPENS went from 2^27 to 2^26.
 // PHASE (bits 28..=29): IDLE, STARTING, OPEN or SHUTTING_DOWN, below.
 // EVER_OPENED (bit 30): set by the first successful startup, never cleared.
 // WAITERS (bit 31): some thread sleeps (or is about to) on this word waiting
@@ -30,9 +36,14 @@ use crate::sync::{mutant, Ordering};
 // ---------------------------------------------------------------------------
 
 /// Mask of the open count.
-pub(super) const COUNT_MASK: u32 = (1 << 28) - 1;
+pub(super) const COUNT_MASK: u32 = (1 << 27) - 1;
 /// The open count may not reach this value: an open that would is refused.
-pub(super) const COUNT_LIMIT: u32 = 1 << 27;
+pub(super) const COUNT_LIMIT: u32 = 1 << 26;
+/// Sealed: new opens are refused (see [`MultiOpen::seal`]).
+pub(super) const SEALED: u32 = 1 << 27;
+/// The fast open path succeeds only if the word before its increment,
+/// masked with this, is exactly OPEN: open, not sealed, count below limit.
+pub(super) const FAST_OPEN_MASK: u32 = PHASE_MASK | SEALED | COUNT_LIMIT;
 /// Mask of the phase.
 pub(super) const PHASE_MASK: u32 = 0b11 << 28;
 /// No resource: never started, or shut down. The next opener runs startup.
@@ -79,12 +90,12 @@ pub(super) const WAITERS: u32 = 1 << 31;
 //   at the end would sleep until the next finalise. (Every 32-bit futex has
 //   this window, a few instructions wide.)
 // - COUNT (the state word): an opener past COUNT_LIMIT takes its increment
-//   back before returning, so the count can carry into PHASE only with 2^27
+//   back before returning, so the count can carry into SEALED only with 2^26
 //   such openers in flight at once, each inside its own call of `open`. A
 //   thread has at most one such call in flight per object (the only user
 //   code an opener runs with its increment counted is startup, which cannot
 //   nest an open of its own object: it is refused as re-entrant), so that
-//   takes 2^27 threads; Linux allows at most 2^22 (PID_MAX_LIMIT).
+//   takes 2^26 threads; Linux allows at most 2^22 (PID_MAX_LIMIT).
 // - `detached`: each detached open is also a held open in COUNT, so it is
 //   at most COUNT_LIMIT.
 // ---------------------------------------------------------------------------
