@@ -7,12 +7,11 @@
 //!
 //! Where the fault would abort the process, the test runs its scenario in a
 //! child process (this test binary again, `--exact <name>`, with
-//! [`CHILD_ENV`] set) and asserts that the child finished its scenario and
+//! `MULTIOPEN_TEST_CHILD` set, see `tests/common/child.rs`) and asserts that the child finished its scenario and
 //! exited normally, not by `SIGABRT`.
 #![cfg(not(loom))]
 
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::thread;
@@ -20,47 +19,9 @@ use std::time::Duration;
 
 use multiopen::{CloseOutcome, FnMultiOpen, FnResource, JoinError, MultiOpen, OpenError, Phase};
 
-/// Set (to the test's name) in the child process that runs a scenario.
-const CHILD_ENV: &str = "MULTIOPEN_MISUSE_CHILD";
+mod common;
 
-/// Runs `scenario` in a child process (this test binary, `--exact name`)
-/// and asserts the child ran it to the end and exited normally: no abort,
-/// no failed assertion. In the child itself, runs `scenario`.
-fn in_child_process(name: &str, scenario: impl FnOnce()) {
-    let done = format!("scenario {name} finished");
-    if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
-        scenario();
-        println!("{done}");
-        return;
-    }
-    let out = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .output()
-        .expect("the child process runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        /// SIGABRT: 6 on every unix Rust supports.
-        const SIGABRT: i32 = 6;
-        assert_ne!(
-            out.status.signal(),
-            Some(SIGABRT),
-            "the child aborted:\n{stderr}"
-        );
-    }
-    assert!(
-        out.status.success(),
-        "the child failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.contains(&done),
-        "the child did not run the scenario:\n{stdout}\n{stderr}"
-    );
-}
+use common::child::in_child_process;
 
 /// An error value whose `Drop` panics.
 #[derive(Debug)]

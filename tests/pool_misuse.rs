@@ -10,56 +10,19 @@
 //!
 //! An abort kills the whole test binary, so the abort tests run their
 //! scenario in a child process: the test re-runs this binary on itself
-//! alone, with [`CHILD`] set, and asserts that the child exited normally
+//! alone, with `MULTIOPEN_TEST_CHILD` set (`tests/common/child.rs`), and asserts that the child exited normally
 //! (not by `SIGABRT`) and that the scenario's own checks, the pool's books
 //! included, passed there.
 
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use multiopen::Pool;
 
-/// Set in a child process: run the scenario instead of spawning.
-const CHILD: &str = "MULTIOPEN_POOL_MISUSE_CHILD";
+mod common;
 
-/// Runs `scenario` in a child process (this test binary, on the test
-/// `name` alone) and asserts that the child ran it and exited normally.
-/// In the child, runs `scenario` itself.
-fn in_child(name: &str, scenario: impl FnOnce()) {
-    if std::env::var_os(CHILD).is_some() {
-        scenario();
-        return;
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let out = Command::new(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .expect("the child runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        // 6 is SIGABRT on every unix.
-        assert_ne!(
-            out.status.signal(),
-            Some(6),
-            "the child aborted:\n{stdout}\n{stderr}"
-        );
-    }
-    assert!(
-        out.status.success(),
-        "the child failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "the child did not run `{name}`:\n{stdout}"
-    );
-}
+use common::child::in_child_process;
 
 /// Objects made and dropped, and whether an object's `Drop` panics.
 #[derive(Default)]
@@ -144,7 +107,7 @@ fn catch_quietly(f: impl FnOnce()) -> bool {
 /// object it then drops panics in its own `Drop`.
 #[test]
 fn panic_while_panicking_never_aborts_dropping_an_object_the_full_pool_refuses() {
-    in_child(
+    in_child_process(
         "panic_while_panicking_never_aborts_dropping_an_object_the_full_pool_refuses",
         || {
             let (books, pool) = books_pool(1);
@@ -170,7 +133,7 @@ fn panic_while_panicking_never_aborts_dropping_an_object_the_full_pool_refuses()
 /// its own `Drop`, while the first panic unwinds.
 #[test]
 fn panic_while_panicking_never_aborts_discarding_after_a_reset_hook_panic() {
-    in_child(
+    in_child_process(
         "panic_while_panicking_never_aborts_discarding_after_a_reset_hook_panic",
         || {
             let books = Arc::new(Books::default());
@@ -200,7 +163,7 @@ fn panic_while_panicking_never_aborts_discarding_after_a_reset_hook_panic() {
 /// pool's idle objects panic in their `Drop`. Every one is still dropped.
 #[test]
 fn panic_while_panicking_never_aborts_dropping_the_pool() {
-    in_child(
+    in_child_process(
         "panic_while_panicking_never_aborts_dropping_the_pool",
         || {
             let (books, pool) = books_pool(8);
@@ -225,7 +188,7 @@ fn panic_while_panicking_never_aborts_dropping_the_pool() {
 /// abort).
 #[test]
 fn panic_while_panicking_never_aborts_dropping_the_pool_normally() {
-    in_child(
+    in_child_process(
         "panic_while_panicking_never_aborts_dropping_the_pool_normally",
         || {
             let (books, pool) = books_pool(8);
@@ -241,7 +204,7 @@ fn panic_while_panicking_never_aborts_dropping_the_pool_normally() {
 /// panic in their `Drop`.
 #[test]
 fn panic_while_panicking_never_aborts_in_clear() {
-    in_child("panic_while_panicking_never_aborts_in_clear", || {
+    in_child_process("panic_while_panicking_never_aborts_in_clear", || {
         struct ClearOnDrop<'a>(&'a Pool<Obj>);
         impl Drop for ClearOnDrop<'_> {
             fn drop(&mut self) {
@@ -270,7 +233,7 @@ fn panic_while_panicking_never_aborts_in_clear() {
 /// dispose of the payload without dropping it carelessly.
 #[test]
 fn panic_payload_whose_drop_panics_never_escapes_the_reset_hook() {
-    in_child(
+    in_child_process(
         "panic_payload_whose_drop_panics_never_escapes_the_reset_hook",
         || {
             let books = Arc::new(Books::default());
@@ -302,7 +265,7 @@ fn panic_payload_whose_drop_panics_never_escapes_the_reset_hook() {
 /// and the object's `Drop` panics with a payload whose `Drop` panics.
 #[test]
 fn panic_payload_whose_drop_panics_never_escapes_a_guard_drop_while_unwinding() {
-    in_child(
+    in_child_process(
         "panic_payload_whose_drop_panics_never_escapes_a_guard_drop_while_unwinding",
         || {
             let (books, pool) = books_pool(1);
@@ -324,7 +287,7 @@ fn panic_payload_whose_drop_panics_never_escapes_a_guard_drop_while_unwinding() 
 /// payloads whose `Drop` panics.
 #[test]
 fn panic_payload_whose_drop_panics_never_escapes_dropping_the_pool() {
-    in_child(
+    in_child_process(
         "panic_payload_whose_drop_panics_never_escapes_dropping_the_pool",
         || {
             let (books, pool) = books_pool(4);
@@ -505,7 +468,7 @@ fn stats_bound_holds_while_reader_is_descheduled() {
 /// too, must not then be dropped while that panic unwinds. Found by review.
 #[test]
 fn panic_while_panicking_never_aborts_owned_take_of_the_last_arc() {
-    in_child(
+    in_child_process(
         "panic_while_panicking_never_aborts_owned_take_of_the_last_arc",
         || {
             struct PanicsOnDrop;

@@ -2,7 +2,7 @@
 //! RunState under misuse and hostile user code (issue 11): each test is
 //! named after the kind of bug it guards against. A scenario that would
 //! abort the process runs in a child process (this test binary, re-run on
-//! the one test with `MULTIOPEN_CHILD` set); the parent checks that the
+//! the one test with `MULTIOPEN_TEST_CHILD` set, `tests/common/child.rs`); the parent checks that the
 //! child exited normally and printed what it saw.
 
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
@@ -13,50 +13,9 @@ use std::time::Duration;
 
 mod common;
 
+use common::child::in_child_process;
 use common::quietly;
 use multiopen::{CallbackId, CallbackPanicked, RunEvent, RunPhase, RunState, RunStateError};
-
-/// The env var that makes a re-run of this binary play a scenario.
-const CHILD: &str = "MULTIOPEN_CHILD";
-/// What a child prints once its scenario has run to the end.
-const DONE: &str = "child scenario done";
-
-/// In the parent: re-runs this test binary on test `name` with [`CHILD`]
-/// set and asserts that the child exited normally (not killed by SIGABRT:
-/// a panic while panicking aborts) having printed [`DONE`]. In the child:
-/// runs `scenario` and prints [`DONE`]. Returns whether this is the child.
-fn in_child(name: &str, scenario: impl FnOnce()) {
-    if std::env::var_os(CHILD).is_some() {
-        std::panic::set_hook(Box::new(|_| {}));
-        scenario();
-        println!("{DONE}");
-        return;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .expect("re-run the test binary");
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            out.status.signal(),
-            None,
-            "the child was killed by a signal (6 = SIGABRT): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    assert!(
-        out.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(DONE),
-        "the child did not run its scenario to the end"
-    );
-}
 
 /// A value whose `Drop` panics.
 struct PanicOnDrop;
@@ -95,7 +54,7 @@ fn self_removing_callback_with_panicking_capture(
 
 #[test]
 fn panic_while_panicking_never_aborts_when_a_guard_drops_the_last_callback() {
-    in_child(
+    in_child_process(
         "panic_while_panicking_never_aborts_when_a_guard_drops_the_last_callback",
         || {
             let rs = RunState::new("job");
@@ -117,7 +76,7 @@ fn panic_while_panicking_never_aborts_when_a_guard_drops_the_last_callback() {
 
 #[test]
 fn panic_while_panicking_never_aborts_when_a_run_state_is_dropped() {
-    in_child(
+    in_child_process(
         "panic_while_panicking_never_aborts_when_a_run_state_is_dropped",
         || {
             let unwound = catch_unwind(|| {
@@ -232,7 +191,7 @@ fn panic_payload_with_panicking_drop_never_escapes_a_transition() {
 
 #[test]
 fn panic_payload_with_panicking_drop_never_aborts_a_guard_dropped_while_unwinding() {
-    in_child(
+    in_child_process(
         "panic_payload_with_panicking_drop_never_aborts_a_guard_dropped_while_unwinding",
         || {
             let rs = RunState::new("job");

@@ -1,4 +1,8 @@
-//! Helpers shared by several test files (`mod common;` in each).
+//! Helpers shared by several test files (`mod common;` in each; each file
+//! uses a part, hence the `dead_code` allowance).
+#![allow(dead_code)]
+
+pub mod child;
 
 use std::sync::Mutex;
 
