@@ -76,7 +76,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// other with `{:#}`, so that an `anyhow::Error` writes its whole context
 /// chain (there is no `source()` to continue it with), while most types
 /// read as with `{}`.
-fn write_cause<E: fmt::Display + 'static>(f: &mut fmt::Formatter<'_>, cause: &E) -> fmt::Result {
+pub(crate) fn write_cause<E: fmt::Display + 'static>(
+    f: &mut fmt::Formatter<'_>,
+    cause: &E,
+) -> fmt::Result {
     if chain_continues(cause) {
         write!(f, "{cause}")
     } else {
@@ -93,7 +96,7 @@ fn chain_continues<E: 'static>(cause: &E) -> bool {
 /// The `source()` of a wrapper whose message already holds `cause`: the
 /// cause's own source, where the concrete type lets us reach it (generic
 /// code cannot ask any `E` whether it is an `Error`; see the module docs).
-fn cause_source<E: 'static>(cause: &E) -> Option<&(dyn std::error::Error + 'static)> {
+pub(crate) fn cause_source<E: 'static>(cause: &E) -> Option<&(dyn std::error::Error + 'static)> {
     let any: &dyn std::any::Any = cause;
     if let Some(boxed) = any.downcast_ref::<BoxError>() {
         boxed.source()

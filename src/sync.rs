@@ -92,6 +92,13 @@ impl Futex {
     pub(crate) fn wake_all(&self) {
         timed_wait::wake_all(&self.word);
     }
+
+    /// Wakes at least one thread sleeping on this word (exactly one where
+    /// the OS can: all on macOS, see `timed_wait`).
+    #[inline]
+    pub(crate) fn wake_one(&self) {
+        timed_wait::wake_one(&self.word);
+    }
 }
 
 #[cfg(loom)]
@@ -127,6 +134,12 @@ impl Futex {
     pub(crate) fn wake_all(&self) {
         let _guard = self.lock.lock().unwrap();
         self.sleepers.notify_all();
+    }
+
+    /// Wakes one thread sleeping in [`wait`](Futex::wait) on this word.
+    pub(crate) fn wake_one(&self) {
+        let _guard = self.lock.lock().unwrap();
+        self.sleepers.notify_one();
     }
 }
 
@@ -447,6 +460,17 @@ impl<T> ObjectQueue<T> {
     pub(crate) fn len(&self) -> usize {
         self.items.lock().unwrap().len()
     }
+}
+
+/// One step of a wait for another thread's few instructions (an object it
+/// is moving in or out of a pool's queue): a `yield_now`, which under loom
+/// lets the model run that thread.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
 }
 
 /// A small index unique among the threads alive now, for per-thread

@@ -7,6 +7,7 @@ use std::mem::ManuallyDrop;
 
 use crossbeam_utils::CachePadded;
 
+use super::limit::Limit;
 use super::slots::{Slot, MAX_FRONT};
 use super::stats::{RareCounts, Stripes};
 use super::Pool;
@@ -36,6 +37,8 @@ pub struct PoolBuilder<T, E = Infallible> {
     factory: Factory<T, E>,
     reset: Option<Reset<T>>,
     max_size: usize,
+    max_live: usize,
+    name: Option<String>,
 }
 
 impl<T, E> PoolBuilder<T, E> {
@@ -64,6 +67,65 @@ impl<T, E> PoolBuilder<T, E> {
     /// ```
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.max_size = max_size;
+        self
+    }
+
+    /// At most `max_live` objects alive at once: idle, handed out and
+    /// being made all count (r2d2's and deadpool's `max_size`). At the cap
+    /// [`get`](Pool::get) and [`instance`](Pool::instance) wait until an
+    /// object comes back or room frees (an object dropped, taken, rejected
+    /// or over [`max_size`](Self::max_size)); [`try_get`](Pool::try_get)
+    /// and [`get_timeout`](Pool::get_timeout) bound the wait. See
+    /// [the names beside the peers'](crate::pool#names-beside-the-peers)
+    /// and the fairness bound there.
+    ///
+    /// `max_size` keeps its meaning beside it: the idle objects kept. With
+    /// a cap below `max_size`, the cap bounds the idle objects too (they
+    /// are alive); with `max_size` below the cap, objects coming back to a
+    /// pool with `max_size` idle are dropped, which frees room.
+    ///
+    /// 0 means no cap (the default, as `max_size(0)` means no limit), and
+    /// the pool's paths are exactly the uncapped ones; a value above
+    /// [`Pool::MAX_LIVE`] (2,097,151) is taken as `MAX_LIVE`. Only a capped
+    /// pool can be [closed](Pool::close) or [resized](Pool::resize).
+    ///
+    /// A guard forgotten with `mem::forget` keeps its object's room for
+    /// ever (as a leaked `MutexGuard` keeps its lock): the pool then has
+    /// one object fewer to hand out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::{Pool, PoolError};
+    ///
+    /// let pool = Pool::builder(|| vec![0u8; 1024])
+    ///     .max_size(8) // idle kept
+    ///     .max_live(2) // alive at once
+    ///     .build();
+    /// let (a, b) = (pool.get()?, pool.get()?);
+    /// let err = pool.get_timeout(Duration::from_millis(1)).unwrap_err();
+    /// assert!(matches!(err, PoolError::TimedOut { live: 2, cap: 2, .. }));
+    /// drop(a);
+    /// assert!(pool.try_get().is_ok());
+    /// # drop(b);
+    /// # Ok::<(), PoolError>(())
+    /// ```
+    pub fn max_live(mut self, max_live: usize) -> Self {
+        self.max_live = max_live;
+        self
+    }
+
+    /// The pool's name, for error messages and `Debug` (`pool` unless
+    /// set).
+    ///
+    /// ```
+    /// use multiopen::Pool;
+    /// let pool = Pool::builder(|| 0u8).max_live(1).name("parsers").build();
+    /// pool.close()?;
+    /// assert_eq!(pool.get().unwrap_err().to_string(), "parsers is closed");
+    /// # Ok::<(), multiopen::PoolError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
         self
     }
 
@@ -124,6 +186,8 @@ impl<T, E> PoolBuilder<T, E> {
             rare: CachePadded::new(RareCounts::new()),
             factory: ManuallyDrop::new(self.factory),
             reset: self.reset,
+            limit: (self.max_live > 0).then(|| Box::new(Limit::new(self.max_live))),
+            name: self.name.unwrap_or_else(|| "pool".to_owned()).into(),
         }
     }
 }
@@ -132,6 +196,8 @@ impl<T, E> fmt::Debug for PoolBuilder<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("max_size", &self.max_size)
+            .field("max_live", &self.max_live)
+            .field("name", &self.name)
             .field("reset", &self.reset.is_some())
             .finish_non_exhaustive()
     }
@@ -150,6 +216,8 @@ impl<T> Pool<T> {
             factory: Box::new(move || Ok(factory())),
             reset: None,
             max_size: Self::DEFAULT_MAX_SIZE,
+            max_live: 0,
+            name: None,
         }
     }
 }
@@ -175,6 +243,8 @@ impl<T, E> Pool<T, E> {
             factory: Box::new(factory),
             reset: None,
             max_size: Self::DEFAULT_MAX_SIZE,
+            max_live: 0,
+            name: None,
         }
     }
 }

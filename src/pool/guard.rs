@@ -7,7 +7,6 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use super::stats::bump;
 use super::Pool;
 use crate::unwind;
 
@@ -63,10 +62,11 @@ impl<'a, T, E> PoolGuard<'a, T, E> {
     /// ```
     pub fn take(self) -> T {
         let mut this = ManuallyDrop::new(self);
-        bump(&this.pool.rare.taken);
         // SAFETY: `this` is never dropped or used again, so the object is
         // moved out exactly once.
-        unsafe { ManuallyDrop::take(&mut this.object) }
+        let object = unsafe { ManuallyDrop::take(&mut this.object) };
+        this.pool.note_taken(this.home);
+        object
     }
 
     /// The pool the object came from.
@@ -94,7 +94,7 @@ impl<T, E> OwnedPoolGuard<T, E> {
     /// ```
     pub fn take(self) -> T {
         let mut this = ManuallyDrop::new(self);
-        bump(&this.pool.rare.taken);
+        this.pool.note_taken(this.home);
         // SAFETY: `this` is never dropped or used again, so the object and
         // the Arc are each moved out exactly once.
         // The object first: dropping the last `Arc` may run other objects'

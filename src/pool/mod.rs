@@ -182,12 +182,18 @@ use crate::sync::{mutant, ObjectQueue};
 use crate::unwind;
 
 mod builder;
+mod capped;
+mod error;
+mod get;
 mod guard;
+mod limit;
 mod slots;
 mod stats;
 mod take;
 
 pub use builder::PoolBuilder;
+pub use error::PoolError;
+pub use get::PoolStatus;
 pub use guard::{OwnedPoolGuard, PoolGuard};
 pub use stats::PoolStats;
 
@@ -251,6 +257,11 @@ pub struct Pool<T, E = Infallible> {
     /// values must not abort the process.
     factory: ManuallyDrop<Factory<T, E>>,
     reset: Option<Reset<T>>,
+    /// The cap on live objects, if built with one: chosen at build time,
+    /// so an uncapped pool's paths test this one plain field and go on.
+    limit: Option<Box<limit::Limit>>,
+    /// For messages; `pool` unless set.
+    name: Box<str>,
 }
 
 impl<T> Pool<T> {
@@ -406,7 +417,10 @@ impl<T, E> Pool<T, E> {
     /// ```
     #[inline]
     pub fn try_instance(&self) -> Result<PoolGuard<'_, T, E>, E> {
-        let (object, home) = self.acquire()?;
+        let (object, home) = match &self.limit {
+            None => self.acquire()?,
+            Some(limit) => self.instance_capped(limit)?,
+        };
         Ok(PoolGuard {
             object: ManuallyDrop::new(object),
             home,
@@ -425,7 +439,10 @@ impl<T, E> Pool<T, E> {
     /// ```
     #[inline]
     pub fn try_instance_owned(self: &Arc<Self>) -> Result<OwnedPoolGuard<T, E>, E> {
-        let (object, home) = self.acquire()?;
+        let (object, home) = match &self.limit {
+            None => self.acquire()?,
+            Some(limit) => self.instance_capped(limit)?,
+        };
         Ok(OwnedPoolGuard {
             object: ManuallyDrop::new(object),
             home,
@@ -443,6 +460,9 @@ impl<T, E> Pool<T, E> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn try_prefill(&self, n: usize) -> Result<usize, E> {
+        if let Some(limit) = &self.limit {
+            return self.prefill_capped(limit, n);
+        }
         let mut added = 0;
         while added < n && self.has_room() {
             // Counted as made only once placed (or dropped): until then
@@ -532,6 +552,9 @@ impl<T, E> Pool<T, E> {
     /// assert_eq!(pool.stats().cleared, 3);
     /// ```
     pub fn clear(&self) -> usize {
+        if let Some(limit) = &self.limit {
+            return self.drain(limit, false);
+        }
         let mut dropped = 0;
         for slot in self.front.iter() {
             if let Some(object) = slot.take() {
@@ -619,6 +642,8 @@ impl<T, E> fmt::Debug for Pool<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("max_size", &self.max_size())
+            .field("max_live", &self.max_live())
+            .field("name", &self.name())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }

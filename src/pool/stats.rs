@@ -3,6 +3,7 @@
 //! snapshot that [`Pool::stats`] derives from them.
 
 use std::fmt;
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
@@ -192,8 +193,14 @@ pub(super) struct RareCounts {
     pub(super) taken: AtomicUsize,
     /// Objects dropped because the reset hook panicked on them.
     pub(super) reset_panicked: AtomicUsize,
-    /// Idle objects dropped by `clear`.
+    /// Idle objects dropped by `clear` (and, in a capped pool, by
+    /// `close` and `resize`).
     pub(super) cleared: AtomicUsize,
+    /// Capped pool: returns dropped because the pool was closed or over a
+    /// shrunk cap, and objects `instance` made on a closed pool.
+    pub(super) dropped_closed: AtomicUsize,
+    /// Capped pool: objects the validation hook rejected.
+    pub(super) rejected: AtomicUsize,
 }
 
 impl RareCounts {
@@ -207,6 +214,8 @@ impl RareCounts {
             taken: AtomicUsize::new(0),
             reset_panicked: AtomicUsize::new(0),
             cleared: AtomicUsize::new(0),
+            dropped_closed: AtomicUsize::new(0),
+            rejected: AtomicUsize::new(0),
         }
     }
 }
@@ -264,13 +273,38 @@ pub struct PoolStats {
     pub reset_panicked: usize,
     /// Objects removed from the pool for good with [`PoolGuard::take`](super::PoolGuard::take).
     pub taken: usize,
-    /// Idle objects dropped by [`Pool::clear`].
+    /// Idle objects dropped by [`Pool::clear`] (and, in a capped pool, by
+    /// [`Pool::close`] and [`Pool::resize`], or found over the cap as they
+    /// were put back).
     pub cleared: usize,
+    /// Capped pool: objects dropped on return because the pool was closed
+    /// or over a shrunk cap (and objects [`Pool::instance`] made on a
+    /// closed pool, dropped on return).
+    pub dropped_closed: usize,
+    /// Capped pool: objects the validation hook rejected.
+    pub rejected: usize,
     /// Idle objects in the pool ([`Pool::len`]).
     pub idle: usize,
     /// Objects handed out in guards and not yet back (derived:
     /// `created - retired() - idle`).
     pub out: usize,
+    /// Capped pool: acquires that found the pool at its cap and waited
+    /// (or would have: a `try_get` refused counts too).
+    pub waited: usize,
+    /// Capped pool: acquires that gave up at their timeout.
+    pub timed_out: usize,
+    /// Capped pool: the time all those acquires waited, together.
+    pub wait_total: Duration,
+    /// Capped pool: the longest single wait.
+    pub wait_longest: Duration,
+    /// Capped pool: futex sleeps of waiting acquires (a wait may sleep
+    /// more than once; a thread woken finds a barging thread took the
+    /// object first, and sleeps again).
+    pub sleeps: usize,
+    /// Capped pool: waiters that starved (waited past 1 ms) and turned
+    /// the pool to hand-off (see
+    /// [fairness](crate::pool#fairness)).
+    pub handoffs: usize,
 }
 
 /// One line for a log, the counts that matter first:
@@ -303,6 +337,10 @@ impl fmt::Display for PoolStats {
             (self.reset_panicked, "reset panicked"),
             (self.taken, "taken"),
             (self.cleared, "cleared"),
+            (self.dropped_closed, "dropped closed"),
+            (self.rejected, "rejected"),
+            (self.waited, "waited"),
+            (self.timed_out, "timed out"),
         ] {
             if count > 0 {
                 write!(f, ", {count} {what}")?;
@@ -323,7 +361,12 @@ impl PoolStats {
     /// assert_eq!(pool.stats().retired(), 1);
     /// ```
     pub fn retired(&self) -> usize {
-        self.dropped_full + self.reset_panicked + self.taken + self.cleared
+        self.dropped_full
+            + self.reset_panicked
+            + self.taken
+            + self.cleared
+            + self.dropped_closed
+            + self.rejected
     }
 }
 
@@ -339,7 +382,7 @@ const STATS_ATTEMPTS: usize = 1;
 
 /// The rare-path counters, in the order a forward pass reads them:
 /// retirements before makes (see [`Pool::stats`]).
-const RARE: usize = 8;
+const RARE: usize = 10;
 /// Index of the stripes' sum in a [`Pass`]; the slot words follow it.
 const STRIPES: usize = RARE;
 /// Values in a [`Pass`]: the rare counters, the stripes' sum, and up to
@@ -364,8 +407,10 @@ impl<T, E> Pool<T, E> {
             2 => &rare.taken,
             3 => &rare.reset_panicked,
             4 => &rare.cleared,
-            5 => &rare.made_for_guard,
-            6 => &rare.made_for_prefill,
+            5 => &rare.dropped_closed,
+            6 => &rare.rejected,
+            7 => &rare.made_for_guard,
+            8 => &rare.made_for_prefill,
             _ => &rare.failed,
         }
     }
@@ -448,12 +493,30 @@ impl<T, E> Pool<T, E> {
             let after = self.read_pass(false);
             // The mutant trusts the first pass alone, as `stats` once did.
             if before == after || mutant("pool::stats_no_recheck") {
-                return snapshot(&before, &before, queue_len);
+                return self.with_waits(snapshot(&before, &before, queue_len));
             }
             if attempt == STATS_ATTEMPTS {
-                return snapshot(&before, &after, queue_len);
+                return self.with_waits(snapshot(&before, &after, queue_len));
             }
         }
+    }
+}
+
+impl<T, E> Pool<T, E> {
+    /// `stats` with a capped pool's waiting counts (read once: they are
+    /// reports, outside the books `stats` balances).
+    fn with_waits(&self, mut stats: PoolStats) -> PoolStats {
+        if let Some(limit) = &self.limit {
+            let c = &limit.counts;
+            // Relaxed: statistics, each a value it had during the call.
+            stats.waited = c.waited.load(Ordering::Relaxed);
+            stats.timed_out = c.timed_out.load(Ordering::Relaxed);
+            stats.wait_total = Duration::from_nanos(c.wait_nanos.load(Ordering::Relaxed));
+            stats.wait_longest = Duration::from_nanos(c.longest_nanos.load(Ordering::Relaxed));
+            stats.sleeps = c.sleeps.load(Ordering::Relaxed);
+            stats.handoffs = c.handoffs.load(Ordering::Relaxed);
+        }
+        stats
     }
 }
 
@@ -463,9 +526,9 @@ impl<T, E> Pool<T, E> {
 /// retirements and clears read in `late`, which can only be larger, so
 /// they err low, never high (see [`Pool::stats`]).
 fn snapshot(early: &Pass, late: &Pass, queue_len: usize) -> PoolStats {
-    let [full_on_prefill, full_on_return, taken, reset_panicked, cleared, made_for_guard, made_for_prefill, failed] =
-        [0, 1, 2, 3, 4, 5, 6, 7].map(|k| early[k]);
-    let late_retired = late[..5].iter().fold(0usize, |sum, &n| sum.wrapping_add(n));
+    let [full_on_prefill, full_on_return, taken, reset_panicked, cleared, dropped_closed, rejected, made_for_guard, made_for_prefill, failed] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|k| early[k]);
+    let late_retired = late[..7].iter().fold(0usize, |sum, &n| sum.wrapping_add(n));
     let late_cleared = late[4];
     let (mut in_front, mut front_returns) = (0, 0usize);
     for &state in &early[STRIPES + 1..] {
@@ -490,9 +553,12 @@ fn snapshot(early: &Pass, late: &Pass, queue_len: usize) -> PoolStats {
         reset_panicked,
         taken,
         cleared,
+        dropped_closed,
+        rejected,
         idle,
         // Made, and neither retired nor idle.
         out: created.saturating_sub(late_retired.saturating_add(idle)),
+        ..PoolStats::default()
     }
 }
 

@@ -103,6 +103,10 @@ impl<T, E> Pool<T, E> {
     /// SAFETY (caller): `object` holds a value and is not used again.
     #[inline]
     pub(super) unsafe fn release(&self, object: &mut ManuallyDrop<T>, home: usize) {
+        if let Some(limit) = &self.limit {
+            // SAFETY: passed on from our caller.
+            return unsafe { self.release_capped(limit, object, home) };
+        }
         if let Some(reset) = &self.reset {
             // If the hook panics, this drops the object and counts it.
             let discard = DiscardOnUnwind {

@@ -102,6 +102,14 @@ pub(super) fn wake_all(word: &AtomicU32) {
     platform::wake_all(word);
 }
 
+/// Wakes at least one thread sleeping in [`wait`] or [`wait_timeout`] on
+/// `word` (one on every platform but macOS, where it wakes them all: see
+/// there).
+#[inline]
+pub(super) fn wake_one(word: &AtomicU32) {
+    platform::wake_one(word);
+}
+
 /// `timeout` cut to at most `longest`, and whether it was cut.
 #[allow(dead_code)] // Not every platform cuts.
 fn cut_to(timeout: Duration, longest: Duration) -> (Duration, bool) {
@@ -139,6 +147,12 @@ mod platform {
     #[inline]
     pub(super) fn wake_all(word: &AtomicU32) {
         atomic_wait::wake_all(word);
+    }
+
+    /// `atomic-wait`'s wake of one waiter.
+    #[inline]
+    pub(super) fn wake_one(word: &AtomicU32) {
+        atomic_wait::wake_one(word);
     }
 
     /// `FUTEX_WAIT | FUTEX_PRIVATE_FLAG` with a relative timeout, which the
@@ -200,6 +214,12 @@ mod platform {
         atomic_wait::wake_all(word);
     }
 
+    /// `atomic-wait`'s wake of one waiter.
+    #[inline]
+    pub(super) fn wake_one(word: &AtomicU32) {
+        atomic_wait::wake_one(word);
+    }
+
     /// `WaitOnAddress` with a timeout in whole milliseconds, rounded up so
     /// that it never fires before `timeout`; `timeout` is not zero.
     pub(super) fn wait_timeout(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
@@ -247,6 +267,12 @@ mod platform {
     #[inline]
     pub(super) fn wake_all(word: &AtomicU32) {
         atomic_wait::wake_all(word);
+    }
+
+    /// `atomic-wait`'s wake of one waiter.
+    #[inline]
+    pub(super) fn wake_one(word: &AtomicU32) {
+        atomic_wait::wake_one(word);
     }
 
     /// `_umtx_op(UMTX_OP_WAIT_UINT_PRIVATE)` with a *relative* `_umtx_time`
@@ -428,6 +454,14 @@ mod platform {
         };
     }
 
+    /// Wakes every waiter, as `wake_all`: `os_sync_wake_by_address_any` is
+    /// not among the functions looked up, and a `__ulock_wake` of one
+    /// might not reach an `os_sync` sleeper. Extra wakes are harmless
+    /// (every caller loops on its own condition); only the cost differs.
+    pub(super) fn wake_one(word: &AtomicU32) {
+        wake_all(word);
+    }
+
     /// `os_sync_wait_on_address_with_timeout` (relative nanoseconds on
     /// `OS_CLOCK_MACH_ABSOLUTE_TIME`), else `__ulock_wait` (microseconds
     /// rounded up, so at least 1: 0 would mean no timeout); `timeout` is
@@ -495,6 +529,12 @@ mod platform {
     #[inline]
     pub(super) fn wake_all(word: &AtomicU32) {
         atomic_wait::wake_all(word);
+    }
+
+    /// `atomic-wait`'s wake of one waiter.
+    #[inline]
+    pub(super) fn wake_one(word: &AtomicU32) {
+        atomic_wait::wake_one(word);
     }
 
     /// One polling step: sleeps at most 1 ms if the word holds `expected`;

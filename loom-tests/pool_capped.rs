@@ -1,0 +1,214 @@
+//! loom models of a capped `Pool` (issue 15): the token word, the
+//! waiters' registration, the wake sequence they sleep on, time-outs,
+//! close and resize. Each model has a mutant in `loom-tests/mutants.txt`
+//! (`bash loom-tests/mutants.sh pool::cap_`).
+//!
+//! Every object is a [`Probe`] (a loom `UnsafeCell` written by each
+//! holder, so two holders at once, or a hand-over without a
+//! happens-before edge, is a data race loom reports) that counts itself
+//! made and dropped outside loom's view. After the threads are joined,
+//! each model checks that no object was lost (made − dropped = idle + out,
+//! and the pool's own count of live objects agrees), that nobody is left
+//! registered as waiting, and that the pool can serve again. A missing
+//! wake shows up as a loom deadlock.
+//!
+//! Under loom a timed wait times out at its first sleep (see
+//! `sync::Futex::wait_deadline`), so a time-out is explored at every point
+//! a timed waiter could sleep.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_pool_capped`.
+#![cfg(loom)]
+
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+
+use loom::cell::UnsafeCell;
+use loom::thread;
+use multiopen::{Pool, PoolError};
+
+#[derive(Default)]
+struct Counts {
+    made: StdAtomicUsize,
+    dropped: StdAtomicUsize,
+}
+
+struct Probe {
+    uses: UnsafeCell<usize>,
+    counts: Arc<Counts>,
+}
+
+// SAFETY: `uses` is the one non-Sync field; loom checks every access.
+unsafe impl Sync for Probe {}
+
+impl Probe {
+    fn touch(&self) {
+        // SAFETY: loom checks this access against every other one.
+        self.uses.with_mut(|uses| unsafe { *uses += 1 });
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.counts.dropped.fetch_add(1, SeqCst);
+    }
+}
+
+type Probes = Arc<Pool<Probe>>;
+
+fn pool(cap: usize) -> (Probes, Arc<Counts>) {
+    let counts = Arc::new(Counts::default());
+    let c = Arc::clone(&counts);
+    let pool = Pool::builder(move || {
+        c.made.fetch_add(1, SeqCst);
+        Probe {
+            uses: UnsafeCell::new(0),
+            counts: Arc::clone(&c),
+        }
+    })
+    .max_size(2)
+    .max_live(cap)
+    .build();
+    (Arc::new(pool), counts)
+}
+
+/// The end-of-model books (see the module doc); every guard is gone.
+fn check(pool: &Pool<Probe>, counts: &Counts) {
+    let status = pool.status();
+    let alive = counts.made.load(SeqCst) - counts.dropped.load(SeqCst);
+    assert_eq!(status.waiting, 0, "{status:?}");
+    assert_eq!(status.out, 0, "{status:?}");
+    assert_eq!(status.live, alive, "the word's count is off: {status:?}");
+    assert_eq!(pool.len(), status.idle, "{status:?}");
+    let s = pool.stats();
+    assert_eq!(s.created, s.retired() + s.idle + s.out, "{s:?}");
+    if !status.closed {
+        // Served again: the room and every object came back.
+        let g = pool.try_get().expect("the pool serves again");
+        g.touch();
+    }
+}
+
+fn model(preemption_bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = preemption_bound;
+    builder.check(f);
+}
+
+/// A return racing a waiter on its way to sleep (cap 1): the waiter must
+/// be served, whether it registers before the return's look at the word
+/// or after (every interleaving).
+#[test]
+fn return_races_a_waiter_going_to_sleep() {
+    model(None, || {
+        let (pool, counts) = pool(1);
+        let held = pool.get().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = thread::spawn(move || p.get().unwrap().touch());
+        held.touch();
+        drop(held);
+        waiter.join().unwrap();
+        check(&pool, &counts);
+    });
+}
+
+/// Three threads on a cap of 1, two of them taking twice, so a waiter
+/// registers twice and a take plus a registration can bring the state
+/// word back to a value a late sleeper saw: it must not sleep through its
+/// wake (the separate wake sequence). Preemption bound 2.
+#[test]
+fn waiter_registers_twice_three_threads() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let p = Arc::clone(&pool);
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        p.get().unwrap().touch();
+                    }
+                })
+            })
+            .collect();
+        pool.get().unwrap().touch();
+        for t in threads {
+            t.join().unwrap();
+        }
+        check(&pool, &counts);
+    });
+}
+
+/// A timed waiter's time-out racing the return that would serve it, with
+/// an untimed waiter beside it (cap 1): the object is neither lost nor
+/// counted to the waiter that left, and the untimed waiter is served.
+/// Preemption bound 2.
+#[test]
+fn timeout_races_a_hand_off() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let held = pool.get().unwrap();
+        let p = Arc::clone(&pool);
+        let timed = thread::spawn(move || match p.get_timeout(Duration::from_secs(1)) {
+            Ok(g) => g.touch(),
+            Err(e) => assert!(matches!(e, PoolError::TimedOut { .. }), "{e}"),
+        });
+        let p = Arc::clone(&pool);
+        let untimed = thread::spawn(move || p.get().unwrap().touch());
+        drop(held);
+        timed.join().unwrap();
+        untimed.join().unwrap();
+        check(&pool, &counts);
+    });
+}
+
+/// `close` racing a waiter and a return (cap 1): the waiter is woken
+/// (served before the close, or refused with Closed), the return after
+/// the close drops its object, and nothing is left alive. Preemption
+/// bound 2.
+#[test]
+fn close_races_waiters_and_returns() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let held = pool.get().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = thread::spawn(move || match p.get() {
+            Ok(g) => g.touch(),
+            Err(e) => assert!(matches!(e, PoolError::Closed { .. }), "{e}"),
+        });
+        let p = Arc::clone(&pool);
+        let closer = thread::spawn(move || p.close().unwrap());
+        drop(held);
+        waiter.join().unwrap();
+        closer.join().unwrap();
+        assert_eq!(
+            counts.made.load(SeqCst),
+            counts.dropped.load(SeqCst),
+            "closed: every object dropped"
+        );
+        check(&pool, &counts);
+    });
+}
+
+/// `resize` growing the cap while a waiter sleeps at it (cap 1, the one
+/// object held throughout): the new room must wake it, whether the waiter
+/// registers before or after the resize. Then the cap shrinks back below
+/// the objects alive, and the return over it is dropped. Preemption bound 2.
+#[test]
+fn resize_races_acquires() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let held = pool.get().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = thread::spawn(move || p.get().unwrap().touch());
+        let p = Arc::clone(&pool);
+        let resizer = thread::spawn(move || {
+            p.resize(2).unwrap();
+        });
+        resizer.join().unwrap();
+        waiter.join().unwrap();
+        pool.resize(1).unwrap();
+        drop(held);
+        check(&pool, &counts);
+    });
+}

@@ -1,0 +1,283 @@
+//! A capped pool's take and return paths (chosen once, at build time: an
+//! uncapped pool never comes here), and the calls that only a capped pool
+//! answers: `close`, `resize`, and the waits of `get`.
+//!
+//! The storage is the uncapped pool's (front slots, then the queue); the
+//! [`Limit`] beside it counts every object alive. See `limit.rs` for the
+//! state word, and the order every path keeps: an object is put into the
+//! storage *before* it is counted idle, and dropped *before* its room is
+//! given back, so the objects alive never exceed the cap.
+
+use std::mem::ManuallyDrop;
+
+use super::error::PoolError;
+use super::limit::{Limit, Patience, Refused, RoomOnUnwind, Token};
+use super::slots::{NO_HOME, PUT};
+use super::stats::bump;
+use super::take::drop_object;
+use super::Pool;
+use crate::sync::{yield_now, AtomicUsize};
+use crate::unwind;
+
+/// A guard's `home` for an object made by [`instance`](Pool::instance) on
+/// a closed capped pool: not counted, dropped when the guard goes.
+pub(super) const UNPOOLED: usize = usize::MAX - 1;
+
+/// Drops a guard's object, counts it and gives its room back if dropped,
+/// that is, if the reset hook it guards panics; the normal path forgets
+/// it. As `take::DiscardOnUnwind`, for a capped pool.
+struct DiscardCappedOnUnwind<'a, T> {
+    object: &'a mut ManuallyDrop<T>,
+    count: &'a AtomicUsize,
+    limit: &'a Limit,
+}
+
+impl<T> Drop for DiscardCappedOnUnwind<'_, T> {
+    fn drop(&mut self) {
+        bump(self.count);
+        let _room = RoomOnUnwind(self.limit);
+        let object = &mut *self.object;
+        // SAFETY: `release_capped`'s caller gave up the object, and the
+        // normal path (which moves it on) forgets this guard instead.
+        unwind::in_cleanup(|| unsafe { ManuallyDrop::drop(object) });
+    }
+}
+
+impl<T, E> Pool<T, E> {
+    /// An object (and the home slot for its guard) within `patience`, or
+    /// why not. Any pool: an uncapped one never waits.
+    pub(super) fn acquire_within(&self, patience: Patience) -> Result<(T, usize), PoolError<E>> {
+        match &self.limit {
+            None => self.acquire().map_err(|error| PoolError::Factory {
+                name: self.name().to_owned(),
+                error,
+            }),
+            Some(limit) => self.acquire_capped(limit, patience),
+        }
+    }
+
+    /// `acquire` of a capped pool: a token, then its object.
+    #[inline(never)]
+    pub(super) fn acquire_capped(
+        &self,
+        limit: &Limit,
+        patience: Patience,
+    ) -> Result<(T, usize), PoolError<E>> {
+        let home = self.home();
+        let token = limit
+            .acquire(patience)
+            .map_err(|refused| self.refusal(limit, refused))?;
+        match token {
+            Token::Idle => Ok((self.pop_counted(home), home)),
+            Token::Room => {
+                // A panicking factory gives the room back as it unwinds.
+                let room = RoomOnUnwind(limit);
+                match self.make(Some(&self.rare.made_for_guard)) {
+                    Ok(object) => {
+                        std::mem::forget(room);
+                        Ok((object, home))
+                    }
+                    Err(error) => {
+                        drop(room); // given back, a waiter woken if due
+                        Err(PoolError::Factory {
+                            name: self.name().to_owned(),
+                            error,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// `instance` of a capped pool: waits for ever; on a closed pool, a
+    /// fresh object that is not counted and is dropped on return.
+    #[inline(never)]
+    pub(super) fn instance_capped(&self, limit: &Limit) -> Result<(T, usize), E> {
+        match self.acquire_capped(limit, Patience::Until(None)) {
+            Ok(taken) => Ok(taken),
+            Err(PoolError::Factory { error, .. }) => Err(error),
+            Err(_closed) => self
+                .make(Some(&self.rare.made_for_guard))
+                .map(|object| (object, UNPOOLED)),
+        }
+    }
+
+    fn refusal(&self, limit: &Limit, refused: Refused) -> PoolError<E> {
+        let name = self.name().to_owned();
+        let now = limit.reading();
+        match refused {
+            Refused::Closed => PoolError::Closed { name },
+            Refused::Exhausted => PoolError::Exhausted {
+                name,
+                live: now.live,
+                cap: now.cap,
+            },
+            Refused::TimedOut(waited) => PoolError::TimedOut {
+                name,
+                waited,
+                live: now.live,
+                cap: now.cap,
+            },
+        }
+    }
+
+    /// Pops an object the caller holds an idle token for (or one it put
+    /// in uncounted and must take back out): it is in the storage, though
+    /// perhaps not where this thread looked first, so look until found.
+    pub(super) fn pop_counted(&self, home: usize) -> T {
+        loop {
+            if let Some(object) = self.front.get(home).and_then(|slot| slot.take()) {
+                return object;
+            }
+            if let Some(object) = self.idle.pop() {
+                return object;
+            }
+            for slot in self.front.iter() {
+                if let Some(object) = slot.take() {
+                    return object;
+                }
+            }
+            // Another token holder took the one we would have found, and
+            // ours is being published behind us: let it finish.
+            yield_now();
+        }
+    }
+
+    /// Puts `object` into the storage (home slot, queue, other slots),
+    /// counting it as returned; hands it back if every place was full.
+    fn store(&self, object: T, home: usize) -> Result<(), T> {
+        let object = match self.front.get(home) {
+            Some(slot) => match slot.put(object, PUT) {
+                Ok(()) => return Ok(()),
+                Err(object) => object,
+            },
+            None => object,
+        };
+        match self.idle.push(object) {
+            Ok(()) => {
+                self.stripes.count();
+                Ok(())
+            }
+            Err(object) => self.put_in_front(object, home, PUT),
+        }
+    }
+
+    /// Drops an object for good, counted in `count`, then gives its room
+    /// back (even if its `Drop` panics).
+    pub(super) fn discard(&self, limit: &Limit, object: T, count: &AtomicUsize) {
+        bump(count);
+        let _room = RoomOnUnwind(limit);
+        drop_object(object);
+    }
+
+    /// A guard's return to a capped pool: dropped at once if the pool will
+    /// not keep it (closed, over a shrunk cap: no reset hook wasted on
+    /// it), else reset, stored and counted idle (waking a waiter if due).
+    ///
+    /// SAFETY (caller): `object` holds a value and is not used again.
+    #[inline(never)]
+    pub(super) unsafe fn release_capped(
+        &self,
+        limit: &Limit,
+        object: &mut ManuallyDrop<T>,
+        home: usize,
+    ) {
+        if home == UNPOOLED {
+            bump(&self.rare.dropped_closed);
+            // SAFETY: the caller gives up `object`; it is moved out once.
+            drop_object(unsafe { ManuallyDrop::take(object) });
+            return;
+        }
+        if !limit.keeps() {
+            // SAFETY: as above.
+            let object = unsafe { ManuallyDrop::take(object) };
+            return self.discard(limit, object, &self.rare.dropped_closed);
+        }
+        if let Some(reset) = &self.reset {
+            let discard = DiscardCappedOnUnwind {
+                object: &mut *object,
+                count: &self.rare.reset_panicked,
+                limit,
+            };
+            // As in `release`: a panic while unwinding is caught, and
+            // `discard` has then dropped, counted and given back the object.
+            match unwind::in_cleanup(|| {
+                reset(&mut *discard.object);
+                discard
+            }) {
+                Some(discard) => std::mem::forget(discard),
+                None => return,
+            }
+        }
+        // SAFETY: the caller gives up `object`; it is moved out once.
+        let object = unsafe { ManuallyDrop::take(object) };
+        match self.store(object, home) {
+            Ok(()) => {
+                if !limit.give_idle() {
+                    // Closed or shrunk since `keeps`: take one back out
+                    // (ours or another uncounted one) and drop it.
+                    let object = self.pop_counted(home);
+                    self.discard(limit, object, &self.rare.cleared);
+                }
+            }
+            Err(object) => self.discard(limit, object, &self.rare.full_on_return),
+        }
+    }
+
+    /// Drops idle objects while `limit` lets it claim them (all of them, or
+    /// with `over_cap` those over a shrunk cap); how many.
+    pub(super) fn drain(&self, limit: &Limit, over_cap: bool) -> usize {
+        let mut dropped = 0;
+        while limit.claim_idle(over_cap) {
+            let object = self.pop_counted(NO_HOME);
+            self.discard(limit, object, &self.rare.cleared);
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// `try_prefill` of a capped pool: a room token per object, never
+    /// waiting.
+    pub(super) fn prefill_capped(&self, limit: &Limit, n: usize) -> Result<usize, E> {
+        let mut added = 0;
+        while added < n && limit.claim_room() {
+            let room = RoomOnUnwind(limit);
+            let object = self.make(None)?; // an error drops `room`: given back
+            std::mem::forget(room);
+            let placed = match self.put_in_front(object, NO_HOME, 0) {
+                Ok(()) => Ok(()),
+                Err(object) => self.idle.push(object),
+            };
+            match placed {
+                Ok(()) => {
+                    // Counted as made once placed, as in `try_prefill`.
+                    bump(&self.rare.made_for_prefill);
+                    if !limit.give_idle() {
+                        let object = self.pop_counted(NO_HOME);
+                        self.discard(limit, object, &self.rare.cleared);
+                        break;
+                    }
+                    added += 1;
+                }
+                Err(object) => {
+                    // Dropped before made, as `stats` reads them.
+                    self.discard(limit, object, &self.rare.full_on_prefill);
+                    bump(&self.rare.made_for_prefill);
+                    break;
+                }
+            }
+        }
+        Ok(added)
+    }
+}
+
+impl<T, E> Pool<T, E> {
+    /// Counts an object a guard removed for good; in a capped pool its
+    /// room is free again (the object lives on, outside the pool).
+    pub(super) fn note_taken(&self, home: usize) {
+        bump(&self.rare.taken);
+        if let (Some(limit), false) = (&self.limit, home == UNPOOLED) {
+            limit.give_room();
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! The cap on live objects ([`PoolBuilder::max_live`](super::PoolBuilder::max_live)):
+//! the state word that counts them, its waiters, and the wake-sequence
+//! futex the waiters sleep on. Only a capped pool has a [`Limit`]; an
+//! uncapped pool never touches one (its take and return paths test one
+//! plain field, fixed at build time, and go on as before).
+//!
+//! # Tokens
+//!
+//! Every object a capped pool may have alive is a *token* in one word:
+//! *idle* tokens (an object is in the pool's storage, counted after it was
+//! put there) and *free* tokens (room to make one: `cap - live`). An
+//! acquire first takes a token with one compare-and-swap, preferring an
+//! idle one, and only then pops its object (which it will find: it was put
+//! there before it was counted) or runs the factory; a return puts its
+//! object into the storage first and then counts it (`give_idle`); an
+//! object dropped for good (full, taken, rejected, expired, closed) gives
+//! its room back (`give_room`) *after* it was dropped, so the objects
+//! alive never exceed the cap at any moment. Shrinking the cap below the
+//! objects alive makes `free` negative: idle objects then do not count as
+//! available, returns drop theirs, and `resize` drops idle ones, until
+//! `free` is back to zero.
+//!
+//! # Waiting: barging, one wake in flight, hand-off when starving
+//!
+//! A thread that finds no token registers as a waiter in the same word
+//! (so a return's compare-and-swap sees it: no lost wake-up) and sleeps on
+//! the separate `seq` futex word. A running thread may take a returned
+//! object before a sleeper does (*barging*: measured on the prototypes,
+//! strict hand-off to sleepers convoys at 0.2× r2d2's throughput). A return
+//! wakes a sleeper only when waiters are registered and no earlier wake is
+//! still in flight (`WOKEN`): at most one woken thread at a time, and every
+//! thread that takes a token while tokens and waiters remain passes the
+//! wake on. A waiter that finds, on waking, that it has waited more than
+//! [`STARVING`] sets `HANDOFF`: from then on, new arrivals do not barge
+//! but register behind the waiters, so tokens go to registered waiters
+//! only, one wake at a time, until the waiters drain (or a waiter is
+//! served within `STARVING` of arriving, as Go's `sync.Mutex` leaves its
+//! starvation mode).
+//!
+//! # Why a separate wake-sequence word
+//!
+//! A sleeper reads `seq` *before* its last look at the state and sleeps
+//! only while `seq` still holds that value; every waking call bumps `seq`
+//! before the futex wake. A wake that lands between a sleeper's last look
+//! and its futex call therefore changes the word it sleeps on, and since
+//! `seq` only counts up, no later sequence of takes and registrations can
+//! restore the value it expects (the trap of sleeping on the state word
+//! itself: a take plus a registration can bring it back to the exact value
+//! the late sleeper checks, which then sleeps through its wake).
+
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{mutant, AtomicU64, AtomicUsize, Futex, Mutex, Ordering};
+
+// ----- the state word: bits documented at each constant -----
+
+/// Bits 0..21: idle tokens, objects counted idle in the storage.
+const IDLE_BITS: u32 = 21;
+/// One idle token.
+const IDLE_ONE: u64 = 1;
+const IDLE_MASK: u64 = (1 << IDLE_BITS) - 1;
+/// Bits 21..43: free tokens (`cap - live`), biased by `FREE_BIAS` so that
+/// a shrunk cap can make it negative.
+const FREE_SHIFT: u32 = IDLE_BITS;
+const FREE_BITS: u32 = 22;
+/// One free token.
+const FREE_ONE: u64 = 1 << FREE_SHIFT;
+const FREE_MASK: u64 = ((1 << FREE_BITS) - 1) << FREE_SHIFT;
+/// The stored free field is `free + FREE_BIAS`, in `[0, 2^22)`.
+const FREE_BIAS: i64 = 1 << (FREE_BITS - 1);
+/// Bits 43..61: registered waiters.
+const WAITER_SHIFT: u32 = FREE_SHIFT + FREE_BITS;
+const WAITER_ONE: u64 = 1 << WAITER_SHIFT;
+/// The most waiters the word counts; a thread finding it full yields and
+/// looks again instead of registering (2^18 - 1 = 262,143 threads).
+const MAX_WAITERS: u64 = (1 << 18) - 1;
+/// Bit 61: a wake has been issued and no registered waiter has looked at
+/// the word since: returns do not wake another.
+const WOKEN: u64 = 1 << 61;
+/// Bit 62: a waiter starved (waited past [`STARVING`]): new arrivals queue
+/// behind the registered waiters instead of barging.
+const HANDOFF: u64 = 1 << 62;
+/// Bit 63: the pool is closed: every acquire is refused, returns drop.
+const CLOSED: u64 = 1 << 63;
+
+/// The largest cap: the idle field's 21 bits (2,097,151 objects).
+pub(super) const MAX_LIVE: usize = (1 << IDLE_BITS) - 1;
+
+/// How long a waiter waits before it turns the pool to hand-off (see the
+/// module doc).
+pub(super) const STARVING: Duration = Duration::from_millis(1);
+
+fn idle(w: u64) -> u64 {
+    w & IDLE_MASK
+}
+
+fn free(w: u64) -> i64 {
+    ((w & FREE_MASK) >> FREE_SHIFT) as i64 - FREE_BIAS
+}
+
+fn waiters(w: u64) -> u64 {
+    w >> WAITER_SHIFT & MAX_WAITERS
+}
+
+/// The word with `free` set to `value` (in `[-MAX_LIVE, MAX_LIVE]`).
+fn with_free(w: u64, value: i64) -> u64 {
+    (w & !FREE_MASK) | (((value + FREE_BIAS) as u64) << FREE_SHIFT)
+}
+
+/// What a token entitles its holder to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Token {
+    /// An idle object is in the storage: pop it.
+    Idle,
+    /// Room for one more object: make it.
+    Room,
+}
+
+/// A token taken from `w`, and the word after it; `None` if there is none
+/// (idle objects over a shrunk cap are not available).
+fn take(w: u64) -> Option<(Token, u64)> {
+    let (idle, free) = (idle(w), free(w));
+    if idle > 0 && idle as i64 + free > 0 {
+        Some((Token::Idle, w - IDLE_ONE))
+    } else if free > 0 {
+        Some((Token::Room, w - FREE_ONE))
+    } else {
+        None
+    }
+}
+
+/// `new`, with `WOKEN` set if a wake is due: waiters registered, a token
+/// for them, no wake in flight, not closed. The second value: wake one.
+fn settle(new: u64) -> (u64, bool) {
+    if new & (CLOSED | WOKEN) == 0 && waiters(new) > 0 && take(new).is_some() {
+        (new | WOKEN, true)
+    } else {
+        (new, false)
+    }
+}
+
+/// Why [`Limit::acquire`] gave no token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// The pool is closed.
+    Closed,
+    /// No token now, and the call would not wait.
+    Exhausted,
+    /// No token before the deadline; waited this long.
+    TimedOut(Duration),
+}
+
+/// What one look at the state word decided, in `acquire_slow`.
+enum Look {
+    Got(Token),
+    Refused(Refused),
+    /// Registered (or still registered): sleep.
+    Sleep,
+    /// The waiter count is full: yield and look again.
+    Full,
+}
+
+/// How long an acquire may wait for a token.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Patience {
+    /// Not at all (`try_get`, a deadline already past).
+    Never,
+    /// Until the deadline; `None`: for ever.
+    Until(Option<Instant>),
+}
+
+/// The waiting statistics, counted on the slow path only.
+#[derive(Default)]
+pub(super) struct WaitCounts {
+    /// Acquires that found no token and waited (or were refused by a
+    /// timeout).
+    pub(super) waited: AtomicUsize,
+    /// Acquires that timed out.
+    pub(super) timed_out: AtomicUsize,
+    /// Total time waited by acquires that waited, in nanoseconds.
+    pub(super) wait_nanos: AtomicU64,
+    /// The longest single wait, in nanoseconds.
+    pub(super) longest_nanos: AtomicU64,
+    /// Futex sleeps (a waiter may sleep more than once).
+    pub(super) sleeps: AtomicUsize,
+    /// Times a starving waiter turned the pool to hand-off.
+    pub(super) handoffs: AtomicUsize,
+}
+
+/// The cap's state: see the module doc.
+pub(super) struct Limit {
+    /// Idle and free tokens, waiters, `WOKEN`, `HANDOFF`, `CLOSED`.
+    state: CachePadded<AtomicU64>,
+    /// The wake sequence: bumped by every waking call, slept on by waiters.
+    seq: CachePadded<Futex>,
+    /// The cap, for reports (`live = cap - free`); written by `resize`
+    /// under `resizing`, so two resizes never interleave.
+    cap: AtomicUsize,
+    resizing: Mutex<()>,
+    pub(super) counts: WaitCounts,
+}
+
+/// A reading of the state word for `status` and error messages.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reading {
+    pub(super) cap: usize,
+    pub(super) live: usize,
+    pub(super) idle: usize,
+    pub(super) waiting: usize,
+    pub(super) closed: bool,
+}
+
+impl Limit {
+    /// A limit of `cap` (at most [`MAX_LIVE`]) live objects, none yet.
+    pub(super) fn new(cap: usize) -> Self {
+        let cap = cap.min(MAX_LIVE);
+        Self {
+            state: CachePadded::new(AtomicU64::new(with_free(0, cap as i64))),
+            seq: CachePadded::new(Futex::new(0)),
+            cap: AtomicUsize::new(cap),
+            resizing: Mutex::new(()),
+            counts: WaitCounts::default(),
+        }
+    }
+
+    /// Bumps the sequence and wakes one sleeper.
+    #[cold]
+    fn wake(&self) {
+        // Release: a waiter whose Acquire load of `seq` sees this bump also
+        // sees the state change that made the wake due (see the module doc).
+        self.seq.fetch_add(1, Ordering::Release);
+        self.seq.wake_one();
+    }
+
+    /// Applies `f` to the state word until the compare-and-swap succeeds;
+    /// `f` returns the new word and what to report, or `None` to leave the
+    /// word as it is. Wakes one sleeper if `settle` says a wake is due.
+    #[inline]
+    fn update<R>(&self, mut f: impl FnMut(u64) -> Result<(u64, R), R>) -> R {
+        // Relaxed: a guess for the CAS, which decides.
+        let mut w = self.state.load(Ordering::Relaxed);
+        loop {
+            let (new, report) = match f(w) {
+                Ok(next) => next,
+                Err(report) => return report,
+            };
+            let (new, wake) = settle(new);
+            // AcqRel: Acquire, so a taker sees the object a return put into
+            // the storage before counting it (and a return sees a waiter's
+            // registration, so its `seq` read happens before our bump);
+            // Release, for the same pairs the other way round.
+            match self
+                .state
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if wake {
+                        self.wake();
+                    }
+                    return report;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// A token, waiting for one as `patience` allows.
+    #[inline]
+    pub(super) fn acquire(&self, patience: Patience) -> Result<Token, Refused> {
+        let fast = self.update(|w| {
+            if w & CLOSED != 0 {
+                return Err(Err(Refused::Closed));
+            }
+            if w & HANDOFF != 0 && waiters(w) > 0 {
+                return Err(Ok(None)); // no barging past starving waiters
+            }
+            match take(w) {
+                Some((token, new)) => Ok((new, Ok(Some(token)))),
+                None => Err(Ok(None)),
+            }
+        });
+        match fast {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => self.acquire_slow(patience),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// `acquire` when no token was free for a new arrival: register, sleep,
+    /// look again.
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self, patience: Patience) -> Result<Token, Refused> {
+        let deadline = match patience {
+            Patience::Never => return Err(Refused::Exhausted),
+            Patience::Until(Some(deadline)) if deadline <= Instant::now() => {
+                return Err(Refused::Exhausted)
+            }
+            Patience::Until(deadline) => deadline,
+        };
+        let start = Instant::now();
+        bump(&self.counts.waited);
+        let mut registered = false;
+        let mut timed_out = false;
+        let mut handed_off = false;
+        loop {
+            // Acquire: pairs with `wake`'s Release bump. Read before the
+            // look at the state below (the mutant reads it after, and sleeps
+            // through a wake that came in between).
+            let late = mutant("pool::cap_seq_read_late");
+            let mut seen = if late {
+                0
+            } else {
+                self.seq.load(Ordering::Acquire)
+            };
+            let starving = registered && start.elapsed() > STARVING;
+            let outcome = self.update(|w| {
+                let mut new = w;
+                if registered {
+                    new &= !WOKEN; // awake and looking: any wake is consumed
+                }
+                if new & CLOSED != 0 {
+                    if registered {
+                        new = unregister(new);
+                    }
+                    return Ok((new, Look::Refused(Refused::Closed)));
+                }
+                let may_take = registered || !(new & HANDOFF != 0 && waiters(new) > 0);
+                if let Some((token, after)) = take(new).filter(|_| may_take) {
+                    new = if registered { unregister(after) } else { after };
+                    if !starving {
+                        new &= !HANDOFF; // served promptly: the queue is short
+                    }
+                    return Ok((new, Look::Got(token)));
+                }
+                if timed_out {
+                    // Leaving: a token that came with the timeout was taken
+                    // above; otherwise give up the registration.
+                    let waited = start.elapsed();
+                    return Ok((unregister(new), Look::Refused(Refused::TimedOut(waited))));
+                }
+                if !registered {
+                    if waiters(new) == MAX_WAITERS {
+                        return Err(Look::Full);
+                    }
+                    new += WAITER_ONE;
+                }
+                if starving && new & HANDOFF == 0 {
+                    new |= HANDOFF;
+                }
+                Ok((new, Look::Sleep))
+            });
+            match outcome {
+                // The mutant takes the token that came with the time-out
+                // and reports the time-out all the same: the object is
+                // handed to a waiter that already left, and lost.
+                Look::Got(_) if timed_out && mutant("pool::cap_timeout_loses_token") => {
+                    return Err(Refused::TimedOut(start.elapsed()));
+                }
+                Look::Got(token) => {
+                    self.record_wait(start);
+                    return Ok(token);
+                }
+                Look::Refused(refused) => {
+                    if matches!(refused, Refused::TimedOut(_)) {
+                        bump(&self.counts.timed_out);
+                    }
+                    self.record_wait(start);
+                    return Err(refused);
+                }
+                Look::Full => {
+                    crate::sync::yield_now();
+                    continue;
+                }
+                Look::Sleep => {
+                    if starving && !std::mem::replace(&mut handed_off, true) {
+                        bump(&self.counts.handoffs);
+                    }
+                    registered = true;
+                }
+            }
+            if late {
+                seen = self.seq.load(Ordering::Acquire);
+            }
+            bump(&self.counts.sleeps);
+            // `false`: the deadline passed (under loom: at the first sleep).
+            if !self.seq.wait_deadline(seen, deadline) {
+                timed_out = true;
+            }
+        }
+    }
+
+    fn record_wait(&self, start: Instant) {
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: statistics, read with the others by `stats`.
+        self.counts.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.counts
+            .longest_nanos
+            .fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// A room token only, never waiting, for `prefill`.
+    pub(super) fn claim_room(&self) -> bool {
+        self.update(|w| {
+            if w & CLOSED != 0 || free(w) <= 0 || (w & HANDOFF != 0 && waiters(w) > 0) {
+                Err(false)
+            } else {
+                Ok((w - FREE_ONE, true))
+            }
+        })
+    }
+
+    /// An idle token, to drop its object (`clear`, `close`, `retain`; with
+    /// `over_cap`, only while the objects alive exceed the cap, for
+    /// `resize`). The caller pops the object, drops it, then gives its
+    /// room back.
+    pub(super) fn claim_idle(&self, over_cap: bool) -> bool {
+        self.update(|w| {
+            if idle(w) == 0 || (over_cap && free(w) >= 0) {
+                Err(false)
+            } else {
+                Ok((w - IDLE_ONE, true))
+            }
+        })
+    }
+
+    /// Counts an object just put into the storage as idle, waking a waiter
+    /// if one is due; `false` (and no change) if the pool is closed or over
+    /// its cap: the caller then takes an object back out and drops it.
+    pub(super) fn give_idle(&self) -> bool {
+        let no_wake = mutant("pool::cap_return_no_wake");
+        // Relaxed: a guess for the CAS, which decides.
+        let mut w = self.state.load(Ordering::Relaxed);
+        loop {
+            if w & CLOSED != 0 || free(w) < 0 {
+                return false;
+            }
+            let (new, wake) = if no_wake {
+                (w + IDLE_ONE, false)
+            } else {
+                settle(w + IDLE_ONE)
+            };
+            // AcqRel: as in `update`.
+            match self
+                .state
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if wake {
+                        self.wake();
+                    }
+                    return true;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Gives back the room of an object dropped for good (or of a factory
+    /// call that made none), waking a waiter if one is due. Call it after
+    /// the object was dropped.
+    pub(super) fn give_room(&self) {
+        self.update(|w| Ok((w + FREE_ONE, ())));
+    }
+
+    /// Closes: refuses every acquire from now on and wakes every waiter.
+    /// `false` if it was closed already.
+    pub(super) fn close(&self) -> bool {
+        // AcqRel: orders the close with every token operation.
+        let was = self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        if was & CLOSED != 0 {
+            return false;
+        }
+        if !mutant("pool::cap_close_no_wake") {
+            // Release: as in `wake`.
+            self.seq.fetch_add(1, Ordering::Release);
+            self.seq.wake_all();
+        }
+        true
+    }
+
+    /// Will a return be kept (not closed, not over a shrunk cap)? A hint
+    /// for the return path, which skips the reset hook on an object it
+    /// will drop; `give_idle` decides.
+    pub(super) fn keeps(&self) -> bool {
+        // Relaxed: a hint only (see above).
+        let w = self.state.load(Ordering::Relaxed);
+        w & CLOSED == 0 && free(w) >= 0
+    }
+
+    /// Is the pool closed?
+    pub(super) fn is_closed(&self) -> bool {
+        // Acquire: a caller that sees the close sees what happened before it.
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Sets the cap to `cap` (1..=MAX_LIVE, checked by the caller): the
+    /// free tokens move by the difference, and a waiter is woken if the
+    /// new room is for it. Returns the old cap.
+    pub(super) fn resize(&self, cap: usize) -> usize {
+        let _serial = self.resizing.lock().unwrap_or_else(|e| e.into_inner());
+        // Relaxed: written only under `resizing`, which we hold.
+        let old = self.cap.load(Ordering::Relaxed);
+        let delta = cap as i64 - old as i64;
+        if mutant("pool::cap_resize_no_wake") {
+            self.state
+                .fetch_add((delta as u64) << FREE_SHIFT, Ordering::AcqRel);
+        } else {
+            self.update(|w| Ok((with_free(w, free(w) + delta), ())));
+        }
+        // Relaxed: reports only.
+        self.cap.store(cap, Ordering::Relaxed);
+        old
+    }
+
+    /// The state now, for `status` and error messages.
+    pub(super) fn reading(&self) -> Reading {
+        // Acquire: see the events the counts cover.
+        let w = self.state.load(Ordering::Acquire);
+        let cap = self.cap.load(Ordering::Relaxed);
+        Reading {
+            cap,
+            live: (cap as i64 - free(w)).max(0) as usize,
+            idle: idle(w) as usize,
+            waiting: waiters(w) as usize,
+            closed: w & CLOSED != 0,
+        }
+    }
+}
+
+/// The word with one waiter fewer (and `HANDOFF` off once none is left).
+fn unregister(w: u64) -> u64 {
+    let w = w - WAITER_ONE;
+    if waiters(w) == 0 {
+        w & !HANDOFF
+    } else {
+        w
+    }
+}
+
+fn bump(counter: &AtomicUsize) {
+    // Relaxed: statistics only.
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Gives the room of a token back if dropped, that is, if the factory
+/// it guards panics; the normal path forgets it.
+pub(super) struct RoomOnUnwind<'a>(pub(super) &'a Limit);
+
+impl Drop for RoomOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.give_room();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let w = with_free(0, MAX_LIVE as i64);
+        assert_eq!((idle(w), free(w), waiters(w)), (0, MAX_LIVE as i64, 0));
+        let w = with_free(w + 3 * IDLE_ONE + 2 * WAITER_ONE, -(MAX_LIVE as i64));
+        assert_eq!((idle(w), free(w), waiters(w)), (3, -(MAX_LIVE as i64), 2));
+        assert_eq!(w & (WOKEN | HANDOFF | CLOSED), 0);
+        let w = (w | CLOSED | WOKEN | HANDOFF) + WAITER_ONE * (MAX_WAITERS - 2);
+        assert_eq!(waiters(w), MAX_WAITERS);
+        assert_eq!(free(w), -(MAX_LIVE as i64));
+    }
+
+    #[test]
+    fn idle_over_a_shrunk_cap_is_not_available() {
+        let w = with_free(2 * IDLE_ONE, -2);
+        assert!(take(w).is_none());
+        let w = with_free(3 * IDLE_ONE, -2);
+        assert_eq!(take(w).map(|t| t.0), Some(Token::Idle));
+    }
+
+    #[test]
+    fn settle_wakes_once() {
+        let w = with_free(WAITER_ONE, 1);
+        let (w, wake) = settle(w);
+        assert!(wake && w & WOKEN != 0);
+        assert!(!settle(w).1, "a wake is in flight already");
+    }
+}

@@ -1,0 +1,458 @@
+#![cfg(not(loom))]
+//! A capped `Pool` (issue 15): the cap on live objects, `get` and its
+//! non-blocking and timed forms, close, resize, and bad input of each kind.
+//! The stress test and the property test are in `pool_capped_stress.rs`.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use multiopen::{Pool, PoolError};
+
+/// Objects that count themselves alive in `live`.
+#[derive(Debug)]
+struct Counted {
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, SeqCst);
+    }
+}
+
+fn counted_pool(cap: usize, max_size: usize) -> (Arc<Pool<Counted>>, Arc<AtomicUsize>) {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = Pool::builder(move || {
+        l.fetch_add(1, SeqCst);
+        Counted {
+            live: Arc::clone(&l),
+        }
+    })
+    .max_size(max_size)
+    .max_live(cap)
+    .build();
+    (Arc::new(pool), live)
+}
+
+/// Waits (yielding) until `cond` holds: for state the test observes, never
+/// for wall-clock time.
+fn until(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn the_cap_bounds_live_objects_and_get_waits_for_a_return() {
+    let (pool, live) = counted_pool(2, 4);
+    let a = pool.get().unwrap();
+    let b = pool.get().unwrap();
+    assert_eq!(live.load(SeqCst), 2);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| pool.get().map(drop).is_ok());
+        until(|| pool.status().waiting == 1);
+        drop(a);
+        assert!(waiter.join().unwrap());
+    });
+    assert_eq!(
+        live.load(SeqCst),
+        2,
+        "the waiter reused the returned object"
+    );
+    drop(b);
+    let s = pool.stats();
+    assert_eq!((s.created, s.waited), (2, 1));
+    assert_eq!(s.created, s.retired() + s.idle + s.out);
+}
+
+#[test]
+fn instance_waits_at_the_cap_too() {
+    let (pool, _live) = counted_pool(1, 4);
+    let held = pool.instance();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let g = pool.instance();
+            tx.send(()).unwrap();
+            drop(g);
+        });
+        until(|| pool.status().waiting == 1);
+        assert!(rx.try_recv().is_err(), "served above the cap");
+        drop(held);
+        rx.recv().unwrap();
+    });
+    assert_eq!(pool.stats().created, 1);
+}
+
+#[test]
+fn try_get_never_waits_and_says_exhausted() {
+    let (pool, _live) = counted_pool(1, 4);
+    let held = pool.try_get().unwrap();
+    let err = pool.try_get().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PoolError::Exhausted {
+                live: 1,
+                cap: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "get from pool found it exhausted: 1 of 1 objects alive, none idle"
+    );
+    drop(held);
+    assert!(pool.try_get().is_ok());
+}
+
+#[test]
+fn get_timeout_times_out_after_at_least_the_timeout() {
+    let (pool, _live) = counted_pool(1, 4);
+    let _held = pool.get().unwrap();
+    let timeout = Duration::from_millis(20);
+    let start = Instant::now();
+    let err = pool.get_timeout(timeout).unwrap_err();
+    assert!(start.elapsed() >= timeout);
+    match &err {
+        PoolError::TimedOut {
+            waited, live, cap, ..
+        } => {
+            assert!(*waited >= timeout);
+            assert_eq!((*live, *cap), (1, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_timeout());
+    let s = pool.stats();
+    assert_eq!((s.waited, s.timed_out), (1, 1));
+    assert!(s.wait_longest >= timeout && s.wait_total >= timeout);
+    assert_eq!(pool.status().waiting, 0, "the timed-out waiter left");
+}
+
+#[test]
+fn zero_timeout_and_past_deadline_are_tries() {
+    let (pool, _live) = counted_pool(1, 4);
+    assert!(pool.get_timeout(Duration::ZERO).is_ok()); // room: served
+    let _held = pool.get().unwrap();
+    assert!(matches!(
+        pool.get_timeout(Duration::ZERO),
+        Err(PoolError::Exhausted { .. })
+    ));
+    let past = Instant::now() - Duration::from_secs(1);
+    assert!(matches!(
+        pool.get_deadline(past),
+        Err(PoolError::Exhausted { .. })
+    ));
+}
+
+#[test]
+fn duration_max_timeout_waits_for_ever_without_overflow() {
+    let (pool, _live) = counted_pool(1, 4);
+    let held = pool.get().unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| pool.get_timeout(Duration::MAX).map(drop));
+        until(|| pool.status().waiting == 1);
+        drop(held);
+        assert!(waiter.join().unwrap().is_ok());
+    });
+}
+
+#[test]
+fn factory_error_gives_the_room_back_and_wakes_a_waiter() {
+    // deadpool#18: a failing factory must not keep the room it held.
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = Arc::clone(&fail);
+    let pool = Pool::try_builder(move || if f.load(SeqCst) { Err("down") } else { Ok(0u8) })
+        .max_live(1)
+        .build();
+    let held = pool.get().unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| pool.get().map(|g| *g));
+        until(|| pool.status().waiting == 1);
+        held.take(); // room frees: the waiter runs the factory
+        assert_eq!(waiter.join().unwrap(), Ok(0));
+    });
+    fail.store(true, SeqCst);
+    pool.clear();
+    for _ in 0..3 {
+        let err = pool.get().unwrap_err();
+        assert_eq!(err.to_string(), "factory of pool failed: down");
+        assert_eq!(err.into_factory_error(), Some("down"));
+    }
+    assert_eq!(pool.status().live, 0, "every failure gave its room back");
+    fail.store(false, SeqCst);
+    assert!(pool.try_get().is_ok());
+}
+
+#[test]
+fn factory_panic_gives_the_room_back() {
+    let pool = Pool::builder(|| -> u8 { panic!("factory") })
+        .max_live(1)
+        .build();
+    for _ in 0..2 {
+        let r = common::quietly(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.get().map(drop)))
+        });
+        assert!(r.is_err());
+    }
+    assert_eq!(pool.status().live, 0);
+    assert_eq!(pool.stats().failed, 2);
+}
+
+#[test]
+fn reset_hook_panic_gives_the_room_back() {
+    let pool = Pool::builder(|| 0u8)
+        .reset(|_| panic!("reset"))
+        .max_live(1)
+        .build();
+    let g = pool.get().unwrap();
+    let r = common::quietly(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(g))));
+    assert!(r.is_err());
+    assert_eq!(pool.status().live, 0);
+    assert!(pool.try_get().map(|g| g.take()).is_ok());
+}
+
+#[test]
+fn close_wakes_every_waiter_with_closed_and_drops_returns() {
+    let (pool, live) = counted_pool(1, 4);
+    let held = pool.get().unwrap();
+    std::thread::scope(|s| {
+        let waiters: Vec<_> = (0..3).map(|_| s.spawn(|| pool.get().map(drop))).collect();
+        until(|| pool.status().waiting == 3);
+        pool.close().unwrap();
+        for w in waiters {
+            assert!(matches!(w.join().unwrap(), Err(PoolError::Closed { .. })));
+        }
+    });
+    assert!(pool.is_closed());
+    drop(held);
+    assert_eq!(live.load(SeqCst), 0, "returned after close: dropped");
+    assert_eq!(pool.len(), 0);
+    assert_eq!(pool.stats().dropped_closed, 1);
+}
+
+#[test]
+fn close_twice_is_an_error_and_changes_nothing() {
+    let (pool, _live) = counted_pool(2, 4);
+    pool.close().unwrap();
+    let err = pool.close().unwrap_err();
+    assert!(matches!(err, PoolError::Closed { .. }));
+    assert_eq!(err.to_string(), "pool is closed");
+}
+
+#[test]
+fn close_drops_the_idle_objects() {
+    let (pool, live) = counted_pool(3, 4);
+    assert_eq!(pool.prefill(3), 3);
+    pool.close().unwrap();
+    assert_eq!(
+        (live.load(SeqCst), pool.len(), pool.status().live),
+        (0, 0, 0)
+    );
+    assert_eq!(pool.prefill(1), 0, "a closed pool takes no prefill");
+}
+
+#[test]
+fn instance_on_a_closed_pool_makes_an_unpooled_object() {
+    let (pool, live) = counted_pool(1, 4);
+    pool.close().unwrap();
+    let g = pool.instance();
+    assert_eq!(live.load(SeqCst), 1);
+    drop(g);
+    assert_eq!(live.load(SeqCst), 0);
+    let taken = pool.instance().take();
+    drop(taken);
+    let s = pool.stats();
+    assert_eq!(s.created, s.retired() + s.idle + s.out, "{s:?}");
+}
+
+#[test]
+fn close_and_resize_on_an_uncapped_pool_are_errors() {
+    let pool = Pool::new(|| 0u8);
+    assert!(matches!(
+        pool.close(),
+        Err(PoolError::Uncapped { what: "close", .. })
+    ));
+    assert!(matches!(
+        pool.resize(3),
+        Err(PoolError::Uncapped { what: "resize", .. })
+    ));
+    assert!(!pool.is_closed());
+    assert_eq!(pool.max_live(), None);
+    assert!(pool.get().is_ok() && pool.try_get().is_ok());
+}
+
+#[test]
+fn resize_to_zero_or_above_max_live_is_refused() {
+    let (pool, _live) = counted_pool(2, 4);
+    for cap in [0, Pool::<u8>::MAX_LIVE + 1, usize::MAX] {
+        let err = pool.resize(cap).unwrap_err();
+        assert!(matches!(err, PoolError::InvalidCap { .. }), "{err}");
+    }
+    assert_eq!(pool.max_live(), Some(2));
+    pool.close().unwrap();
+    assert!(matches!(pool.resize(3), Err(PoolError::Closed { .. })));
+}
+
+#[test]
+fn cap_zero_means_no_cap_and_huge_caps_clamp() {
+    let pool = Pool::builder(|| 0u8).max_live(0).build();
+    assert_eq!(pool.max_live(), None);
+    let pool = Pool::builder(|| 0u8).max_live(usize::MAX).build();
+    assert_eq!(pool.max_live(), Some(Pool::<u8>::MAX_LIVE));
+}
+
+#[test]
+fn cap_below_max_size_bounds_the_idle_objects_too() {
+    let (pool, live) = counted_pool(2, 8);
+    let held: Vec<_> = (0..2).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    assert_eq!((pool.len(), live.load(SeqCst)), (2, 2));
+    assert_eq!(pool.prefill(8), 0, "at the cap");
+}
+
+#[test]
+fn max_size_below_the_cap_drops_returns_and_frees_room() {
+    let (pool, live) = counted_pool(4, 1);
+    let held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    assert_eq!((pool.len(), live.load(SeqCst)), (1, 1));
+    assert_eq!(pool.stats().dropped_full, 3);
+    assert_eq!(pool.status().live, 1);
+}
+
+#[test]
+fn growing_wakes_waiters() {
+    let (pool, _live) = counted_pool(1, 4);
+    let _held = pool.get().unwrap();
+    std::thread::scope(|s| {
+        let waiters: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| pool.get().map(|g| g.take())))
+            .collect();
+        until(|| pool.status().waiting == 2);
+        assert_eq!(pool.resize(3).unwrap(), 1);
+        for w in waiters {
+            assert!(w.join().unwrap().is_ok());
+        }
+    });
+}
+
+#[test]
+fn shrinking_drops_idle_now_and_handed_out_on_return() {
+    let (pool, live) = counted_pool(4, 4);
+    let mut held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    held.truncate(2); // two back: 2 idle, 2 out
+    assert_eq!((pool.len(), live.load(SeqCst)), (2, 4));
+    assert_eq!(pool.resize(1).unwrap(), 4);
+    assert_eq!(
+        (pool.len(), live.load(SeqCst)),
+        (0, 2),
+        "idle over the cap dropped"
+    );
+    assert!(matches!(pool.try_get(), Err(PoolError::Exhausted { .. })));
+    held.pop();
+    assert_eq!(live.load(SeqCst), 1, "a return over the cap is dropped");
+    held.pop();
+    assert_eq!(
+        (pool.len(), live.load(SeqCst)),
+        (1, 1),
+        "within the cap: kept"
+    );
+    assert!(pool.try_get().is_ok());
+}
+
+#[test]
+fn forgotten_guard_keeps_its_room() {
+    let (pool, _live) = counted_pool(2, 4);
+    std::mem::forget(pool.get().unwrap());
+    assert_eq!(pool.status().live, 1);
+    let _one = pool.get().unwrap();
+    assert!(matches!(pool.try_get(), Err(PoolError::Exhausted { .. })));
+}
+
+#[test]
+fn taken_object_frees_its_room() {
+    let (pool, live) = counted_pool(1, 4);
+    let kept = pool.get().unwrap().take();
+    assert_eq!(pool.status().live, 0);
+    let _g = pool.get().unwrap();
+    assert_eq!(live.load(SeqCst), 2); // `kept` lives on outside the pool
+    drop(kept);
+}
+
+#[test]
+fn reset_hook_runs_only_on_objects_kept() {
+    let resets = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&resets);
+    let pool = Pool::builder(|| 0u8)
+        .reset(move |_| {
+            r.fetch_add(1, SeqCst);
+        })
+        .max_live(2)
+        .build();
+    let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
+    pool.close().unwrap();
+    drop((a, b));
+    assert_eq!(
+        resets.load(SeqCst),
+        0,
+        "no reset on objects about to be dropped"
+    );
+}
+
+#[test]
+fn status_counts_waiters() {
+    let (pool, _live) = counted_pool(1, 4);
+    let held = pool.get().unwrap();
+    let barrier = Barrier::new(3);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                barrier.wait();
+                drop(pool.get().unwrap());
+            });
+        }
+        barrier.wait();
+        until(|| pool.status().waiting == 2);
+        let st = pool.status();
+        assert_eq!((st.live, st.idle, st.out, st.cap), (1, 0, 1, Some(1)));
+        drop(held);
+    });
+    assert_eq!(pool.status().waiting, 0);
+}
+
+#[test]
+fn a_starving_waiter_turns_the_pool_to_hand_off() {
+    // Two threads hold and return a cap-1 pool's object back to back; a
+    // third waits. Barging could let the two keep it; past 1 ms the waiter
+    // turns the pool to hand-off and must be served.
+    let (pool, _live) = counted_pool(1, 4);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(SeqCst) {
+                    let g = pool.get().unwrap();
+                    std::hint::black_box(&g);
+                }
+            });
+        }
+        let victim = s.spawn(|| {
+            for _ in 0..20 {
+                drop(pool.get().unwrap());
+            }
+        });
+        victim.join().unwrap();
+        stop.store(true, SeqCst);
+    });
+    let s = pool.stats();
+    assert_eq!(s.created, 1);
+    assert_eq!(s.created, s.retired() + s.idle + s.out);
+}

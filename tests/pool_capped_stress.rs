@@ -1,0 +1,232 @@
+#![cfg(not(loom))]
+//! A capped `Pool` under stress and against a sequential model (issue 15).
+//!
+//! Stress: 64 threads on a cap of 2, short timeouts, a flaky factory;
+//! objects count themselves, so the test checks live ≤ cap at every
+//! moment (each holder checks after it got its object), that nothing is
+//! lost, that every waiter finishes, and that the books balance at rest.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use multiopen::{Pool, PoolError};
+use proptest::prelude::*;
+
+struct Counted {
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, SeqCst);
+    }
+}
+
+#[test]
+fn sixty_four_threads_on_a_cap_of_two() {
+    const CAP: usize = 2;
+    const THREADS: usize = 64;
+    const ROUNDS: usize = 200;
+    let live = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (l, c) = (Arc::clone(&live), Arc::clone(&calls));
+    let pool = Pool::try_builder(move || {
+        if c.fetch_add(1, SeqCst) % 5 == 3 {
+            return Err("flaky");
+        }
+        // Counted before it exists: the check below then over-counts,
+        // never under-counts.
+        let now = l.fetch_add(1, SeqCst) + 1;
+        assert!(now <= CAP, "{now} objects alive, cap {CAP}");
+        Ok(Counted {
+            live: Arc::clone(&l),
+        })
+    })
+    .max_live(CAP)
+    .max_size(1) // some returns dropped: room freed, waiters woken
+    .build();
+    let (got, timed_out, failed) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, live) = (&pool, &live);
+            let (got, timed_out, failed) = (&got, &timed_out, &failed);
+            s.spawn(move || {
+                for i in 0..ROUNDS {
+                    let r = if (t + i) % 3 == 0 {
+                        pool.get()
+                    } else {
+                        pool.get_timeout(Duration::from_micros(50 + (i % 7) as u64 * 100))
+                    };
+                    match r {
+                        Ok(g) => {
+                            assert!(live.load(SeqCst) <= CAP);
+                            got.fetch_add(1, SeqCst);
+                            if i % 11 == 0 {
+                                drop(g.take());
+                            }
+                        }
+                        Err(PoolError::TimedOut { cap, .. }) => {
+                            assert_eq!(cap, CAP);
+                            timed_out.fetch_add(1, SeqCst);
+                        }
+                        Err(PoolError::Factory { .. }) => {
+                            failed.fetch_add(1, SeqCst);
+                        }
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+            });
+        }
+    });
+    let (got, timed_out, failed) = (
+        got.into_inner(),
+        timed_out.into_inner(),
+        failed.into_inner(),
+    );
+    assert_eq!(
+        got + timed_out + failed,
+        THREADS * ROUNDS,
+        "every call finished"
+    );
+    let st = pool.status();
+    assert_eq!((st.waiting, st.out), (0, 0));
+    assert_eq!(
+        st.live,
+        live.load(SeqCst),
+        "the word's count is the real one"
+    );
+    assert!(st.live <= CAP);
+    let s = pool.stats();
+    assert_eq!(s.created, s.retired() + s.idle + s.out, "{s:?}");
+    assert_eq!(s.out, 0);
+    assert_eq!(s.created + s.reused, got, "{s:?}");
+    assert_eq!(s.failed, failed);
+    assert_eq!(s.timed_out, timed_out);
+    pool.close().unwrap();
+    assert_eq!(live.load(SeqCst), 0, "close dropped every idle object");
+}
+
+/// One step of the property test.
+#[derive(Debug, Clone)]
+enum Op {
+    TryGet,
+    Return(usize),
+    Take(usize),
+    Close,
+    Resize(usize),
+    Clear,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::TryGet),
+        4 => (0..8usize).prop_map(Op::Return),
+        1 => (0..8usize).prop_map(Op::Take),
+        1 => Just(Op::Close),
+        1 => (0..5usize).prop_map(Op::Resize),
+        1 => Just(Op::Clear),
+    ]
+}
+
+/// The sequential model: what a capped pool must hold after each step.
+#[derive(Debug, Default)]
+struct Model {
+    cap: usize,
+    max_size: usize,
+    idle: usize,
+    out: usize,
+    closed: bool,
+}
+
+impl Model {
+    fn live(&self) -> usize {
+        self.idle + self.out
+    }
+}
+
+proptest! {
+    #[test]
+    fn capped_pool_matches_a_sequential_model(
+        cap in 1..4usize,
+        max_size in 1..4usize,
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
+        let live = Arc::new(AtomicUsize::new(0));
+        let l = Arc::clone(&live);
+        let pool = Pool::builder(move || {
+            l.fetch_add(1, SeqCst);
+            Counted { live: Arc::clone(&l) }
+        })
+        .max_live(cap)
+        .max_size(max_size)
+        .build();
+        let mut m = Model { cap, max_size, ..Model::default() };
+        let mut held = Vec::new();
+        for op in ops {
+            match op {
+                Op::TryGet => {
+                    let r = pool.try_get();
+                    if m.closed {
+                        let closed = matches!(r, Err(PoolError::Closed { .. }));
+                        prop_assert!(closed);
+                    } else if m.idle > 0 && m.out < m.cap {
+                        m.idle -= 1;
+                        m.out += 1;
+                        held.push(r.unwrap());
+                    } else if m.live() < m.cap {
+                        m.out += 1;
+                        held.push(r.unwrap());
+                    } else {
+                        let exhausted = matches!(r, Err(PoolError::Exhausted { .. }));
+                        prop_assert!(exhausted, "{:?}", r.err());
+                    }
+                }
+                Op::Return(i) if !held.is_empty() => {
+                    drop(held.swap_remove(i % held.len()));
+                    m.out -= 1;
+                    if !m.closed && m.live() < m.cap && m.idle < m.max_size {
+                        m.idle += 1;
+                    }
+                }
+                Op::Take(i) if !held.is_empty() => {
+                    drop(held.swap_remove(i % held.len()).take());
+                    m.out -= 1;
+                }
+                Op::Close => {
+                    let r = pool.close();
+                    prop_assert_eq!(r.is_ok(), !m.closed);
+                    m.closed = true;
+                    m.idle = 0;
+                }
+                Op::Resize(c) => {
+                    let r = pool.resize(c);
+                    if c == 0 || m.closed {
+                        prop_assert!(r.is_err());
+                    } else {
+                        prop_assert_eq!(r.unwrap(), m.cap);
+                        m.cap = c;
+                        let over = m.live().saturating_sub(c).min(m.idle);
+                        m.idle -= over;
+                    }
+                }
+                Op::Clear => {
+                    prop_assert_eq!(pool.clear(), m.idle);
+                    m.idle = 0;
+                }
+                Op::Return(_) | Op::Take(_) => {}
+            }
+            let st = pool.status();
+            prop_assert_eq!((st.idle, st.out, st.closed), (m.idle, m.out, m.closed), "{:?}", m);
+            prop_assert_eq!(live.load(SeqCst), m.live());
+            prop_assert_eq!(pool.len(), m.idle);
+        }
+        drop(held);
+        let s = pool.stats();
+        prop_assert_eq!(s.created, s.retired() + s.idle + s.out);
+    }
+}
