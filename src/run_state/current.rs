@@ -50,6 +50,7 @@ impl Entry {
     /// Is the scope still open? Relaxed: the flag publishes no data; a
     /// thread that reads it a moment late sees the state as current for
     /// that moment, as if the drop on the other thread came later.
+    #[inline]
     fn open(&self) -> bool {
         self.scope.load(Ordering::Relaxed)
     }
@@ -69,6 +70,12 @@ struct Stack {
     /// one).
     readers: Cell<usize>,
     deferred: Cell<Vec<Arc<RunState>>>,
+    /// Is `deferred` non-empty? (Spares a reading's end the take.)
+    any_deferred: Cell<bool>,
+    /// The innermost entry's state and scope flag (pointers into their
+    /// `Arc`s, which `entries` holds), refreshed by every push and pop: the
+    /// readers' fast path. `None` if `entries` is empty.
+    top: Cell<Option<(NonNull<RunState>, NonNull<AtomicBool>)>>,
 }
 
 impl Stack {
@@ -77,14 +84,23 @@ impl Stack {
             entries: Cell::new(Vec::new()),
             readers: Cell::new(0),
             deferred: Cell::new(Vec::new()),
+            any_deferred: Cell::new(false),
+            top: Cell::new(None),
         }
     }
 
     /// Calls `f` with the entry list (taken out of its cell and put back).
     /// `f` must run no user code.
+    #[inline]
     fn with_entries<R>(&self, f: impl FnOnce(&mut Vec<Entry>) -> R) -> R {
         let mut entries = self.entries.take();
         let out = f(&mut entries);
+        self.top.set(entries.last().map(|e| {
+            (
+                NonNull::from(&*e.state),
+                NonNull::from(&*e.scope as &AtomicBool),
+            )
+        }));
         self.entries.set(entries);
         out
     }
@@ -99,7 +115,17 @@ impl Stack {
 
     /// As [`top`](Self::top), without the `Arc` clone: a pointer valid
     /// while this thread has a [`Reading`] in progress.
+    #[inline]
     fn top_ptr(&self) -> Option<NonNull<RunState>> {
+        if let Some((state, scope)) = self.top.get() {
+            // SAFETY: `top` points into the `Arc`s of `entries`' last
+            // entry, refreshed whenever `entries` changes, so they are
+            // alive. Relaxed: as `Entry::open`.
+            if unsafe { scope.as_ref() }.load(Ordering::Relaxed) {
+                return Some(state);
+            }
+        }
+        // No entry, or the innermost scope was closed on another thread.
         self.with_entries(|entries| {
             let entry = entries.iter().rev().find(|e| e.open())?;
             Some(NonNull::from(&*entry.state))
@@ -136,6 +162,7 @@ impl Stack {
             let mut deferred = self.deferred.take();
             deferred.extend(removed);
             self.deferred.set(deferred);
+            self.any_deferred.set(true);
         } else {
             drop(removed);
         }
@@ -172,6 +199,7 @@ struct Reading {
 
 impl Reading {
     /// Begins a reading if this thread runs under a state.
+    #[inline]
     fn begin() -> Option<Self> {
         CURRENT
             .try_with(|stack| {
@@ -183,6 +211,7 @@ impl Reading {
             .flatten()
     }
 
+    #[inline]
     fn runstate(&self) -> &RunState {
         // SAFETY: the pointer is to the `RunState` inside an `Arc` that
         // this thread's stack held when the reading began; while a reading
@@ -195,12 +224,13 @@ impl Reading {
 }
 
 impl Drop for Reading {
+    #[inline]
     fn drop(&mut self) {
         let deferred = CURRENT
             .try_with(|stack| {
                 let readers = stack.readers.get().saturating_sub(1);
                 stack.readers.set(readers);
-                if readers == 0 {
+                if readers == 0 && stack.any_deferred.replace(false) {
                     stack.deferred.take()
                 } else {
                     Vec::new()
