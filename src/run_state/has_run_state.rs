@@ -59,7 +59,8 @@ use super::RunState;
 /// `From` a name: `RunState` is built from `&'static str`, `String` or
 /// `Cow<'static, str>`, see below), which make a `RunState` rather than act
 /// on one; and
-/// [`RunState::run_owned`] and `RunState::cancel_on_signals` (feature
+/// [`RunState::run_owned`], [`RunState::spawn`], [`RunState::enter`],
+/// `RunState::cancel_on_signals` and `RunState::catch_signals` (feature
 /// `signal`), which take `self: &Arc<RunState>` to keep a clone of the
 /// `Arc`, which a `&self` of another type cannot provide: hold the state in
 /// an `Arc<RunState>` and call them on it.

@@ -198,7 +198,7 @@ impl RunState {
         T: Send + 'static,
     {
         let (run, start_panics) = match self.start_run() {
-            Ok((run, callbacks)) => (run, callbacks.err()),
+            Ok((run, callbacks)) => (run, callbacks.err().map(Box::new)),
             Err(error) => return Err(SpawnError::Start(error)),
         };
         let packet = SyncArc::new(Packet::new());
@@ -312,7 +312,9 @@ pub struct RunHandle<T> {
     runstate: Arc<RunState>,
     packet: SyncArc<Packet<T>>,
     thread: JoinHandle<()>,
-    start_panics: Option<CallbackPanicked>,
+    /// Boxed: rarely there, and it keeps the handle (which a timed-out
+    /// join returns in its `Err`) small.
+    start_panics: Option<Box<CallbackPanicked>>,
 }
 
 impl<T> RunHandle<T> {
@@ -379,7 +381,7 @@ impl<T> RunHandle<T> {
     /// # Ok::<(), multiopen::run_state::SpawnError>(())
     /// ```
     pub fn start_panics(&self) -> Option<&CallbackPanicked> {
-        self.start_panics.as_ref()
+        self.start_panics.as_deref()
     }
 
     /// Waits for the function to return and its thread to exit; returns
