@@ -20,17 +20,22 @@
 //! Per-iteration figures are wall time per iteration per thread; see the
 //! `multiopen_benches` crate docs.
 //!
+//! - `current/{1,2}t`: polling the thread's current state
+//!   (`RunState::with_current`, `RunState::current`) against polling the
+//!   state directly.
+//!
 //! Run: `cargo bench -p multiopen-benches --bench runstate`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use crossbeam_utils::CachePadded;
 use multiopen::RunState;
 use multiopen_benches::{
-    bench_main, futex_handoff, interleaved, parallel, spread_table, wake_latency,
+    bench_main, futex_handoff, interleaved, parallel, parallel_with, spread_table, wake_latency,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -135,7 +140,60 @@ fn wake(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cancelled, wake);
+/// Polling the current thread's state (issue 13 item 7): each thread
+/// enters one shared `Arc<RunState>` (untimed), then polls `cancelled()`
+/// through `with_current` (a borrow) or `current()` (an `Arc` clone and
+/// drop on the shared count), against polling the state directly; and
+/// `with_current` on a thread under no state (it makes a default).
+fn current(c: &mut Criterion) {
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("current/{threads}t"));
+        budget(&mut group);
+        let rs = Arc::new(RunState::new("bench"));
+        rs.start().expect("fresh state");
+        group.bench_function("runstate_cancelled", |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    black_box(rs.cancelled());
+                })
+            })
+        });
+        group.bench_function("with_current_cancelled", |b| {
+            b.iter_custom(|iters| {
+                parallel_with(
+                    threads,
+                    iters,
+                    |_| rs.enter(),
+                    |_| {
+                        black_box(RunState::with_current(|rs| rs.cancelled()));
+                    },
+                )
+            })
+        });
+        group.bench_function("current_cancelled", |b| {
+            b.iter_custom(|iters| {
+                parallel_with(
+                    threads,
+                    iters,
+                    |_| rs.enter(),
+                    |_| {
+                        black_box(RunState::current().cancelled());
+                    },
+                )
+            })
+        });
+        group.bench_function("with_current_default", |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    black_box(RunState::with_current(|rs| rs.cancelled()));
+                })
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, cancelled, wake, current);
 
 /// Criterion, then the interleaved cross-check: see [`bench_main`].
 fn main() {

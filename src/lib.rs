@@ -51,8 +51,8 @@ pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolError, PoolGuard, PoolStat
 pub use run_state::SignalCanceller;
 #[cfg(not(all(doctest, loom_build)))]
 pub use run_state::{
-    CallbackId, HasRunState, OwnedRunGuard, RunEvent, RunGuard, RunPhase, RunState, UntilCancelled,
-    UntilCancelledExt,
+    CallbackId, CurrentGuard, HasRunState, OwnedRunGuard, RunEvent, RunGuard, RunHandle, RunPhase,
+    RunState, SpawnError, UntilCancelled, UntilCancelledExt,
 };
 
 /// The README's examples, run as doctests (`cargo test --doc`); not part of

@@ -21,10 +21,22 @@
 //! compiles away.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+// Thread-locals and threads: std's normally, loom's under loom (loom runs
+// every model thread on one OS thread, so a std thread-local would be
+// shared by them). `RunState`'s current-state stack and `RunState::spawn`.
+#[cfg(loom)]
+pub(crate) use loom::thread::{Builder as ThreadBuilder, JoinHandle};
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+#[cfg(not(loom))]
+pub(crate) use std::thread::{Builder as ThreadBuilder, JoinHandle};
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;
 
 /// An `UnsafeCell` with loom's closure-based access API.
 ///

@@ -54,7 +54,9 @@ impl RunState {
     }
 
     /// As [`run`](Self::run), for an `Arc<RunState>`: the guard owns a
-    /// clone of the `Arc`, so it can move into another thread.
+    /// clone of the `Arc`, so it can move into another thread. It also
+    /// makes the state the current state of the calling thread (see
+    /// [`RunState::current`]) from before the start until after the stop.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -74,11 +76,14 @@ impl RunState {
     /// assert!(rs.stopped());
     /// ```
     pub fn run_owned(self: &Arc<Self>) -> OwnedRunGuard {
+        // The thread's current state from before the start to after the stop.
+        let current = self.enter();
         let (run, start_panics) = self.guard_start();
         OwnedRunGuard {
             runstate: Arc::clone(self),
             run,
             start_panics,
+            _current: current,
         }
     }
 
@@ -231,6 +236,9 @@ pub struct OwnedRunGuard {
     /// As [`RunGuard`]'s.
     run: Option<u64>,
     start_panics: Option<CallbackPanicked>,
+    /// Makes the state current on the thread that called `run_owned`;
+    /// dropped after `Drop::drop` ends the run (fields drop after it).
+    _current: super::CurrentGuard,
 }
 
 impl OwnedRunGuard {

@@ -55,9 +55,12 @@ use super::RunState;
 /// callbacks [`on_start`](Self::on_start), [`on_cancel`](Self::on_cancel),
 /// [`on_end`](Self::on_end) and [`remove_callback`](Self::remove_callback).
 ///
-/// Not forwarded: the constructors ([`RunState::new`] and `Default`), which
-/// make a `RunState` rather than act on one; and
-/// [`RunState::run_owned`] and `RunState::cancel_on_signals` (feature
+/// Not forwarded: the constructors ([`RunState::new`], `Default`, and
+/// `From` a name: `RunState` is built from `&'static str`, `String` or
+/// `Cow<'static, str>`, see below), which make a `RunState` rather than act
+/// on one; and
+/// [`RunState::run_owned`], [`RunState::spawn`], [`RunState::enter`],
+/// `RunState::cancel_on_signals` and `RunState::catch_signals` (feature
 /// `signal`), which take `self: &Arc<RunState>` to keep a clone of the
 /// `Arc`, which a `&self` of another type cannot provide: hold the state in
 /// an `Arc<RunState>` and call them on it.
@@ -483,5 +486,74 @@ impl HasRunState for RunState {
     #[inline]
     fn runstate(&self) -> &RunState {
         self
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Making a `RunState` from a name (the Python `RunStateMixin(runstate=str)`)
+// ---------------------------------------------------------------------------
+
+/// A pending `RunState` with this name, as [`RunState::new`]: so a type
+/// with a `RunState` field is built from a name (the Python
+/// `RunStateMixin(runstate="name")`), and with `#[derive(Default)]` from
+/// nothing (the field's [`Default`](RunState::default) is named
+/// `"RunState"`). No allocation: the name is borrowed for `'static`.
+///
+/// ```
+/// use multiopen::{HasRunState, RunState};
+///
+/// #[derive(Default)]
+/// struct Crawler {
+///     runstate: RunState,
+/// }
+///
+/// impl HasRunState for Crawler {
+///     fn runstate(&self) -> &RunState {
+///         &self.runstate
+///     }
+/// }
+///
+/// let named = Crawler { runstate: "crawler".into() };
+/// assert_eq!(named.name(), "crawler");
+/// assert_eq!(Crawler::default().name(), "RunState");
+/// ```
+///
+/// To share the calling thread's current state instead (the Python
+/// mixin's default when no state is given), hold an `Arc<RunState>` from
+/// [`RunState::current`].
+impl From<&'static str> for RunState {
+    fn from(name: &'static str) -> Self {
+        Self::new(name)
+    }
+}
+
+/// A pending `RunState` with this name, as [`RunState::new`] (the
+/// `String` becomes the name, no copy).
+///
+/// ```
+/// use multiopen::RunState;
+///
+/// let worker = 3;
+/// let rs: RunState = format!("worker-{worker}").into();
+/// assert_eq!(rs.name(), "worker-3");
+/// ```
+impl From<String> for RunState {
+    fn from(name: String) -> Self {
+        Self::new(name)
+    }
+}
+
+/// A pending `RunState` with this name, as [`RunState::new`].
+///
+/// ```
+/// use std::borrow::Cow;
+/// use multiopen::RunState;
+///
+/// let rs = RunState::from(Cow::Borrowed("job"));
+/// assert_eq!(rs.name(), "job");
+/// ```
+impl From<std::borrow::Cow<'static, str>> for RunState {
+    fn from(name: std::borrow::Cow<'static, str>) -> Self {
+        Self::new(name)
     }
 }

@@ -117,12 +117,14 @@ use crossbeam_utils::CachePadded;
 use crate::sync::{AtomicU64, Futex};
 
 mod callbacks;
+mod current;
 pub(crate) mod error;
 mod guard;
 mod has_run_state;
 mod iter;
 #[cfg(all(feature = "signal", unix))]
 mod signal;
+mod spawn;
 mod state;
 mod times;
 mod wait;
@@ -134,12 +136,14 @@ use state::{RUNNING, STARTED};
 use times::{wall_time, Times};
 
 pub use callbacks::{CallbackId, RunEvent};
+pub use current::CurrentGuard;
 pub use guard::{OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
 #[cfg(all(feature = "signal", unix))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
 pub use signal::SignalCanceller;
+pub use spawn::{spawn, RunHandle, SpawnError};
 pub use state::RunPhase;
 
 // ---------------------------------------------------------------------------

@@ -1,9 +1,18 @@
-//! Cancelling on a signal (feature `signal`, unix): `RunState::cancel_on_signals`
-//! and [`SignalCanceller`].
+//! Cancelling on a signal (feature `signal`, unix):
+//! `RunState::cancel_on_signals`, `RunState::catch_signals` and
+//! [`SignalCanceller`]; a second signal of a kind gets the signal's old
+//! disposition (for most, the default action), and so does every signal
+//! once no canceller of it is alive.
+//!
+//! These atomics are std's, not the `sync` shim's: `signal-hook` takes
+//! `Arc<std::sync::atomic::AtomicBool>`, and signal handlers are outside
+//! what the loom models check.
 
-use std::sync::{mpsc, Arc};
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{FORBIDDEN, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use super::RunState;
@@ -15,32 +24,11 @@ use crate::unwind;
 
 impl RunState {
     /// Cancels this state when the process gets SIGINT or SIGTERM, for
-    /// as long as the returned guard lives.
+    /// as long as the returned guard lives: the same as
+    /// [`catch_signals(&[SIGINT, SIGTERM])`](RunState::catch_signals), which
+    /// describes what happens.
     ///
     /// Available with the `signal` feature, on unix.
-    ///
-    /// The handler (from `signal-hook`) only records the signal; a
-    /// small thread named after the state then calls
-    /// [`cancel`](RunState::cancel), so the `on_cancel` callbacks run
-    /// in an ordinary thread (their panics are dropped there). While
-    /// the guard lives the signals no longer end the process. When it
-    /// is dropped the thread ends, but, as `signal-hook` documents, the
-    /// process's handler stays installed, so the signals are then
-    /// ignored rather than fatal: keep the guard for as long as the
-    /// program should answer them.
-    ///
-    /// The thread is named after the state, `"<name>-signals"`; a NUL in
-    /// the name (which a thread's name cannot hold) is replaced by U+FFFD.
-    /// Errors (`std::io::Error`) only if the thread cannot be created
-    /// (then nothing has been installed: it is created first) or
-    /// `signal-hook` cannot install its handlers.
-    ///
-    /// A signal that arrives before the run starts cancels a state that
-    /// is not running yet, and the [`start`](RunState::start) (or
-    /// [`run`](RunState::run)) then clears it, as every start clears an
-    /// earlier cancel: to never lose one, install this once the run has
-    /// started, or check [`cancelled`](RunState::cancelled) before
-    /// starting.
     ///
     /// ```no_run
     /// use std::sync::Arc;
@@ -52,21 +40,125 @@ impl RunState {
     /// // A Ctrl-C before this line is cleared by the start in `run()`.
     /// let _run = rs.run();
     /// while rs.sleep(Duration::from_secs(1)).is_ok() {
-    ///     // ... serve until Ctrl-C ...
+    ///     // ... serve until Ctrl-C; a second Ctrl-C ends the process ...
     /// }
     /// # Ok::<(), std::io::Error>(())
     /// ```
     #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
     pub fn cancel_on_signals(self: &Arc<Self>) -> std::io::Result<SignalCanceller> {
+        self.catch_signals(&[SIGINT, SIGTERM])
+    }
+
+    /// Cancels this state when the process gets one of `signals` (the
+    /// Python `catch_signal`), for as long as the returned guard lives.
+    ///
+    /// Available with the `signal` feature, on unix.
+    ///
+    /// - **The first** of these signals cancels the state. The handler
+    ///   (from `signal-hook`) only records the signal; a small thread named
+    ///   `"<name>-signals"` then calls [`cancel`](RunState::cancel), so the
+    ///   `on_cancel` callbacks run in an ordinary thread (their panics are
+    ///   dropped there).
+    /// - **A second one of the same kind** gets what the signal did before
+    ///   the first canceller was installed: for a signal whose disposition
+    ///   was the default (SIGINT and SIGTERM in most programs), the default
+    ///   action, so a second Ctrl-C ends the program at once. A signal that
+    ///   was ignored stays ignored; one with a handler of its own (installed
+    ///   before, outside `signal-hook`) has that handler called on every
+    ///   arrival, the first included, as `signal-hook` chains it. The count
+    ///   is per signal and per process: it starts again when a canceller is
+    ///   installed while none is alive.
+    /// - **Dropping** the guard ends its cancelling; once no canceller of a
+    ///   signal is alive, the signal again does what it did before: the
+    ///   default action, ignored, or its own handler. (The emulation of the
+    ///   default action, `signal_hook::flag::register_conditional_default`,
+    ///   stays installed for the process's life, switched off while a
+    ///   canceller lives: `signal-hook` never uninstalls its handler.)
+    ///
+    /// The disposition "before" is read (`sigaction`) when a signal is
+    /// first caught by this crate; a handler installed later by other code
+    /// is not known here.
+    ///
+    /// Errors (`std::io::Error`): `InvalidInput` for an empty list or a
+    /// signal `signal-hook` refuses to handle (SIGKILL, SIGSTOP, SIGILL,
+    /// SIGFPE, SIGSEGV: its `FORBIDDEN` list), before anything is
+    /// installed; the OS's error if the thread cannot be created or a
+    /// handler cannot be installed. A NUL in the state's name (which a
+    /// thread's name cannot hold) is replaced by U+FFFD.
+    ///
+    /// A signal that arrives before the run starts cancels a state that
+    /// is not running yet, and the [`start`](RunState::start) (or
+    /// [`run`](RunState::run)) then clears it, as every start clears an
+    /// earlier cancel: to never lose one, install this once the run has
+    /// started, or check [`cancelled`](RunState::cancelled) before
+    /// starting.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use multiopen::RunState;
+    ///
+    /// const SIGUSR1: i32 = 10; // Linux; see `libc::SIGUSR1`
+    /// # #[cfg(target_os = "linux")] {
+    /// let rs = Arc::new(RunState::new("reloader"));
+    /// let canceller = rs.catch_signals(&[SIGUSR1])?;
+    /// rs.start()?;
+    /// # extern "C" { fn raise(sig: i32) -> i32; }
+    /// # unsafe { raise(SIGUSR1) };
+    /// // ... SIGUSR1 arrives ...
+    /// assert!(rs.sleep(Duration::from_secs(3600)).is_err()); // cancelled
+    /// drop(canceller); // SIGUSR1 ends the process again, as before
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
+    pub fn catch_signals(self: &Arc<Self>, signals: &[c_int]) -> std::io::Result<SignalCanceller> {
+        if signals.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{}: no signals to catch", self.name()),
+            ));
+        }
+        if let Some(signal) = signals.iter().find(|s| FORBIDDEN.contains(s)) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: signal {} cannot be caught (signal-hook refuses it)",
+                    self.name(),
+                    signal_label(*signal)
+                ),
+            ));
+        }
+        let signals: Vec<c_int> = signals.to_vec();
+        arm(&signals)?;
+        match self.start_signal_thread(&signals) {
+            Ok((handle, thread)) => Ok(SignalCanceller {
+                handle,
+                thread: Some(thread),
+                signals,
+            }),
+            Err(error) => {
+                disarm(&signals);
+                Err(error)
+            }
+        }
+    }
+
+    /// The thread that turns the recorded signals into cancels, and the
+    /// handle that closes its iterator.
+    fn start_signal_thread(
+        self: &Arc<Self>,
+        signals: &[c_int],
+    ) -> std::io::Result<(Handle, std::thread::JoinHandle<()>)> {
         // A NUL cannot be in a thread's name: it is replaced, never refused.
         let name = format!("{}-signals", self.name()).replace('\0', "\u{FFFD}");
         let runstate = Arc::clone(self);
+        let signals = signals.to_vec();
         let (installed, outcome) = mpsc::sync_channel(1);
         // The thread first, the handlers second (in the thread): if the
-        // thread cannot be created, nothing has been installed, so the
-        // signals keep their usual effect.
+        // thread cannot be created, no cancel action has been installed.
         let thread = std::thread::Builder::new().name(name).spawn(move || {
-            let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+            let mut signals = match Signals::new(signals) {
                 Ok(signals) => signals,
                 Err(error) => {
                     let _ = installed.send(Err(error));
@@ -76,37 +168,154 @@ impl RunState {
             if installed.send(Ok(signals.handle())).is_err() {
                 return; // cannot happen: the caller waits for this
             }
-            for _signal in signals.forever() {
+            for signal in signals.forever() {
+                let _reason = signal_label(signal);
+                // LEAD: once `cancel_with` lands (issue 13 item 2), make this line `let _ = runstate.cancel_with(format!("signal {_reason}"));`
                 let _ = runstate.cancel();
             }
         })?;
         // Err(RecvError): the thread ended without a word, which only a
         // panic in `Signals::new` could do.
-        let handle = match outcome.recv() {
-            Ok(Ok(handle)) => handle,
+        match outcome.recv() {
+            Ok(Ok(handle)) => Ok((handle, thread)),
             Ok(Err(error)) => {
                 join(thread);
-                return Err(error);
+                Err(error)
             }
             Err(_) => {
                 join(thread);
-                return Err(std::io::Error::other(
+                Err(std::io::Error::other(
                     "the signal thread ended before installing its handlers",
-                ));
+                ))
             }
-        };
-        Ok(SignalCanceller {
-            handle,
-            thread: Some(thread),
-        })
+        }
     }
 }
 
-/// While alive, SIGINT and SIGTERM cancel a [`RunState`]: see
-/// [`RunState::cancel_on_signals`]. Dropping it stops that and joins its
-/// thread; dropped on that very thread (by an `on_cancel` callback, which
-/// runs there), it detaches the thread instead, which ends once the
-/// callback returns.
+/// `"SIGINT"` for SIGINT, the number for a signal without a known name.
+fn signal_label(signal: c_int) -> String {
+    match signal_hook::low_level::signal_name(signal) {
+        Some(name) => name.to_owned(),
+        None => signal.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The second signal and the restore: process-wide, per signal
+// ---------------------------------------------------------------------------
+
+/// What this crate keeps for one signal it has caught.
+struct Disposition {
+    signal: c_int,
+    /// `Some` if the signal's disposition was the default when this crate
+    /// first caught it: then two persistent `signal-hook` actions, in this
+    /// order, emulate the default action if the flag is set, and set it.
+    /// While cancellers live the flag starts false, so the first signal
+    /// only sets it (and cancels) and the second gets the default action;
+    /// with none alive it stays true: the default action, as before.
+    default_next: Option<Arc<AtomicBool>>,
+    /// Cancellers of this signal alive now.
+    live: usize,
+}
+
+/// Every signal this crate has caught. Locked only to install or drop a
+/// canceller, never in a signal handler (which only touches the flags).
+static DISPOSITIONS: Mutex<Vec<Disposition>> = Mutex::new(Vec::new());
+
+fn dispositions() -> std::sync::MutexGuard<'static, Vec<Disposition>> {
+    // Poison: nothing here panics while holding it; if something did, the
+    // list is still a valid list.
+    DISPOSITIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A canceller of each of `signals` is about to be installed: the next of
+/// each only cancels. On error, what was armed is disarmed again.
+fn arm(signals: &[c_int]) -> std::io::Result<()> {
+    let mut table = dispositions();
+    for (i, &signal) in signals.iter().enumerate() {
+        if let Err(error) = arm_one(&mut table, signal) {
+            drop(table);
+            disarm(&signals[..i]);
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+fn arm_one(table: &mut Vec<Disposition>, signal: c_int) -> std::io::Result<()> {
+    let at = match table.iter().position(|d| d.signal == signal) {
+        Some(at) => at,
+        None => {
+            let default_next = if disposition_is_default(signal)? {
+                let flag = Arc::new(AtomicBool::new(true));
+                // Order matters (actions run in registration order): test
+                // the flag, then set it.
+                signal_hook::flag::register_conditional_default(signal, Arc::clone(&flag))?;
+                signal_hook::flag::register(signal, Arc::clone(&flag))?;
+                Some(flag)
+            } else {
+                None
+            };
+            table.push(Disposition {
+                signal,
+                default_next,
+                live: 0,
+            });
+            table.len() - 1
+        }
+    };
+    let entry = &mut table[at];
+    entry.live += 1;
+    if entry.live == 1 {
+        if let Some(flag) = &entry.default_next {
+            // SeqCst, as signal-hook's own flag actions use: the handler
+            // reads it on whichever thread the signal arrives.
+            flag.store(false, Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}
+
+/// A canceller of each of `signals` has been dropped (or failed to
+/// install): once none of a signal is left, it gets its old disposition.
+fn disarm(signals: &[c_int]) {
+    let mut table = dispositions();
+    for &signal in signals {
+        if let Some(entry) = table.iter_mut().find(|d| d.signal == signal) {
+            entry.live = entry.live.saturating_sub(1);
+            if entry.live == 0 {
+                if let Some(flag) = &entry.default_next {
+                    // SeqCst: as in `arm_one`.
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}
+
+/// Is `signal`'s disposition now the default (`SIG_DFL`)?
+fn disposition_is_default(signal: c_int) -> std::io::Result<bool> {
+    // SAFETY: `sigaction` with a null new action only reads the current
+    // one into `old`, a zeroed `sigaction` (a valid value of that C
+    // struct) that we own.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `signal` was checked against FORBIDDEN, and an
+    // invalid number makes the call fail with EINVAL, nothing else.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(old.sa_sigaction == libc::SIG_DFL)
+}
+
+/// While alive, its signals (SIGINT and SIGTERM, or those given to
+/// [`RunState::catch_signals`]) cancel a [`RunState`]: see
+/// [`RunState::catch_signals`]. Dropping it stops that, joins its thread,
+/// and once no canceller of a signal is left gives the signal back its old
+/// disposition (for most, the default action); dropped on its own thread
+/// (by an `on_cancel` callback, which runs there), it detaches the thread
+/// instead, which ends once the callback returns.
 ///
 /// After a `fork()`, the child has no signal thread: `mem::forget` the
 /// child's copy rather than drop it (a drop would join a thread that does
@@ -129,11 +338,14 @@ impl RunState {
 pub struct SignalCanceller {
     handle: Handle,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The signals it cancels on, for `disarm`.
+    signals: Vec<c_int>,
 }
 
 impl Drop for SignalCanceller {
     fn drop(&mut self) {
         self.handle.close();
+        disarm(&self.signals);
         if let Some(thread) = self.thread.take() {
             // Joining our own thread would wait forever (std refuses with
             // a panic): on it, detach instead; the loop it runs ends after

@@ -1,0 +1,231 @@
+#![cfg(not(loom))]
+//! The current thread's state (issue 13 item 7): `RunState::current`,
+//! `try_current`, `with_current`, `enter`, and the scopes that set it
+//! (`run_owned`, `enter`; `spawn` in `run_state_spawn.rs`).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+mod common;
+
+use common::quietly;
+use multiopen::{RunPhase, RunState};
+
+fn current_name() -> Option<String> {
+    RunState::try_current().map(|rs| rs.name().to_owned())
+}
+
+#[test]
+fn no_current_state_gives_a_fresh_never_cancelled_default() {
+    assert!(RunState::try_current().is_none());
+    let a = RunState::current();
+    let b = RunState::current();
+    assert_eq!(a.name(), "default");
+    assert_eq!(a.state(), RunPhase::Pending);
+    assert!(!Arc::ptr_eq(&a, &b), "each call makes its own");
+    // Cancelling one cancels nothing anyone else sees.
+    a.cancel().unwrap();
+    assert!(!RunState::current().cancelled());
+    assert!(!RunState::with_current(|rs| rs.cancelled()));
+    assert_eq!(RunState::with_current(|rs| rs.name().to_owned()), "default");
+    assert!(RunState::with_current(|rs| rs.check()).is_ok());
+    assert!(RunState::try_current().is_none());
+}
+
+#[test]
+fn run_owned_makes_its_state_current_until_it_stops() {
+    let rs = Arc::new(RunState::new("job"));
+    {
+        let _run = rs.run_owned();
+        assert!(Arc::ptr_eq(&RunState::current(), &rs));
+        assert!(RunState::with_current(|cur| std::ptr::eq(cur, &*rs)));
+        rs.cancel().unwrap();
+        assert!(RunState::with_current(|cur| cur.check()).is_err());
+    }
+    assert!(RunState::try_current().is_none());
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+}
+
+#[test]
+fn a_borrowing_run_guard_does_not_set_the_current_state() {
+    let rs = RunState::new("borrowed");
+    let _run = rs.run();
+    assert!(RunState::try_current().is_none());
+}
+
+#[test]
+fn nested_current_states_are_restored_in_order() {
+    let outer = Arc::new(RunState::new("outer"));
+    let middle = Arc::new(RunState::new("middle"));
+    let inner = Arc::new(RunState::new("inner"));
+    let _a = outer.run_owned();
+    assert_eq!(current_name().as_deref(), Some("outer"));
+    {
+        let _b = middle.enter();
+        assert_eq!(current_name().as_deref(), Some("middle"));
+        {
+            let _c = inner.run_owned();
+            assert_eq!(current_name().as_deref(), Some("inner"));
+        }
+        assert_eq!(current_name().as_deref(), Some("middle"));
+    }
+    assert_eq!(current_name().as_deref(), Some("outer"));
+}
+
+#[test]
+fn nested_current_states_are_restored_in_order_on_panic() {
+    let outer = Arc::new(RunState::new("outer"));
+    let inner = Arc::new(RunState::new("inner"));
+    let _a = outer.run_owned();
+    let unwound = quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let _b = inner.run_owned();
+            let _c = Arc::new(RunState::new("innermost")).enter();
+            assert_eq!(current_name().as_deref(), Some("innermost"));
+            panic!("the task failed");
+        }))
+    });
+    assert!(unwound.is_err());
+    assert_eq!(current_name().as_deref(), Some("outer"));
+    assert_eq!(inner.state(), RunPhase::Cancelled); // cancelled, then stopped
+    assert!(outer.is_running() && !outer.cancelled());
+}
+
+#[test]
+fn scopes_dropped_out_of_order_each_remove_their_own() {
+    let a = Arc::new(RunState::new("a"));
+    let b = Arc::new(RunState::new("b"));
+    let ga = a.enter();
+    let gb = b.enter();
+    drop(ga);
+    assert_eq!(current_name().as_deref(), Some("b"));
+    drop(gb);
+    assert!(RunState::try_current().is_none());
+}
+
+#[test]
+fn a_scope_guard_dropped_on_another_thread_ends_the_scope() {
+    let rs = Arc::new(RunState::new("moved"));
+    let scope = rs.enter();
+    assert_eq!(current_name().as_deref(), Some("moved"));
+    thread::spawn(move || {
+        // The other thread never had it current.
+        assert!(RunState::try_current().is_none());
+        drop(scope);
+    })
+    .join()
+    .unwrap();
+    assert!(RunState::try_current().is_none());
+    // The entering thread drops its stale entry at its next push.
+    let _other = Arc::new(RunState::new("next")).enter();
+    assert_eq!(current_name().as_deref(), Some("next"));
+    assert_eq!(
+        Arc::strong_count(&rs),
+        1,
+        "the stale entry let go of the state"
+    );
+}
+
+#[test]
+fn a_run_owned_guard_moved_to_a_worker_stays_current_where_it_was_made_until_dropped() {
+    let rs = Arc::new(RunState::new("handed-over"));
+    let run = rs.run_owned();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let worker = thread::spawn(move || {
+        rx.recv().unwrap();
+        drop(run);
+    });
+    assert_eq!(current_name().as_deref(), Some("handed-over"));
+    tx.send(()).unwrap();
+    worker.join().unwrap();
+    assert!(rs.stopped());
+    assert!(RunState::try_current().is_none());
+}
+
+#[test]
+fn with_current_keeps_the_state_alive_when_its_scope_ends_inside() {
+    let scope = Arc::new(RunState::new("short-lived")).enter();
+    let name = RunState::with_current(move |rs| {
+        drop(scope); // the last `Arc` but the stack's deferred one
+                     // Scopes may be entered and left in here too.
+        let other = Arc::new(RunState::new("other"));
+        let inner = other.enter();
+        assert_eq!(current_name().as_deref(), Some("other"));
+        drop(inner);
+        rs.name().to_owned()
+    });
+    assert_eq!(name, "short-lived");
+    assert!(RunState::try_current().is_none());
+}
+
+/// A callback's event and the current state's name it saw.
+type Seen = (String, Option<String>);
+
+#[test]
+fn current_inside_callbacks_is_the_transitioning_threads_current_state() {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let rs = Arc::new(RunState::new("job"));
+    for event in ["start", "cancel", "end"] {
+        let seen = Arc::clone(&seen);
+        let record = move |_: &RunState| {
+            seen.lock()
+                .unwrap()
+                .push((event.to_owned(), current_name()))
+        };
+        match event {
+            "start" => rs.on_start(record),
+            "cancel" => rs.on_cancel(record),
+            _ => rs.on_end(record),
+        };
+    }
+    {
+        let _run = rs.run_owned();
+        rs.cancel().unwrap();
+    }
+    // Under `run_owned`, every callback of its run sees the state current.
+    let job = Some("job".to_owned());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("start".to_owned(), job.clone()),
+            ("cancel".to_owned(), job.clone()),
+            ("end".to_owned(), job)
+        ]
+    );
+    // A plain `start` from a thread under another state: that one.
+    seen.lock().unwrap().clear();
+    let _outer = Arc::new(RunState::new("outer")).enter();
+    rs.start().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("start".to_owned(), Some("outer".to_owned()))]
+    );
+    rs.stop().unwrap();
+}
+
+#[test]
+fn a_forgotten_scope_guard_stays_current_until_its_thread_exits() {
+    let rs = Arc::new(RunState::new("forgotten"));
+    let held = Arc::clone(&rs);
+    thread::spawn(move || {
+        std::mem::forget(held.enter());
+        assert_eq!(current_name().as_deref(), Some("forgotten"));
+    })
+    .join()
+    .unwrap();
+    assert!(RunState::try_current().is_none()); // never this thread's
+}
+
+#[test]
+fn each_thread_has_its_own_current_state() {
+    let a = Arc::new(RunState::new("a"));
+    let _ga = a.enter();
+    let other = thread::spawn(|| {
+        let b = Arc::new(RunState::new("b"));
+        let _gb = b.enter();
+        current_name()
+    });
+    assert_eq!(other.join().unwrap().as_deref(), Some("b"));
+    assert_eq!(current_name().as_deref(), Some("a"));
+}
