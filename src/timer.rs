@@ -56,9 +56,6 @@
 //! whatever its deadline, on the calling model thread: a model races "the
 //! timer fires" against its other threads by calling it from one of them.
 
-// Until its first user (MultiOpen's linger) lands in the next commit.
-#![allow(dead_code, unused_imports)]
-
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -131,6 +128,13 @@ impl Entries {
             due.push(entry.remove());
         }
     }
+}
+
+/// Has `at` come? A task that re-arms itself when it fires early (a
+/// deadline moved on meanwhile) asks this. Under loom, always: there is no
+/// clock, and a model fires timers to mean "the time has come".
+pub(crate) fn is_due(at: Instant) -> bool {
+    cfg!(loom) || Instant::now() >= at
 }
 
 /// Runs one due task: a panic is caught and its payload disposed of (see
