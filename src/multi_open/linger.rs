@@ -141,6 +141,17 @@ impl<R: Resource + 'static> MultiOpen<R> {
     /// - `Duration::MAX` (or any linger past what an `Instant` holds):
     ///   lingers until a join, a seal or the drop; no timer is armed.
     ///
+    /// The timer is one thread for the whole crate, named
+    /// `multiopen-timer`, started by the first linger that needs it and
+    /// never exiting (asleep, it costs nothing). It runs expiring
+    /// shutdowns one after another, so a slow shutdown delays other
+    /// objects' expiries; a shutdown that must not run there (it needs a
+    /// thread-local, or takes seconds) is better ended by a `join` of your
+    /// own. After `fork`, a linger inherited by the child ends by itself
+    /// only once the child arms a timer of its own (the fork copies no
+    /// timer thread; the child's first one serves the inherited lingers
+    /// too); a join, seal or drop ends it as usual.
+    ///
     /// A shutdown run by the timer (or by a join or seal ending the linger)
     /// has no caller: its error goes to the
     /// [shutdown-error hook](Self::with_on_shutdown_error), and a panic in
@@ -240,6 +251,10 @@ impl<R: Resource> MultiOpen<R> {
         linger
             .last_idle
             .fetch_max(linger.since_base(Instant::now()), Ordering::Relaxed);
+        // Ours is the final close if the linger ends from here: recorded
+        // now, so whoever ends it (after our CAS below) reports this site.
+        // (If we do not linger after all, a later final close overwrites it.)
+        self.store_final_close(site);
         // Relaxed: a first guess for the CAS.
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -270,7 +285,6 @@ impl<R: Resource> MultiOpen<R> {
                 Err(now) => state = now,
             }
         }
-        self.store_final_close(site);
         // Relaxed: our CAS above read (Acquire) any joiner's RMW that came
         // before it, after that joiner's announce; a later joiner sees
         // LINGERING itself.

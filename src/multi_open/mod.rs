@@ -45,6 +45,12 @@
 //! *cycle*; each shutdown ends one and, unless finalise-later is set,
 //! *finalises* it, releasing the cycle's joiners.
 //!
+//! With a [linger](MultiOpen::with_linger), the final close does not shut
+//! down at once: the object stays `Open` with no opens for the linger, an
+//! open within it joins the same cycle (no startup), and the shutdown runs
+//! when the linger ends with no open (on the crate's timer thread), or at a
+//! `join`, `seal` or drop of the object, whichever comes first.
+//!
 //! A re-open that comes after the final close but before a pending
 //! finalise (finalise-later) starts a new cycle at once; the old cycle's
 //! joiners stay waiting for the old cycle's finalise, and `finalise()`
@@ -127,7 +133,8 @@ use crate::unwind;
 ///
 /// # Costs
 /// `open` and closing a guard on an object that is already open: one atomic
-/// read-modify-write each, no lock, no system call. The final close runs
+/// read-modify-write each, no lock, no system call (with or without a
+/// [linger](Self::with_linger)). The final close runs
 /// shutdown in the closing thread; a futex wake is issued only if some
 /// thread sleeps.
 ///
