@@ -3,6 +3,10 @@
 //! within the linger, release at its end with nobody calling, what ends it
 //! at once (join, seal, drop), misuse, errors and panics on the timer
 //! thread, and a stress test around expiry.
+//!
+//! Every test name here contains "linger": `.ci/run` skips them under Miri
+//! by that word (they start the crate's timer thread, which never exits,
+//! and Miri reports a thread still running when the test binary ends).
 
 mod common;
 
@@ -233,7 +237,7 @@ fn dropping_the_multi_open_ends_a_linger_at_once() {
 /// A dropped object's timer fires later and finds nothing: no shutdown
 /// twice, nothing touched (the timer holds only a `Weak`).
 #[test]
-fn a_timer_outliving_its_object_does_nothing() {
+fn a_linger_timer_outliving_its_object_does_nothing() {
     let (mo, counts, shut) = counted(Duration::from_millis(1));
     drop(mo.open().unwrap());
     drop(mo); // the drop ran the shutdown, or the timer did first
@@ -283,7 +287,7 @@ fn a_linger_on_a_never_opened_object_changes_nothing() {
 /// The timer's shutdown fails: the error goes to the hook; the object is
 /// closed and usable.
 #[test]
-fn a_shutdown_error_on_the_timer_goes_to_the_hook() {
+fn a_shutdown_error_on_the_linger_timer_goes_to_the_hook() {
     let (hooked, errors) = mpsc::channel();
     let hooked = Mutex::new(hooked);
     let mo = MultiOpen::from_dyn_fns(|| Ok(()), |()| Err("flush failed".into()))
@@ -307,7 +311,7 @@ fn a_shutdown_error_on_the_timer_goes_to_the_hook() {
 /// The timer's shutdown panics: caught on the timer thread; the cycle has
 /// ended, the object is usable, and the timer thread serves on.
 #[test]
-fn a_shutdown_panic_on_the_timer_leaves_the_object_usable() {
+fn a_shutdown_panic_on_the_linger_timer_leaves_the_object_usable() {
     common::quietly(|| {
         let panicky = Arc::new(AtomicBool::new(true));
         let p = Arc::clone(&panicky);
@@ -342,7 +346,7 @@ fn a_shutdown_panic_on_the_timer_leaves_the_object_usable() {
 /// A join, a seal or a drop whose shutdown panics: the panic reaches that
 /// caller, after the cycle has ended.
 #[test]
-fn a_shutdown_panic_in_a_join_reaches_the_joiner() {
+fn a_shutdown_panic_in_a_join_ending_a_linger_reaches_the_joiner() {
     common::quietly(|| {
         let mo =
             MultiOpen::from_dyn_fns(|| Ok(()), |()| panic!("shutdown panicked")).with_linger(LONG);
@@ -358,7 +362,7 @@ fn a_shutdown_panic_in_a_join_reaches_the_joiner() {
 /// startups at once, no use of a shut-down handle, and at rest as many
 /// shutdowns as startups.
 #[test]
-fn stress_opens_and_closes_around_expiry() {
+fn stress_linger_opens_and_closes_around_expiry() {
     const THREADS: usize = 6;
     const ROUNDS: usize = 400;
     // The live cycle's number, 0 when none.

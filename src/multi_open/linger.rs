@@ -466,3 +466,113 @@ impl<R: Resource> MultiOpen<R> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex as StdMutex};
+    use std::time::{Duration, Instant};
+
+    use super::{ArmFn, Linger};
+    use crate::sync::{AtomicU32, AtomicU64, Mutex};
+    use crate::timer::{self, TimerKey};
+    use crate::{FnMultiOpen, MultiOpen};
+
+    /// A lingering object whose timer is not the timer thread's: `arm`
+    /// counts its calls and schedules nothing that fires (a far-off no-op,
+    /// cancelled at the end), so the test drives the expiry itself.
+    struct Driven {
+        mo: FnMultiOpen<()>,
+        arms: Arc<StdAtomicUsize>,
+        keys: Arc<StdMutex<Vec<TimerKey>>>,
+        shutdowns: Arc<StdAtomicUsize>,
+    }
+
+    impl Drop for Driven {
+        fn drop(&mut self) {
+            for key in self.keys.lock().unwrap().drain(..) {
+                timer::cancel(&key);
+            }
+        }
+    }
+
+    fn driven(duration: Duration) -> Driven {
+        let shutdowns = Arc::new(StdAtomicUsize::new(0));
+        let counted = Arc::clone(&shutdowns);
+        let mut mo = MultiOpen::from_dyn_fns(
+            || Ok(()),
+            move |()| {
+                counted.fetch_add(1, SeqCst);
+                Ok(())
+            },
+        );
+        let (arms, keys) = (
+            Arc::new(StdAtomicUsize::new(0)),
+            Arc::new(StdMutex::new(Vec::new())),
+        );
+        let (a, k) = (Arc::clone(&arms), Arc::clone(&keys));
+        let arm: ArmFn = Box::new(move |_at| {
+            a.fetch_add(1, SeqCst);
+            let far = Instant::now() + Duration::from_secs(3600);
+            let key = timer::schedule(far, Box::new(|| {})).ok()?;
+            k.lock().unwrap().push(key);
+            Some(key)
+        });
+        mo.linger = Some(Box::new(Linger {
+            duration,
+            base: Instant::now(),
+            last_idle: AtomicU64::new(0),
+            armed: AtomicU32::new(0),
+            key: Mutex::new(None),
+            arm,
+        }));
+        Driven {
+            mo,
+            arms,
+            keys,
+            shutdowns,
+        }
+    }
+
+    /// A burst of closes arms one timer, not one per close.
+    #[test]
+    fn a_burst_of_closes_arms_one_timer() {
+        let d = driven(Duration::from_secs(3600));
+        for _ in 0..1000 {
+            drop(d.mo.open().unwrap());
+        }
+        assert_eq!(d.arms.load(SeqCst), 1);
+        assert!(d.mo.state().lingering);
+        assert_eq!(d.shutdowns.load(SeqCst), 0);
+    }
+
+    /// The timer fires before the linger is due (a later close moved it
+    /// on): it re-arms once, and the object keeps lingering; fired when
+    /// due, it shuts down. Fired while an open is held, it does nothing
+    /// and the next idle close arms again.
+    #[test]
+    fn an_early_timer_re_arms_and_a_due_one_shuts_down() {
+        let d = driven(Duration::from_secs(3600));
+        drop(d.mo.open().unwrap());
+        d.mo.linger_timer_fired();
+        assert_eq!(d.arms.load(SeqCst), 2, "re-armed for the real end");
+        assert!(d.mo.state().lingering);
+        // Held while it fires: nothing; the close arms anew.
+        let g = d.mo.open().unwrap();
+        d.mo.linger_timer_fired();
+        assert_eq!((d.arms.load(SeqCst), d.shutdowns.load(SeqCst)), (2, 0));
+        drop(g);
+        assert_eq!(d.arms.load(SeqCst), 3);
+
+        let d = driven(Duration::from_millis(1));
+        drop(d.mo.open().unwrap());
+        let due = Instant::now() + Duration::from_millis(1);
+        while Instant::now() < due {
+            std::thread::yield_now();
+        }
+        d.mo.linger_timer_fired();
+        assert_eq!(d.shutdowns.load(SeqCst), 1, "due: shut down");
+        assert!(d.mo.closed());
+        assert_eq!(d.arms.load(SeqCst), 1);
+    }
+}
