@@ -13,11 +13,20 @@
 //! - `wake`: a thread asleep in `join()` released by another thread's final
 //!   close, against the bare futex hand-off (the floor), plus a futex
 //!   ping-pong round trip for reference.
+//! - `timed_open/{1,2}t`: `open_timeout` and `try_open` on an open object
+//!   beside `open` (the same fast path: no clock is read).
+//! - `linger/{1,2}t`: open+close on an object held open, with a linger set
+//!   and without (the hot path must not move); `linger_idle/1t`: open+close
+//!   with no other open, on a lingering object (every open ends a linger,
+//!   every close begins one) beside the startup+shutdown cycle of an object
+//!   without linger, which it replaces.
 //!
 //! After criterion, the same comparisons run again in short alternating
 //! rounds (`interleaved` in the harness), whose round-by-round ratios hold
 //! up while other jobs load the machine; set `MULTIOPEN_INTERLEAVED=0` to
-//! skip that part.
+//! skip that part, or `MULTIOPEN_INTERLEAVED_ONLY=<section>` (`open_close`,
+//! `cycle`, `wake`, `timed_open`, `linger`) to run only the sections whose
+//! name contains it.
 //!
 //! Per-iteration figures are wall time per iteration per thread; see the
 //! `multiopen_benches` crate docs.
@@ -186,7 +195,70 @@ fn wake(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, open_close, cycle, wake);
+/// An object that lingers an hour after its last close (for the benches,
+/// for ever): what `linger` and `linger_idle` measure.
+fn lingering(
+) -> std::sync::Arc<MultiOpen<impl multiopen::Resource<Handle = (), Error = Infallible>>> {
+    trivial().with_linger(Duration::from_secs(3600))
+}
+
+/// (f): a timed open on an open object against `open`.
+fn timed_open(c: &mut Criterion) {
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("timed_open/{threads}t"));
+        budget(&mut group);
+        let mo = trivial();
+        let _held = mo.open().expect("startup cannot fail");
+        group.bench_function("open", |b| {
+            b.iter_custom(|iters| parallel(threads, iters, |_| drop(mo.open().expect("open"))))
+        });
+        group.bench_function("open_timeout", |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    drop(mo.open_timeout(Duration::from_secs(1)).expect("open"));
+                })
+            })
+        });
+        group.bench_function("try_open", |b| {
+            b.iter_custom(|iters| parallel(threads, iters, |_| drop(mo.try_open().expect("open"))))
+        });
+        group.finish();
+    }
+}
+
+/// (g): open+close with a linger set and without: on an object held open
+/// (the hot path), and on one with no other open (lingering: the slow path
+/// a linger adds, against the cycle it saves).
+fn linger(c: &mut Criterion) {
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("linger/{threads}t"));
+        budget(&mut group);
+        let plain = trivial();
+        let _held = plain.open().expect("startup cannot fail");
+        group.bench_function("held_no_linger", |b| {
+            b.iter_custom(|iters| parallel(threads, iters, |_| drop(plain.open().expect("open"))))
+        });
+        let lingers = lingering();
+        let _held_too = lingers.open().expect("startup cannot fail");
+        group.bench_function("held_with_linger", |b| {
+            b.iter_custom(|iters| parallel(threads, iters, |_| drop(lingers.open().expect("open"))))
+        });
+        group.finish();
+    }
+    let mut group = c.benchmark_group("linger_idle/1t");
+    budget(&mut group);
+    let plain = trivial();
+    group.bench_function("cycle_no_linger", |b| {
+        b.iter_custom(|iters| parallel(1, iters, |_| drop(plain.open().expect("startup"))))
+    });
+    let lingers = lingering();
+    group.bench_function("lingering", |b| {
+        b.iter_custom(|iters| parallel(1, iters, |_| drop(lingers.open().expect("open"))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, open_close, cycle, wake, timed_open, linger);
 
 /// Criterion, then the interleaved cross-check: see [`bench_main`].
 fn main() {
@@ -197,7 +269,27 @@ fn main() {
 /// ratios BENCHMARKS.md can trust while other jobs load the machine. Each
 /// round is a few milliseconds; the whole check takes about 15 s.
 fn cross_check() {
+    let only = std::env::var("MULTIOPEN_INTERLEAVED_ONLY").ok();
+    let run = |section: &str| only.as_deref().is_none_or(|only| section.contains(only));
     println!("\n## Interleaved cross-check (ns per iteration per thread)\n");
+    if run("open_close") {
+        open_close_check();
+    }
+    if run("cycle") {
+        cycle_check();
+    }
+    if run("wake") {
+        wake_check();
+    }
+    if run("timed_open") {
+        timed_open_check();
+    }
+    if run("linger") {
+        linger_check();
+    }
+}
+
+fn open_close_check() {
     for (threads, iters, rounds) in [(1, 200_000, 150), (2, 50_000, 150), (16, 50_000, 40)] {
         let counter = CachePadded::new(AtomicUsize::new(1));
         let mo = trivial();
@@ -229,7 +321,9 @@ fn cross_check() {
         println!("### open_close/{threads}t ({rounds} rounds of {iters})\n");
         println!("{}", spread_table(&spreads));
     }
+}
 
+fn cycle_check() {
     let mo = trivial();
     let naive = MutexCycle {
         count: Mutex::new(0),
@@ -248,7 +342,9 @@ fn cross_check() {
     );
     println!("### cycle/1t (100 rounds of 50000)\n");
     println!("{}", spread_table(&spreads));
+}
 
+fn wake_check() {
     let mo = trivial();
     let join = |iters| {
         wake_latency(
@@ -264,5 +360,59 @@ fn cross_check() {
         &[("futex_handoff", &futex_handoff), ("multiopen_join", &join)],
     );
     println!("### wake (100 rounds of 20 hand-offs)\n");
+    println!("{}", spread_table(&spreads));
+}
+
+fn timed_open_check() {
+    for (threads, iters, rounds) in [(1, 200_000, 100), (2, 50_000, 100)] {
+        let mo = trivial();
+        let _held = mo.open().expect("startup cannot fail");
+        let open = |iters| parallel(threads, iters, |_| drop(mo.open().expect("open")));
+        let timed = |iters| {
+            parallel(threads, iters, |_| {
+                drop(mo.open_timeout(Duration::from_secs(1)).expect("open"));
+            })
+        };
+        let try_open = |iters| parallel(threads, iters, |_| drop(mo.try_open().expect("open")));
+        let spreads = interleaved(
+            rounds,
+            iters,
+            &[
+                ("open", &open),
+                ("open_timeout", &timed),
+                ("try_open", &try_open),
+            ],
+        );
+        println!("### timed_open/{threads}t ({rounds} rounds of {iters})\n");
+        println!("{}", spread_table(&spreads));
+    }
+}
+
+fn linger_check() {
+    for (threads, iters, rounds) in [(1, 200_000, 100), (2, 50_000, 100)] {
+        let plain = trivial();
+        let _held = plain.open().expect("startup cannot fail");
+        let lingers = lingering();
+        let _held_too = lingers.open().expect("startup cannot fail");
+        let without = |iters| parallel(threads, iters, |_| drop(plain.open().expect("open")));
+        let with = |iters| parallel(threads, iters, |_| drop(lingers.open().expect("open")));
+        let spreads = interleaved(
+            rounds,
+            iters,
+            &[("held_no_linger", &without), ("held_with_linger", &with)],
+        );
+        println!("### linger/{threads}t, an object held open ({rounds} rounds of {iters})\n");
+        println!("{}", spread_table(&spreads));
+    }
+    let plain = trivial();
+    let lingers = lingering();
+    let cycle = |iters| parallel(1, iters, |_| drop(plain.open().expect("startup")));
+    let idle = |iters| parallel(1, iters, |_| drop(lingers.open().expect("open")));
+    let spreads = interleaved(
+        100,
+        50_000,
+        &[("cycle_no_linger", &cycle), ("lingering", &idle)],
+    );
+    println!("### linger_idle/1t, no other open (100 rounds of 50000)\n");
     println!("{}", spread_table(&spreads));
 }

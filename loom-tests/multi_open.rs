@@ -13,173 +13,17 @@
 //! `loom-tests/mutants.sh` runs these against deliberately broken builds.
 #![cfg(loom)]
 
+use std::sync::atomic::AtomicBool as StdAtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
 
-use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use multiopen::{CloseError, CloseOutcome, MultiOpen, OpenError, Resource};
+use multiopen::{CloseError, CloseOutcome, MultiOpen, OpenError};
 
-/// The startup error of a [`Probe`] told to fail.
-#[derive(Debug)]
-struct Refused;
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("refused")
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// A resource that checks its own lifecycle (see the module doc).
-struct Probe {
-    /// 1 while started up, 0 otherwise; written only by startup/shutdown.
-    live: UnsafeCell<u32>,
-    /// Startup attempts, successful or not (bookkeeping outside loom's view:
-    /// read only after every thread has been joined).
-    attempts: StdAtomicUsize,
-    startups: StdAtomicUsize,
-    shutdowns: StdAtomicUsize,
-    /// The next startup fails (then this clears).
-    fail_next: StdAtomicBool,
-    /// The next startup panics (then this clears).
-    panic_next: StdAtomicBool,
-    /// The next shutdown panics, after its work (then this clears).
-    panic_shutdown_next: StdAtomicBool,
-    /// Closes that reported `ShutDown` (counted by `open_use_close`).
-    reported: StdAtomicUsize,
-}
-
-// SAFETY: `live` is the one non-Sync field; every access to it goes through
-// loom, which reports any access not ordered by the protocol under test.
-unsafe impl Sync for Probe {}
-
-impl Probe {
-    fn new(fail_first: bool) -> Self {
-        Self {
-            live: UnsafeCell::new(0),
-            attempts: StdAtomicUsize::new(0),
-            startups: StdAtomicUsize::new(0),
-            shutdowns: StdAtomicUsize::new(0),
-            fail_next: StdAtomicBool::new(fail_first),
-            panic_next: StdAtomicBool::new(false),
-            panic_shutdown_next: StdAtomicBool::new(false),
-            reported: StdAtomicUsize::new(0),
-        }
-    }
-}
-
-impl Resource for Probe {
-    /// The cycle number this handle belongs to.
-    type Handle = usize;
-    type Error = Refused;
-
-    fn startup(&self) -> Result<usize, Refused> {
-        self.attempts.fetch_add(1, SeqCst);
-        if self.fail_next.swap(false, SeqCst) {
-            return Err(Refused);
-        }
-        if self.panic_next.swap(false, SeqCst) {
-            panic!("startup panicked");
-        }
-        self.live.with_mut(|live| {
-            // SAFETY: loom checks this access against every other one.
-            let live = unsafe { &mut *live };
-            assert_eq!(*live, 0, "startup while the resource is already live");
-            *live = 1;
-        });
-        Ok(self.startups.fetch_add(1, SeqCst) + 1)
-    }
-
-    fn shutdown(&self, cycle: usize) -> Result<(), Refused> {
-        self.live.with_mut(|live| {
-            // SAFETY: loom checks this access against every other one.
-            let live = unsafe { &mut *live };
-            assert_eq!(*live, 1, "shutdown of a resource that is not live");
-            *live = 0;
-        });
-        let shutdowns = self.shutdowns.fetch_add(1, SeqCst) + 1;
-        assert_eq!(shutdowns, cycle, "shutdown of cycle {cycle} out of order");
-        if self.panic_shutdown_next.swap(false, SeqCst) {
-            panic!("shutdown panicked");
-        }
-        Ok(())
-    }
-}
-
-type Shared = Arc<MultiOpen<Probe>>;
-
-/// Runs a two-thread model twice: as written, and with the main thread
-/// yielding before its own operations. loom 0.7's exploration can miss
-/// orders where a spawned thread's operations all come before the main
-/// thread's load-then-CAS (tokio-rs/loom#392); the yield makes loom start
-/// from the spawned thread, so both starts are explored.
-fn both_orders(model: impl Fn(bool) + Sync + Send + 'static) {
-    let model = std::sync::Arc::new(model);
-    for main_yields_first in [false, true] {
-        let model = model.clone();
-        loom::model(move || model(main_yields_first));
-    }
-}
-
-/// Models with three or more threads: every interleaving with at most
-/// `PREEMPTIONS` preemptions (loom's default, `LOOM_MAX_PREEMPTIONS`,
-/// overrides), which keeps them to minutes on two cores.
-fn bounded(model: impl Fn() + Sync + Send + 'static) {
-    const PREEMPTIONS: usize = 2;
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = builder.preemption_bound.or(Some(PREEMPTIONS));
-    builder.check(model);
-}
-
-fn shared(fail_first: bool) -> Shared {
-    Arc::new(MultiOpen::new(Probe::new(fail_first)))
-}
-
-/// Opens, uses the resource (loom checks the read against shutdown), and
-/// closes explicitly; counts in `reported` a close that reports having run
-/// the shutdown.
-fn open_use_close(mo: &MultiOpen<Probe>) {
-    let guard = mo.open().expect("probe startup succeeds");
-    use_guard(mo, *guard);
-    match guard.close().expect("probe shutdown succeeds") {
-        CloseOutcome::ShutDown => {
-            mo.resource().reported.fetch_add(1, SeqCst);
-        }
-        CloseOutcome::StillOpen | CloseOutcome::ShutDownByOther => {}
-        CloseOutcome::NothingOpen => panic!("a guard always has an open to close"),
-    }
-}
-
-/// Reads the live flag as a holder of an open: it must be 1, and loom
-/// flags the read if it is not ordered after startup and before shutdown.
-fn use_guard(mo: &MultiOpen<Probe>, cycle: usize) {
-    assert!(cycle >= 1);
-    mo.resource().live.with(|live| {
-        // SAFETY: loom checks this access against every other one.
-        assert_eq!(unsafe { *live }, 1, "a guard saw a shut-down resource");
-    });
-}
-
-/// After every thread is joined: as many shutdowns as startups, nothing
-/// open, nothing live.
-fn assert_quiescent(mo: &MultiOpen<Probe>) {
-    let probe = mo.resource();
-    assert_eq!(mo.open_count(), 0, "open count not back to zero");
-    assert_eq!(
-        probe.startups.load(SeqCst),
-        probe.shutdowns.load(SeqCst),
-        "startups and shutdowns differ at rest"
-    );
-    // SAFETY: every other thread is joined.
-    probe.live.with(|live| assert_eq!(unsafe { *live }, 0));
-    if probe.startups.load(SeqCst) > 0 {
-        assert!(mo.closed());
-    }
-}
+#[path = "probe.rs"]
+mod probe;
+use probe::*;
 
 /// Two threads open, use and close: one startup per cycle, never two live,
 /// and exactly one close per cycle reports running the shutdown.
@@ -695,5 +539,90 @@ fn seal_racing_an_opener_and_a_joiner() {
         assert!(matches!(mo.open(), Err(OpenError::Sealed { .. })));
         assert!(mo.unseal());
         assert_eq!(*mo.open().unwrap(), 2, "unseal starts a new cycle");
+    });
+}
+
+/// A one-shot signal between two model threads: loom's `Notify` (whose
+/// `wait` may return spuriously) behind a flag.
+struct Gate {
+    opened: AtomicBool,
+    notify: loom::sync::Notify,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            opened: AtomicBool::new(false),
+            notify: loom::sync::Notify::new(),
+        }
+    }
+
+    fn open(&self) {
+        self.opened.store(true, Ordering::Release);
+        self.notify.notify();
+    }
+
+    fn wait(&self) {
+        while !self.opened.load(Ordering::Acquire) {
+            self.notify.wait();
+        }
+    }
+}
+
+/// A resource whose startup holds until the model says so: it tells two
+/// threads that it has begun, then waits to be released.
+struct HeldStartup {
+    begun_for_opener: Gate,
+    begun_for_sealer: Gate,
+    release: Gate,
+}
+
+impl multiopen::Resource for HeldStartup {
+    type Handle = ();
+    type Error = Refused;
+
+    fn startup(&self) -> Result<(), Refused> {
+        self.begun_for_opener.open();
+        self.begun_for_sealer.open();
+        self.release.wait();
+        Ok(())
+    }
+}
+
+/// An opener asleep behind a startup that cannot end until that opener
+/// returns: only the seal's wake can release it (the phase's end never
+/// comes first). The opener is refused, the startup ends, its open works
+/// and its close shuts down. A seal that forgot to wake leaves the opener
+/// asleep and every thread blocked: a loom deadlock.
+#[test]
+fn seal_wakes_an_opener_asleep_behind_a_startup() {
+    bounded(|| {
+        let mo = Arc::new(MultiOpen::new(HeldStartup {
+            begun_for_opener: Gate::new(),
+            begun_for_sealer: Gate::new(),
+            release: Gate::new(),
+        }));
+        let starter = {
+            let mo = mo.clone();
+            thread::spawn(move || {
+                let guard = mo.open().expect("the starter's open");
+                assert_eq!(guard.close().ok(), Some(CloseOutcome::ShutDown));
+            })
+        };
+        let sealer = {
+            let mo = mo.clone();
+            thread::spawn(move || {
+                mo.resource().begun_for_sealer.wait();
+                assert!(mo.seal());
+            })
+        };
+        mo.resource().begun_for_opener.wait();
+        // Startup is running: this open sleeps or is refused at once, and
+        // cannot succeed (startup waits for it to return).
+        assert!(matches!(mo.open(), Err(OpenError::Sealed { .. })));
+        mo.resource().release.open();
+        starter.join().unwrap();
+        sealer.join().unwrap();
+        assert!(mo.closed() && mo.open_count() == 0);
     });
 }

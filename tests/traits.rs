@@ -352,8 +352,24 @@ fn multi_open_state_display_of_every_phase() {
         cycle,
         detached,
         final_close,
+        sealed: false,
+        lingering: false,
     };
+    let lingering = MultiOpenState {
+        lingering: true,
+        ..state(Phase::Open, 0, 2, 0, Some(site))
+    };
+    let sealed = |s: MultiOpenState| MultiOpenState { sealed: true, ..s };
     let cases = [
+        (lingering, "open (0 opens), cycle 2, lingering".to_owned()),
+        (
+            sealed(state(Phase::Open, 1, 1, 0, None)),
+            "open (1 open), cycle 1, sealed".to_owned(),
+        ),
+        (
+            sealed(state(Phase::Closed, 0, 1, 0, Some(site))),
+            format!("closed, cycle 1, sealed, final close at {}", site.location),
+        ),
         (
             state(Phase::NeverOpened, 0, 0, 0, None),
             "never opened".to_owned(),

@@ -264,6 +264,7 @@ pub fn run_baseline(options: &Options, demo: &RunState) -> Outcome {
         &reports,
         world.next_job.load(Ordering::SeqCst).min(options.jobs),
         run_times,
+        true,
         &mut failures,
         |failures| {
             if tally.startups.load(Ordering::SeqCst) > 0 {

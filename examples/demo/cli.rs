@@ -9,14 +9,19 @@ pub struct Options {
     pub limit: Option<Duration>,
     pub job_bytes: usize,
     pub baseline: bool,
+    /// How long the shared service lingers after its last close.
+    pub linger: Duration,
 }
 
 pub const USAGE: &str = "usage: demo [--threads N] [--jobs N] [--seconds S] [--job-bytes N] \
-                     [--baseline | --no-baseline]
+                     [--linger-ms MS] [--baseline | --no-baseline]
   --threads N    worker threads (default 4 × cores)
   --jobs N       jobs to run (default 5000000, 500000 in a debug build)
   --seconds S    stop after S seconds even if jobs remain
   --job-bytes N  bytes each job generates and checksums (default 256)
+  --linger-ms MS the shared service stays up MS ms after its last close
+                 (default 5; 0: no linger); the server phase compares it
+                 with no linger
   --baseline     also run the Mutex/Condvar design (the default)
   --no-baseline  run only the multiopen design";
 
@@ -34,6 +39,7 @@ pub fn parse_options() -> Result<Options, String> {
         limit: None,
         job_bytes: 256,
         baseline: true,
+        linger: DEFAULT_LINGER,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -46,6 +52,11 @@ pub fn parse_options() -> Result<Options, String> {
                 let s: f64 = parse(&flag, &value()?)?;
                 options.limit =
                     Some(Duration::try_from_secs_f64(s).map_err(|e| format!("{flag}: {e}"))?);
+            }
+            "--linger-ms" => {
+                let ms: f64 = parse(&flag, &value()?)?;
+                options.linger =
+                    Duration::try_from_secs_f64(ms / 1e3).map_err(|e| format!("{flag}: {e}"))?;
             }
             "--baseline" => options.baseline = true,
             "--no-baseline" => options.baseline = false,
@@ -65,3 +76,7 @@ where
 
 /// About 1–1.5 s per design on 2 cores (4–5 M jobs/s).
 pub const DEFAULT_JOBS: u64 = 5_000_000;
+
+/// Longer than the server phase's gap between requests, so an idle
+/// service outlives it; short enough that an idle service goes soon.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);

@@ -15,8 +15,19 @@ use crate::supervise::supervise;
 use crate::workload::{do_job, Batch, Sink, Tally, WorkerCounters, WorkerReport, SINK_BATCH};
 
 /// The service's configuration: startup brings a `Sink` up.
-struct Service {
+pub struct Service {
     tally: Arc<Tally>,
+}
+
+/// The shared service, lingering `linger` after its last close (zero: none):
+/// a job that comes within the linger reuses the running sink instead of
+/// starting a new one.
+pub fn shared_service(tally: &Arc<Tally>, linger: Duration) -> Arc<MultiOpen<Service>> {
+    MultiOpen::new(Service {
+        tally: Arc::clone(tally),
+    })
+    .with_name("result sink")
+    .with_linger(linger)
 }
 
 impl Resource for Service {
@@ -113,12 +124,7 @@ fn multiopen_worker(
 
 pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
     let tally = Arc::new(Tally::new(options.jobs));
-    let service = Arc::new(
-        MultiOpen::new(Service {
-            tally: Arc::clone(&tally),
-        })
-        .with_name("result sink"),
-    );
+    let service = shared_service(&tally, options.linger);
     let job_bytes = options.job_bytes;
     let world = Arc::new(MultiOpenWorld {
         service: Arc::clone(&service),
@@ -190,9 +196,11 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
         &reports,
         world.next_job.load(Ordering::SeqCst).min(options.jobs),
         states.iter().map(|rs| rs.run_time()).collect(),
+        options.linger.is_zero(),
         &mut failures,
         |failures| {
-            // The service: shut down once per cycle, closed now.
+            // The service: shut down once per cycle, closed now (the join
+            // ends a linger: the last shutdown runs here).
             if service.join().is_err() && tally.startups.load(Ordering::SeqCst) > 0 {
                 failures.push("join: never opened, yet startups ran".into());
             }

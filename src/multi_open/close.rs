@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 #[cfg(doc)]
 use super::guard::OpenGuard;
 use super::resource::Resource;
-use super::state::{COUNT_MASK, IDLE, OPEN, PHASE_MASK, SHUTTING_DOWN};
+use super::state::{COUNT_MASK, IDLE, LINGERING, OPEN, PHASE_MASK, SHUTTING_DOWN};
 use super::MultiOpen;
 use crate::error::{CloseError, CloseHow, CloseSite};
 use crate::sync::{busy_mark, mutant, ordering_unless, Ordering};
@@ -38,8 +38,27 @@ pub enum CloseOutcome {
     /// and that close ran the shutdown (or is running it). This close was
     /// final all the same: [`close_final`](OpenGuard::close_final) does not
     /// reject it. Exactly one close per cycle reports
-    /// [`ShutDown`](CloseOutcome::ShutDown) or a shutdown error.
+    /// [`ShutDown`](CloseOutcome::ShutDown) or a shutdown error (unless the
+    /// cycle ended from a linger: then none does).
     ShutDownByOther,
+    /// This was the final close of a [lingering](MultiOpen::with_linger)
+    /// object: the resource stays up for the linger, and shuts down when
+    /// it ends with no open (on the timer thread), or at a join, a seal or
+    /// the drop. That shutdown's error goes to the
+    /// [shutdown-error hook](MultiOpen::with_on_shutdown_error).
+    /// [`close_final`](OpenGuard::close_final) accepts it as final.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::{CloseOutcome, MultiOpen};
+    ///
+    /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()))
+    ///     .with_linger(Duration::MAX);
+    /// assert_eq!(mo.open()?.close_final()?, CloseOutcome::Lingering);
+    /// assert!(mo.is_open());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Lingering,
 }
 
 /// Options for [`MultiOpen::close_with`], after the Python
@@ -289,9 +308,23 @@ impl<R: Resource> MultiOpen<R> {
     }
 
     /// [`release_last`](Self::release_last), telling the shutdown whether
-    /// a caller receives its error.
+    /// a caller receives its error. A lingering object lingers instead.
     #[cold]
     fn release_last_for(
+        &self,
+        site: CloseSite,
+        caller: Caller,
+    ) -> Result<CloseOutcome, CloseError<R::Error>> {
+        if let Some(linger) = &self.linger {
+            return self.start_linger(linger, site, caller);
+        }
+        self.claim_shutdown(site, caller)
+    }
+
+    /// The count reached zero: claim the shutdown (unless a re-open or
+    /// another close came first) and run it.
+    #[cold]
+    pub(super) fn claim_shutdown(
         &self,
         site: CloseSite,
         caller: Caller,
@@ -320,10 +353,11 @@ impl<R: Resource> MultiOpen<R> {
             }
             // Acquire: pairs with every closer's Release decrement (they
             // form one release sequence on this word), so all uses of the
-            // handle happen before we take it.
+            // handle happen before we take it. LINGERING (a lingering
+            // object sealed meanwhile) is cleared with the claim.
             match self.state.compare_exchange_weak(
                 state,
-                state | SHUTTING_DOWN,
+                (state & !(PHASE_MASK | LINGERING)) | SHUTTING_DOWN,
                 ordering_unless("multi_open::shutdown_claim_relaxed", Ordering::Acquire),
                 Ordering::Relaxed,
             ) {
@@ -333,22 +367,27 @@ impl<R: Resource> MultiOpen<R> {
         }
     }
 
+    /// Records `site` as the final close, for error messages.
+    pub(super) fn store_final_close(&self, site: CloseSite) {
+        let tag = usize::from(site.how == CloseHow::GuardDropped);
+        let location = (site.location as *const Location<'static>).cast_mut();
+        // Relaxed: a diagnostic for error messages; it guards no data.
+        self.final_close
+            .store(location.map_addr(|addr| addr | tag), Ordering::Relaxed);
+    }
+
     /// Runs shutdown; we are the one thread in SHUTTING_DOWN and own the
     /// handle cell. `ShutdownFinish` ends the phase even if shutdown panics.
     /// With no caller to receive its error, the hook gets it before the
     /// phase ends (so a joiner released by this cycle's finalise sees what
     /// the hook did), still under this thread's busy mark (so the hook's
     /// own open or join of this object is refused, not stuck).
-    fn run_shutdown(
+    pub(super) fn run_shutdown(
         &self,
         site: CloseSite,
         caller: Caller,
     ) -> Result<CloseOutcome, CloseError<R::Error>> {
-        let tag = usize::from(site.how == CloseHow::GuardDropped);
-        let location = (site.location as *const Location<'static>).cast_mut();
-        // Relaxed: a diagnostic for error messages; it guards no data.
-        self.final_close
-            .store(location.map_addr(|addr| addr | tag), Ordering::Relaxed);
+        self.store_final_close(site);
         // SAFETY: in SHUTTING_DOWN only the shutter touches the cell, and
         // our Acquire CAS saw every holder's Release close.
         let handle = self.handle.with_mut(|cell| unsafe { (*cell).take() });
@@ -384,7 +423,7 @@ impl<R: Resource> MultiOpen<R> {
 
 /// Who receives a final close's shutdown error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Caller {
+pub(super) enum Caller {
     /// The caller of the close (`guard.close()`, `MultiOpen::close`).
     Waits,
     /// Nobody (a guard's drop, an opener's take-back): the hook.

@@ -3,12 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+use super::close::Caller;
 use super::deadline::{Deadline, Wait};
 use super::resource::Resource;
 use super::state::{EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK, SEALED};
 use super::MultiOpen;
 use crate::error::{FinaliseError, JoinError};
 use crate::sync::{is_busy, mutant, ordering_unless, Ordering};
+use crate::unwind;
 
 impl<R: Resource> MultiOpen<R> {
     /// Blocks until the current cycle is finalised: at once if it already
@@ -20,6 +22,16 @@ impl<R: Resource> MultiOpen<R> {
     ///
     /// On a [sealed](Self::seal) object that never opened and is not
     /// starting, returns `Ok` at once: no cycle can come to wait for.
+    ///
+    /// On a [lingering](Self::with_linger) object, ends the linger: with no
+    /// opens held, the shutdown runs here, in this call, and the join
+    /// returns once the cycle is finalised; with opens held, the last
+    /// close shuts down at once instead of lingering. This holds for every
+    /// form (`try_join` and the timed ones too). The shutdown's error goes
+    /// to the [shutdown-error hook](Self::with_on_shutdown_error); a panic
+    /// in it propagates to this caller once the cycle has ended. A timed
+    /// join that timed out still counts as waiting for its cycle: that
+    /// cycle's last close does not linger.
     ///
     /// Never hangs on misuse: an object that was never opened is an error,
     /// and so is a join from inside the object's own startup or shutdown
@@ -143,6 +155,12 @@ impl<R: Resource> MultiOpen<R> {
             if self.finalised_cycles.load(Ordering::Acquire) >= target {
                 return Ok(());
             }
+            // Lingering: end the linger here (the shutdown runs in this
+            // thread and, unless finalise-later, finalises the cycle).
+            if let Some(result) = self.end_linger(Caller::None) {
+                unwind::in_cleanup(|| drop(result));
+                continue;
+            }
             // About to sleep: not if this thread runs this object's startup
             // or shutdown. In shutdown, the finalise waited for comes only
             // after it returns; in startup, the wait would hold every opener
@@ -177,7 +195,13 @@ impl<R: Resource> MultiOpen<R> {
                     Ordering::Relaxed,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => word |= JOIN_WAITERS,
+                    Ok(_) => {
+                        word |= JOIN_WAITERS;
+                        // A close may have begun a linger without seeing our
+                        // announce: find it with an RMW and end it (see
+                        // `linger.rs`).
+                        self.end_linger_for_joiner();
+                    }
                     Err(now) => word = now,
                 }
                 continue;

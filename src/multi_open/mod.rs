@@ -45,6 +45,12 @@
 //! *cycle*; each shutdown ends one and, unless finalise-later is set,
 //! *finalises* it, releasing the cycle's joiners.
 //!
+//! With a [linger](MultiOpen::with_linger), the final close does not shut
+//! down at once: the object stays `Open` with no opens for the linger, an
+//! open within it joins the same cycle (no startup), and the shutdown runs
+//! when the linger ends with no open (on the crate's timer thread), or at a
+//! `join`, `seal` or drop of the object, whichever comes first.
+//!
 //! A re-open that comes after the final close but before a pending
 //! finalise (finalise-later) starts a new cycle at once; the old cycle's
 //! joiners stay waiting for the old cycle's finalise, and `finalise()`
@@ -55,6 +61,7 @@ mod close;
 mod deadline;
 mod guard;
 mod join;
+mod linger;
 mod open;
 mod resource;
 mod seal;
@@ -126,7 +133,8 @@ use crate::unwind;
 ///
 /// # Costs
 /// `open` and closing a guard on an object that is already open: one atomic
-/// read-modify-write each, no lock, no system call. The final close runs
+/// read-modify-write each, no lock, no system call (with or without a
+/// [linger](Self::with_linger)). The final close runs
 /// shutdown in the closing thread; a futex wake is issued only if some
 /// thread sleeps.
 ///
@@ -173,6 +181,9 @@ pub struct MultiOpen<R: Resource> {
     /// construction, so plain reads suffice. Dropped in `Drop` under
     /// `unwind::in_cleanup` (what it captures is user code).
     on_shutdown_error: Option<ShutdownErrorHook<R::Error>>,
+    /// The linger record, if [`with_linger`](Self::with_linger) set one:
+    /// see `linger.rs`. Set only at construction.
+    linger: Option<Box<linger::Linger>>,
     /// Dropped by hand in `Drop`, under `unwind::in_cleanup`: its `Drop`,
     /// and the values its closures capture, are user code.
     resource: ManuallyDrop<R>,
@@ -296,15 +307,15 @@ impl<O: Openable> MultiOpen<Wrapped<O>> {
 }
 
 impl<R: Resource> MultiOpen<R> {
-    /// The most opens that can be held at once (2^26: one bit of the state
-    /// word went to [`seal`](Self::seal)); one more is
-    /// refused with [`OpenError::TooManyOpens`].
+    /// The most opens that can be held at once (2^25: two bits of the state
+    /// word went to [`seal`](Self::seal) and [`with_linger`](Self::with_linger));
+    /// one more is refused with [`OpenError::TooManyOpens`].
     ///
     /// ```
     /// use multiopen::MultiOpen;
     /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
     /// fn max_opens<R: multiopen::Resource>(_: &MultiOpen<R>) -> usize { MultiOpen::<R>::MAX_OPENS }
-    /// assert_eq!(max_opens(&mo), 1 << 26);
+    /// assert_eq!(max_opens(&mo), 1 << 25);
     /// ```
     pub const MAX_OPENS: usize = COUNT_LIMIT as usize;
 
@@ -339,6 +350,7 @@ impl<R: Resource> MultiOpen<R> {
             final_close: AtomicPtr::new(std::ptr::null_mut()),
             name: Cow::Borrowed(short_type_name::<R>()),
             on_shutdown_error: None,
+            linger: None,
             resource: ManuallyDrop::new(resource),
         }
     }
@@ -559,9 +571,12 @@ impl<R: Resource> fmt::Debug for MultiOpen<R> {
 
 impl<R: Resource> Drop for MultiOpen<R> {
     fn drop(&mut self) {
-        // Detached opens never closed leave the resource up: shut it down
-        // now, as the handle's owner would. (Guards borrow or own the
-        // object, so none is alive here.) Relaxed: `&mut self` is exclusive.
+        // A pending linger timer would find the object gone: free it now.
+        self.cancel_linger_timer();
+        // Detached opens never closed, or a linger, leave the resource up:
+        // shut it down now, as the handle's owner would. (Guards borrow or
+        // own the object, so none is alive here.) Relaxed: `&mut self` is
+        // exclusive.
         if self.state.load(Ordering::Relaxed) & PHASE_MASK == OPEN {
             // SAFETY: `&mut self` is exclusive: no opener, guard or shutter
             // can touch the cell.

@@ -9,8 +9,8 @@ use super::deadline::{Deadline, Wait};
 use super::guard::{OpenGuard, OwnedOpenGuard};
 use super::resource::Resource;
 use super::state::{
-    COUNT_LIMIT, COUNT_MASK, EVER_OPENED, FAST_OPEN_MASK, IDLE, OPEN, PHASE_MASK, SEALED, STARTING,
-    WAITERS,
+    COUNT_LIMIT, COUNT_MASK, EVER_OPENED, FAST_OPEN_MASK, IDLE, LINGERING, OPEN, PHASE_MASK,
+    SEALED, STARTING, WAITERS,
 };
 use super::MultiOpen;
 use crate::error::{CloseHow, CloseSite, OpenError};
@@ -310,7 +310,18 @@ impl<R: Resource> MultiOpen<R> {
             match state & PHASE_MASK {
                 // `state` came from an Acquire operation: the handle is
                 // visible, and our increment keeps it up.
-                OPEN => return Ok(()),
+                OPEN => {
+                    if state & LINGERING != 0 {
+                        // A lingering object: ours is the open that ends
+                        // the linger (no startup). Clear the mark, so that
+                        // it is set again only by a close that has recorded
+                        // its time (see `linger.rs`). Relaxed: the bit
+                        // guards no data; our later close's decrement comes
+                        // after this in the word's order.
+                        self.state.fetch_and(!LINGERING, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
                 IDLE => {
                     // Acquire: pairs with the shutter's (or failed
                     // starter's) Release into IDLE: we see what it did.

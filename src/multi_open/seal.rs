@@ -11,10 +11,12 @@
 //! waiting behind a startup or shutdown has not taken effect: it is woken
 //! and refused.
 
+use super::close::Caller;
 use super::resource::Resource;
 use super::state::{SEALED, WAITERS};
 use super::MultiOpen;
-use crate::sync::Ordering;
+use crate::sync::{mutant, Ordering};
+use crate::unwind;
 
 impl<R: Resource> MultiOpen<R> {
     /// Closes the object for good, until [`unseal`](Self::unseal): every
@@ -37,8 +39,14 @@ impl<R: Resource> MultiOpen<R> {
     /// Returns `true` if this call sealed the object, `false` if it was
     /// already sealed (sealing twice is harmless, not an error).
     ///
+    /// On a [lingering](Self::with_linger) object with no opens, ends the
+    /// linger: the shutdown runs here, in this call (its error goes to the
+    /// [shutdown-error hook](Self::with_on_shutdown_error), a panic in it
+    /// propagates to this caller once the cycle has ended).
+    ///
     /// Cost: one atomic RMW, plus one futex wake if an opener sleeps.
-    /// Never blocks, and never runs startup or shutdown itself.
+    /// Never blocks, and never runs startup; runs shutdown only to end a
+    /// linger.
     ///
     /// ```
     /// use multiopen::{MultiOpen, OpenError};
@@ -61,8 +69,14 @@ impl<R: Resource> MultiOpen<R> {
         let prev = self.state.fetch_or(SEALED, Ordering::Relaxed);
         // Sleeping openers must see the bit now, not at the phase's end.
         // WAITERS stays set: the phase's end clears it (one spare wake).
-        if prev & WAITERS != 0 {
+        if prev & WAITERS != 0 && !mutant("multi_open::seal_no_wake") {
             self.state.wake_all();
+        }
+        // A sealed object does not linger: end a linger now, here. (A close
+        // that would begin one after our RMW sees SEALED and shuts down.)
+        // Its shutdown error goes to the hook; a panic propagates to us.
+        if let Some(result) = self.end_linger(Caller::None) {
+            unwind::in_cleanup(|| drop(result));
         }
         prev & SEALED == 0
     }

@@ -12,22 +12,30 @@ use crate::sync::{mutant, Ordering};
 // ---------------------------------------------------------------------------
 // The state word (`MultiOpen::state`, a futex word)
 //
-//   bit 31      30          29 28    27      26 .. 0
-//   WAITERS     EVER_OPENED PHASE    SEALED  COUNT
+//   bit 31      30          29 28    27      26          25 .. 0
+//   WAITERS     EVER_OPENED PHASE    SEALED  LINGERING   COUNT
 //
-// COUNT (bits 0..=26): opens registered: every open currently held (by a
+// COUNT (bits 0..=25): opens registered: every open currently held (by a
 //   guard or detached) plus every opener between its increment and its
 //   return. In the Open phase it changes only by the fast-path fetch_add /
 //   fetch_sub. An opener whose fetch_add finds the count at or past
-//   COUNT_LIMIT (bit 26) takes its increment back and fails, so the count
-//   never carries into SEALED: a carry would need 2^26 openers in flight
+//   COUNT_LIMIT (bit 25) takes its increment back and fails, so the count
+//   never carries into LINGERING: a carry would need 2^25 openers in flight
 //   between their increment and its undo at once.
+// LINGERING (bit 26): the object lingers (see `linger.rs`): OPEN, count
+//   zero, and the close that brought it to zero has recorded its time. Set
+//   only by such a close (a CAS from OPEN with count zero, after it stored
+//   its timestamp); cleared by an opener that finds it (its slow path: the
+//   bit is in FAST_OPEN_MASK) and by whoever claims the shutdown (the
+//   timer, a join, a seal, a closer). So a claim from a word with this bit
+//   and count zero never races a close that has not yet recorded its time.
+//   It was the count's top bit: MAX_OPENS went from 2^26 to 2^25.
 // SEALED (bit 27): set by `seal`, cleared by `unseal`; no other write
-//   touches it (every phase change keeps the bits outside PHASE and
-//   WAITERS). The fast open path tests it in the same mask and compare as
-//   the phase and COUNT_LIMIT, so an open of a sealed object always falls
-//   to the slow path, which refuses it; the close paths mask it out with
-//   COUNT_MASK. It was the count's top bit: MAX_OPENS went from 2^27 to 2^26.
+//   touches it (every phase change keeps the bits outside PHASE, WAITERS
+//   and LINGERING). The fast open path tests it in the same mask and
+//   compare as the phase and COUNT_LIMIT, so an open of a sealed object
+//   always falls to the slow path, which refuses it; the close paths mask
+//   it out with COUNT_MASK.
 // PHASE (bits 28..=29): IDLE, STARTING, OPEN or SHUTTING_DOWN, below.
 // EVER_OPENED (bit 30): set by the first successful startup, never cleared.
 // WAITERS (bit 31): some thread sleeps (or is about to) on this word waiting
@@ -36,14 +44,18 @@ use crate::sync::{mutant, Ordering};
 // ---------------------------------------------------------------------------
 
 /// Mask of the open count.
-pub(super) const COUNT_MASK: u32 = (1 << 27) - 1;
+pub(super) const COUNT_MASK: u32 = (1 << 26) - 1;
 /// The open count may not reach this value: an open that would is refused.
-pub(super) const COUNT_LIMIT: u32 = 1 << 26;
+pub(super) const COUNT_LIMIT: u32 = 1 << 25;
+/// Lingering: open with no opens, shutdown deferred (see
+/// [`MultiOpen::with_linger`]); an open must clear it (slow path).
+pub(super) const LINGERING: u32 = 1 << 26;
 /// Sealed: new opens are refused (see [`MultiOpen::seal`]).
 pub(super) const SEALED: u32 = 1 << 27;
 /// The fast open path succeeds only if the word before its increment,
-/// masked with this, is exactly OPEN: open, not sealed, count below limit.
-pub(super) const FAST_OPEN_MASK: u32 = PHASE_MASK | SEALED | COUNT_LIMIT;
+/// masked with this, is exactly OPEN: open, not sealed, not lingering,
+/// count below limit.
+pub(super) const FAST_OPEN_MASK: u32 = PHASE_MASK | SEALED | LINGERING | COUNT_LIMIT;
 /// Mask of the phase.
 pub(super) const PHASE_MASK: u32 = 0b11 << 28;
 /// No resource: never started, or shut down. The next opener runs startup.
@@ -90,12 +102,12 @@ pub(super) const WAITERS: u32 = 1 << 31;
 //   at the end would sleep until the next finalise. (Every 32-bit futex has
 //   this window, a few instructions wide.)
 // - COUNT (the state word): an opener past COUNT_LIMIT takes its increment
-//   back before returning, so the count can carry into SEALED only with 2^26
-//   such openers in flight at once, each inside its own call of `open`. A
+//   back before returning, so the count can carry into LINGERING only with
+//   2^25 such openers in flight at once, each inside its own call of `open`. A
 //   thread has at most one such call in flight per object (the only user
 //   code an opener runs with its increment counted is startup, which cannot
 //   nest an open of its own object: it is refused as re-entrant), so that
-//   takes 2^26 threads; Linux allows at most 2^22 (PID_MAX_LIMIT).
+//   takes 2^25 threads; Linux allows at most 2^22 (PID_MAX_LIMIT).
 // - `detached`: each detached open is also a held open in COUNT, so it is
 //   at most COUNT_LIMIT.
 // ---------------------------------------------------------------------------
@@ -160,21 +172,30 @@ pub struct MultiOpenState {
     pub cycle: u32,
     /// Opens detached from their guards and not yet closed.
     pub detached: usize,
-    /// Where the last final close happened, if any.
+    /// Where the last final close happened, if any. While the object
+    /// [lingers](MultiOpen::with_linger), the close that began the linger.
     pub final_close: Option<CloseSite>,
+    /// [Sealed](MultiOpen::seal): new opens are refused.
+    pub sealed: bool,
+    /// [Lingering](MultiOpen::with_linger): phase `Open` with no opens,
+    /// the resource kept up until the linger ends (an open within it gets
+    /// the handle with no startup).
+    pub lingering: bool,
 }
 
 impl fmt::Display for MultiOpenState {
     /// One line for a human reading a log: the phase, the opens registered
     /// (when there are any, or when open), the cycle (once opened), the
-    /// detached opens (if any) and, once closed or shutting down, where
-    /// the final close happened:
+    /// detached opens (if any), whether it lingers or is sealed, and, once
+    /// closed or shutting down, where the final close happened:
     ///
     /// - `never opened`
     /// - `open (2 opens), cycle 1`
     /// - `open (1 open), cycle 3, 1 detached`
+    /// - `open (0 opens), cycle 2, lingering`
+    /// - `open (1 open), cycle 1, sealed`
     /// - `closed, cycle 1, final close at src/main.rs:10:5`
-    /// - `closed, cycle 1, final close at drop of the guard opened at src/main.rs:8:17`
+    /// - `closed, cycle 1, sealed, final close at drop of the guard opened at src/main.rs:8:17`
     ///
     /// The format is for people, not programs, and may change in any
     /// release: read the fields (or `Debug`) to act on them.
@@ -193,8 +214,10 @@ impl fmt::Display for MultiOpenState {
     ///     cycle: 2,
     ///     detached: 0,
     ///     final_close: None,
+    ///     sealed: true,
+    ///     lingering: false,
     /// };
-    /// assert_eq!(s.to_string(), "closed, cycle 2");
+    /// assert_eq!(s.to_string(), "closed, cycle 2, sealed");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -215,6 +238,12 @@ impl fmt::Display for MultiOpenState {
         if self.detached > 0 {
             write!(f, ", {} detached", self.detached)?;
         }
+        if self.lingering {
+            f.write_str(", lingering")?;
+        }
+        if self.sealed {
+            f.write_str(", sealed")?;
+        }
         // Only once the cycle has ended (or is ending): in a later cycle
         // the previous cycle's close would read as this one's.
         if matches!(self.phase, Phase::ShuttingDown | Phase::Closed) {
@@ -229,7 +258,9 @@ impl fmt::Display for MultiOpenState {
 impl<R: Resource> MultiOpen<R> {
     /// True once opened and closed again: from the start of the final
     /// close's shutdown until a re-open's startup begins. False if never
-    /// opened. One atomic load.
+    /// opened. False while [lingering](Self::with_linger): the resource is
+    /// still up; it turns true when the linger ends and shutdown begins.
+    /// One atomic load.
     ///
     /// ```
     /// use multiopen::MultiOpen;
@@ -246,7 +277,9 @@ impl<R: Resource> MultiOpen<R> {
         state & EVER_OPENED != 0 && matches!(state & PHASE_MASK, IDLE | SHUTTING_DOWN)
     }
 
-    /// Is the resource up (startup done, final close not begun)? One load.
+    /// Is the resource up (startup done, final close not begun)? True
+    /// while [lingering](Self::with_linger) too (no opens, but the handle is
+    /// up and the next open gets it with no startup). One load.
     ///
     /// ```
     /// use multiopen::MultiOpen;
@@ -304,6 +337,9 @@ impl<R: Resource> MultiOpen<R> {
             cycle: (self.cycles.load(Ordering::Relaxed) & CYCLE_MASK) as u32,
             detached: self.detached.load(Ordering::Relaxed),
             final_close: self.final_close_site(),
+            sealed: state & SEALED != 0,
+            // The bit with opens counted is an opener about to clear it.
+            lingering: state & (PHASE_MASK | LINGERING | COUNT_MASK) == OPEN | LINGERING,
         }
     }
 
