@@ -134,7 +134,7 @@ fn start_stop_vs_cancel() {
         };
         let canceller = {
             let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.cancel().unwrap())
+            thread::spawn(move || rs.cancel())
         };
         let seen_cancelled = runner.join().unwrap();
         canceller.join().unwrap();
@@ -216,7 +216,7 @@ fn three_threads_start_cancel_stop() {
         };
         let canceller = {
             let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.cancel().unwrap())
+            thread::spawn(move || rs.cancel())
         };
         let stopper = {
             let rs = Arc::clone(&rs);
@@ -246,10 +246,13 @@ fn cancel_wakes_sleeper() {
             thread::spawn(move || rs.sleep(HOUR))
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         assert_eq!(
             sleeper.join().unwrap(),
-            Err(Cancelled { name: "rs".into() })
+            Err(Cancelled {
+                name: "rs".into(),
+                reason: None
+            })
         );
     });
 }
@@ -267,7 +270,7 @@ fn cancel_wakes_paused_waiter() {
             thread::spawn(move || rs.check())
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         assert!(waiter.join().unwrap().is_err());
         assert_eq!(rs.state(), RunPhase::Stopping);
     });
@@ -293,7 +296,7 @@ fn cancel_wakes_sleeper_and_paused_waiter() {
         };
         let canceller = {
             let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.cancel().unwrap())
+            thread::spawn(move || rs.cancel())
         };
         canceller.join().unwrap();
         assert!(sleeper.join().unwrap().is_err());
@@ -360,12 +363,15 @@ fn restart_does_not_hide_cancel_from_sleeper() {
             thread::spawn(move || rs.sleep(HOUR))
         };
         until_someone_waits(&rs);
-        rs.cancel().unwrap();
+        rs.cancel();
         rs.stop().unwrap();
         rs.start().unwrap();
         assert_eq!(
             sleeper.join().unwrap(),
-            Err(Cancelled { name: "rs".into() })
+            Err(Cancelled {
+                name: "rs".into(),
+                reason: None
+            })
         );
         assert_eq!(rs.state(), RunPhase::Running, "the new run goes on");
     });
@@ -385,7 +391,7 @@ fn restart_does_not_hide_cancel_from_paused_waiter() {
             thread::spawn(move || rs.check())
         };
         until_someone_waits(&rs);
-        rs.cancel().unwrap();
+        rs.cancel();
         rs.stop().unwrap();
         rs.start().unwrap();
         assert!(waiter.join().unwrap().is_err(), "the cancel was lost");
@@ -403,7 +409,7 @@ fn cancel_publishes_prior_writes() {
             let (rs, data) = (Arc::clone(&rs), Arc::clone(&data));
             thread::spawn(move || {
                 data.store(42, Ordering::Relaxed);
-                rs.cancel().unwrap();
+                rs.cancel();
             })
         };
         // No `others_first()`: the canceller makes no load-then-RMW here,
@@ -526,7 +532,7 @@ fn callbacks_registration_vs_cancel() {
             })
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         registrar.join().unwrap();
         assert!(calls.load(SeqCst) <= 1);
     });
@@ -549,7 +555,7 @@ fn callbacks_removal_vs_cancel() {
             thread::spawn(move || assert!(rs.remove_callback(id)))
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         remover.join().unwrap();
         assert!(calls.load(SeqCst) <= 1);
         rs.stop().unwrap_err(); // never started: the state still answers

@@ -38,7 +38,7 @@ pub use error::{
     NeverOpenedError, NotOpenedError, OpenError,
 };
 #[cfg(not(all(doctest, loom_build)))]
-pub use error::{CallbackPanicked, Cancelled, RunStateError};
+pub use error::{CallbackPanicked, Cancelled, RunStateError, WaitTimedOut};
 #[cfg(not(all(doctest, loom_build)))]
 pub use multi_open::{
     CloseOptions, CloseOutcome, DynFnResource, FnMultiOpen, FnResource, MultiOpen, MultiOpenState,
@@ -51,8 +51,8 @@ pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolGuard, PoolStats};
 pub use run_state::SignalCanceller;
 #[cfg(not(all(doctest, loom_build)))]
 pub use run_state::{
-    CallbackId, HasRunState, OwnedRunGuard, RunEvent, RunGuard, RunPhase, RunState, UntilCancelled,
-    UntilCancelledExt,
+    CallbackId, CancelReason, DropGuard, HasRunState, OwnedDropGuard, OwnedRunGuard, RunEvent,
+    RunGuard, RunPhase, RunState, UntilCancelled, UntilCancelledExt,
 };
 
 /// The README's examples, run as doctests (`cargo test --doc`); not part of

@@ -38,7 +38,8 @@ fn sigint_and_sigterm_cancel_the_run_state() {
         assert_eq!(
             rs.sleep(Duration::from_secs(3600)),
             Err(Cancelled {
-                name: "served".into()
+                name: "served".into(),
+                reason: None
             }),
             "signal {signal} did not cancel"
         );

@@ -32,7 +32,7 @@
 //! while !rs.is_running() && !rs.stopped() {
 //!     std::thread::yield_now(); // wait for the worker to start
 //! }
-//! rs.cancel()?;
+//! rs.cancel();
 //! worker.join().unwrap();
 //! assert!(rs.stopped() && rs.cancelled());
 //! assert_eq!(rs.state().to_string(), "cancelled");
@@ -114,9 +114,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Futex};
+use crate::sync::{AtomicPtr, AtomicU64, Futex, Mutex};
 
 mod callbacks;
+mod cancel;
 pub(crate) mod error;
 mod guard;
 mod has_run_state;
@@ -125,16 +126,20 @@ mod iter;
 mod signal;
 mod state;
 mod times;
+mod tree;
 mod wait;
 
 use callbacks::Callbacks;
+use cancel::Reasons;
 #[cfg(doc)]
 use error::CallbackPanicked;
 use state::{RUNNING, STARTED};
 use times::{wall_time, Times};
+use tree::{ParentLink, Registry};
 
 pub use callbacks::{CallbackId, RunEvent};
-pub use guard::{OwnedRunGuard, RunGuard};
+pub use cancel::CancelReason;
+pub use guard::{DropGuard, OwnedDropGuard, OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
 #[cfg(all(feature = "signal", unix))]
@@ -192,14 +197,26 @@ pub struct RunState {
     cancels_cleared: AtomicU64,
     /// How many runs have started: the number of the current (or last)
     /// run, which names it for the guards (64 bits: never wraps within a
-    /// program's life, unlike the word's 24-bit EPOCH). Written only by a
+    /// program's life, unlike the word's 23-bit EPOCH). Written only by a
     /// start, while it holds `TIMING`, before its publish; read only by a
     /// start or stop that holds `TIMING` (so it cannot change meanwhile).
     runs: AtomicU64,
+    /// How many run guards hold the current run, if a guard started it
+    /// (0 if `start()` did): the last of them to end stops it (see
+    /// [`run`](Self::run)). Read and written only under `TIMING`, as
+    /// `runs`.
+    guards: AtomicU64,
     /// Where ticks count from.
     base: Instant,
     callbacks: Callbacks,
     name: Cow<'static, str>,
+    /// The reason of the cancel (see `cancel.rs`); only slow paths lock it.
+    reasons: Mutex<Reasons>,
+    /// This state's children registry (`Arc::into_raw`), null until the
+    /// first `child()`; freed (detaching the children) with this state.
+    children: AtomicPtr<Registry>,
+    /// Where this state is registered as a child; `None` if it is not one.
+    parent: Option<ParentLink>,
 }
 
 impl RunState {
@@ -213,14 +230,24 @@ impl RunState {
     /// assert_eq!(rs.start_time(), None);
     /// ```
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        Self::build(name.into(), 0, None)
+    }
+
+    /// A pending state with state word `word` (`CANCELLED | FROM_PARENT`
+    /// for a child of a cancelled parent), registered at `parent`.
+    fn build(name: Cow<'static, str>, word: u32, parent: Option<ParentLink>) -> Self {
         Self {
-            state: CachePadded::new(Futex::new(0)),
+            state: CachePadded::new(Futex::new(word)),
             times: [Times::new(), Times::new()],
             cancels_cleared: AtomicU64::new(0),
             runs: AtomicU64::new(0),
+            guards: AtomicU64::new(0),
             base: Instant::now(),
             callbacks: Callbacks::new(),
-            name: name.into(),
+            name,
+            reasons: Mutex::new(Reasons::default()),
+            children: AtomicPtr::new(std::ptr::null_mut()),
+            parent,
         }
     }
 
@@ -231,6 +258,13 @@ impl RunState {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Drop for RunState {
+    /// Unlinks a child from its parent; detaches this state's children.
+    fn drop(&mut self) {
+        self.unlink();
     }
 }
 

@@ -77,7 +77,7 @@ impl RunState {
                 return; // cannot happen: the caller waits for this
             }
             for _signal in signals.forever() {
-                let _ = runstate.cancel();
+                runstate.cancel();
             }
         })?;
         // Err(RecvError): the thread ended without a word, which only a
