@@ -30,7 +30,16 @@ pub mod run_state;
 #[cfg(not(all(doctest, loom_build)))]
 mod sync;
 #[cfg(not(all(doctest, loom_build)))]
+mod timer;
+#[cfg(not(all(doctest, loom_build)))]
 mod unwind;
+
+/// Under loom only, for the loom models: runs every pending timer task now,
+/// on the calling model thread (loom has no timer thread and no clock);
+/// returns how many ran. See the timer module's doc.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use timer::fire_timers as loom_fire_timers;
 
 #[cfg(not(all(doctest, loom_build)))]
 pub use error::{
