@@ -664,3 +664,83 @@ fn stale_guard_claim_wakes_a_waiting_stop() {
         assert_eq!(rs.state(), RunPhase::Stopped);
     });
 }
+
+// --- the cancellation tree (issue 13) ------------------------------------------
+
+/// A child is made while its parent cancels: whichever comes first, the
+/// child ends cancelled, with the parent's reason (the registration and
+/// the cancel meet in the parent's word and its registry lock).
+#[test]
+fn child_made_while_parent_cancels() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        let maker = {
+            let parent = Arc::clone(&parent);
+            thread::spawn(move || parent.child("child"))
+        };
+        parent.cancel_with("stop");
+        let child = maker.join().unwrap();
+        assert!(child.cancelled(), "a child of a cancelled parent");
+        assert_eq!(child.reason().as_deref(), Some("stop"));
+        assert_eq!(parent.child("late").reason().as_deref(), Some("stop"));
+    });
+}
+
+/// A child's last owner drops it while the parent cancels: the cancel
+/// may hold the last reference, so the child's drop (its unlink, which
+/// takes the registry lock) can run in the cancelling thread; that lock
+/// must not be held then. The registry ends empty.
+#[test]
+fn child_dropped_while_parent_cancels() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        let child = parent.child("child");
+        let dropper = thread::spawn(move || drop(child));
+        parent.cancel();
+        dropper.join().unwrap();
+        assert_eq!(parent.child_count(), 0);
+        assert!(parent.child("late").cancelled());
+    });
+}
+
+/// `wait_stopped` races the stop and a restart: the waiter (asleep, or
+/// about to be) must return for the stop even if it wakes to find the
+/// state running again (a loom deadlock otherwise).
+#[test]
+fn wait_stopped_racing_stop_and_restart() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        let waiter = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.wait_stopped())
+        };
+        until_someone_waits(&rs);
+        rs.stop().unwrap();
+        rs.start().unwrap();
+        waiter.join().unwrap();
+        assert!(rs.is_running());
+    });
+}
+
+/// A deadline fires (the timer, modelled as a thread calling
+/// `loom_fire_timers`) while another thread cancels with its own reason:
+/// one reason wins, the callbacks run once, and the reason they saw is
+/// the one that stays.
+#[test]
+fn deadline_fire_races_cancel() {
+    loom::model(|| {
+        let rs = StdArc::new(RunState::new("rs"));
+        let seen = StdArc::new(std::sync::Mutex::new(Vec::new()));
+        let log = StdArc::clone(&seen);
+        rs.on_cancel(move |rs| log.lock().unwrap().push(rs.reason()));
+        rs.cancel_at(std::time::Instant::now() + HOUR).unwrap();
+        let timer = thread::spawn(multiopen::loom_fire_timers);
+        rs.cancel_with("explicit");
+        timer.join().unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "callbacks run once");
+        assert!(seen[0].is_some());
+        assert_eq!(rs.reason(), seen[0], "the first reason stays");
+    });
+}

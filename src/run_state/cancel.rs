@@ -40,6 +40,9 @@ pub(super) struct Reasons {
     /// The reason of the cancel of the run that ended (`ENDED_CANCELLED`);
     /// stale once a start has cleared that bit (never read then).
     pub(super) ended: Option<CancelReason>,
+    /// The pending deadline's timer entry (see `deadline.rs`), kept under
+    /// the same slow-path lock.
+    pub(super) timer: Option<crate::timer::TimerKey>,
 }
 
 impl RunState {

@@ -182,6 +182,13 @@ pub enum RunStateError {
     },
     /// The transition happened, but some of its callbacks panicked.
     CallbackPanicked(CallbackPanicked),
+    /// [`cancel_at`](crate::RunState::cancel_at) or
+    /// [`cancel_after`](crate::RunState::cancel_after) could not start the
+    /// crate's timer thread (the OS refused a thread): no deadline is set.
+    TimerUnavailable {
+        /// The `RunState`'s name.
+        name: String,
+    },
 }
 
 impl fmt::Display for RunStateError {
@@ -193,6 +200,10 @@ impl fmt::Display for RunStateError {
             Self::Cancelled(e) => e.fmt(f),
             Self::NotPaused { name } => write!(f, "{name} is not paused"),
             Self::CallbackPanicked(e) => e.fmt(f),
+            Self::TimerUnavailable { name } => write!(
+                f,
+                "no deadline set on {name}: the timer thread could not be started"
+            ),
         }
     }
 }

@@ -118,6 +118,7 @@ use crate::sync::{AtomicPtr, AtomicU64, Futex, Mutex};
 
 mod callbacks;
 mod cancel;
+mod deadline;
 pub(crate) mod error;
 mod guard;
 mod has_run_state;
@@ -139,6 +140,7 @@ use tree::{ParentLink, Registry};
 
 pub use callbacks::{CallbackId, RunEvent};
 pub use cancel::CancelReason;
+pub use deadline::DEADLINE_EXCEEDED;
 pub use guard::{DropGuard, OwnedDropGuard, OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
@@ -262,9 +264,11 @@ impl RunState {
 }
 
 impl Drop for RunState {
-    /// Unlinks a child from its parent; detaches this state's children.
+    /// Unlinks a child from its parent; detaches this state's children;
+    /// takes a pending deadline off the timer.
     fn drop(&mut self) {
         self.unlink();
+        self.clear_deadline();
     }
 }
 

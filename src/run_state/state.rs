@@ -303,7 +303,7 @@ impl RunState {
         let ends_cancel = reasons.is_some();
         self.publish(
             |s| {
-                let s = if ends_cancel && !mutant("run_state::stop_keeps_cancel") {
+                let s = if ends_cancel {
                     (s & !CANCELLED) | ENDED_CANCELLED
                 } else {
                     s
