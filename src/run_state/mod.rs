@@ -47,8 +47,24 @@
 //! all. Misuse is an error value, never a panic: starting a running state,
 //! stopping one that is not running, pausing one that is not running or is
 //! cancelled, resuming one that is not paused. `cancel` is never refused:
-//! on a state that is not running it just sets the flag (which the next
-//! `start` clears, as in the Python original).
+//! on a state that is not running it is kept for the next run, which
+//! begins cancelled (unlike the Python, whose `start` clears it: an early
+//! Ctrl-C would be lost); the start after a cancelled run's stop begins
+//! clean.
+//!
+//! # The cancellation tree
+//!
+//! [`child`](RunState::child) makes a state that is cancelled with its
+//! parent (at once, with the parent's [`reason`](RunState::reason)), never
+//! the reverse; [`cancel_with`](RunState::cancel_with) gives a reason;
+//! [`cancel_after`](RunState::cancel_after) a deadline;
+//! [`wait_cancelled`](RunState::wait_cancelled) and
+//! [`wait_stopped`](RunState::wait_stopped) block until the cancel or the
+//! end of the run; [`drop_guard`](RunState::drop_guard) cancels when a
+//! scope is left. To run several workers under one supervisor, give each
+//! a child: cancel the supervisor to stop them all, `wait_stopped` each to
+//! join it. (Workers that share one state through [`run`](RunState::run)
+//! guards hold the run together: it stops when the last one ends.)
 //!
 //! # Clocks and timestamps
 //!
@@ -104,7 +120,9 @@
 //! reference to the current list without any lock and runs the callbacks
 //! holding nothing another thread needs. A panicking callback is caught;
 //! the others still run and the panics are returned to the caller of the
-//! transition ([`CallbackPanicked`]).
+//! transition ([`CallbackPanicked`]), except from [`cancel`](RunState::cancel),
+//! which returns nothing: there the panic hook reports them (use
+//! [`try_cancel`](RunState::try_cancel) for the value).
 
 use std::borrow::Cow;
 use std::fmt;
