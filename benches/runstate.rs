@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, BatchSize, BenchmarkGroup, Criterion};
 use crossbeam_utils::CachePadded;
 use multiopen::RunState;
 use multiopen_benches::{
@@ -70,6 +70,22 @@ fn cancelled(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 parallel(threads, iters, |_| {
                     black_box(rs.cancelled());
+                })
+            })
+        });
+
+        // The same poll on a grandchild: the tree costs the query nothing.
+        // Polled through `&RunState`, as the root above (an `Arc`'s extra
+        // pointer hop would be measured otherwise; a worker holds `&`).
+        let root = RunState::new("root");
+        let child = root.child("child");
+        let grandchild_arc = child.child("grandchild");
+        let grandchild: &RunState = &grandchild_arc;
+        grandchild.start().expect("fresh state");
+        group.bench_function("runstate_grandchild_cancelled", |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    black_box(grandchild.cancelled());
                 })
             })
         });
@@ -117,7 +133,7 @@ fn wake(c: &mut Criterion) {
                 || restart(&rs),
                 || sleep_until_cancelled(&rs),
                 // Timed from here.
-                |()| rs.cancel().expect("no callbacks"),
+                |()| rs.cancel(),
             )
         })
     });
@@ -133,7 +149,7 @@ fn wake(c: &mut Criterion) {
                 },
                 // Blocks in the futex wait while paused.
                 || assert!(rs.check().is_err(), "ended by the cancel"),
-                |()| rs.cancel().expect("no callbacks"),
+                |()| rs.cancel(),
             )
         })
     });
@@ -193,7 +209,86 @@ fn current(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, cancelled, wake, current);
+/// The tree: cancelling a parent of 10,000 children, and making and
+/// dropping a child, against tokio-util's `child_token`; a childless
+/// cancel (the unchanged fast path).
+fn tree(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tree");
+    budget(&mut group);
+    group.sample_size(20);
+    const CHILDREN: usize = 10_000;
+    group.bench_function("runstate_cancel_10k_children", |b| {
+        b.iter_batched(
+            || {
+                let parent = RunState::new("parent");
+                let kids: Vec<_> = (0..CHILDREN).map(|_| parent.child("kid")).collect();
+                (parent, kids)
+            },
+            |(parent, kids)| {
+                parent.cancel();
+                (parent, kids)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("tokio_cancel_10k_child_tokens", |b| {
+        b.iter_batched(
+            || {
+                let parent = CancellationToken::new();
+                let kids: Vec<_> = (0..CHILDREN).map(|_| parent.child_token()).collect();
+                (parent, kids)
+            },
+            |(parent, kids)| {
+                parent.cancel();
+                (parent, kids)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("child");
+    budget(&mut group);
+    let parent = RunState::new("parent");
+    group.bench_function("runstate_child_create_drop", |b| {
+        b.iter(|| drop(black_box(parent.child("kid"))))
+    });
+    let token = CancellationToken::new();
+    group.bench_function("tokio_child_token_create_drop", |b| {
+        b.iter(|| drop(black_box(token.child_token())))
+    });
+    group.bench_function("runstate_childless_cancel", |b| {
+        b.iter_batched_ref(
+            || RunState::new("fresh"),
+            |rs| rs.cancel(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// Cancel → a thread in `wait_cancelled` runs, against the futex hand-off.
+fn wait_cancelled(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wake_wait_cancelled");
+    budget(&mut group);
+    group.sample_size(30);
+    group.bench_function("futex_handoff", |b| b.iter_custom(futex_handoff));
+    let rs = RunState::new("bench");
+    group.bench_function("runstate_wait_cancelled", |b| {
+        b.iter_custom(|iters| {
+            wake_latency(
+                iters,
+                || restart(&rs),
+                || rs.wait_cancelled(),
+                // Timed from here.
+                |()| rs.cancel(),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cancelled, wake, current, tree, wait_cancelled);
 
 /// Criterion, then the interleaved cross-check: see [`bench_main`].
 fn main() {
@@ -245,7 +340,7 @@ fn cross_check() {
             iters,
             || restart(&sleeping),
             || sleep_until_cancelled(&sleeping),
-            |()| sleeping.cancel().expect("no callbacks"),
+            |()| sleeping.cancel(),
         )
     };
     let paused = RunState::new("bench");
@@ -257,7 +352,7 @@ fn cross_check() {
                 paused.pause().expect("running, not cancelled");
             },
             || assert!(paused.check().is_err(), "ended by the cancel"),
-            |()| paused.cancel().expect("no callbacks"),
+            |()| paused.cancel(),
         )
     };
     let spreads = interleaved(

@@ -102,7 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rs.run_time()
     );
     let asked = Instant::now();
-    rs.cancel()?; // wakes the sleeper at once
+    rs.cancel(); // wakes the sleeper at once
     println!("main: after cancel, state {}", rs.state()); // stopping (or cancelled)
     job.join().expect("job thread panicked");
     println!(

@@ -134,7 +134,7 @@ fn start_stop_vs_cancel() {
         };
         let canceller = {
             let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.cancel().unwrap())
+            thread::spawn(move || rs.cancel())
         };
         let seen_cancelled = runner.join().unwrap();
         canceller.join().unwrap();
@@ -216,7 +216,7 @@ fn three_threads_start_cancel_stop() {
         };
         let canceller = {
             let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.cancel().unwrap())
+            thread::spawn(move || rs.cancel())
         };
         let stopper = {
             let rs = Arc::clone(&rs);
@@ -246,10 +246,13 @@ fn cancel_wakes_sleeper() {
             thread::spawn(move || rs.sleep(HOUR))
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         assert_eq!(
             sleeper.join().unwrap(),
-            Err(Cancelled { name: "rs".into() })
+            Err(Cancelled {
+                name: "rs".into(),
+                reason: None
+            })
         );
     });
 }
@@ -267,7 +270,7 @@ fn cancel_wakes_paused_waiter() {
             thread::spawn(move || rs.check())
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         assert!(waiter.join().unwrap().is_err());
         assert_eq!(rs.state(), RunPhase::Stopping);
     });
@@ -293,7 +296,7 @@ fn cancel_wakes_sleeper_and_paused_waiter() {
         };
         let canceller = {
             let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.cancel().unwrap())
+            thread::spawn(move || rs.cancel())
         };
         canceller.join().unwrap();
         assert!(sleeper.join().unwrap().is_err());
@@ -360,12 +363,15 @@ fn restart_does_not_hide_cancel_from_sleeper() {
             thread::spawn(move || rs.sleep(HOUR))
         };
         until_someone_waits(&rs);
-        rs.cancel().unwrap();
+        rs.cancel();
         rs.stop().unwrap();
         rs.start().unwrap();
         assert_eq!(
             sleeper.join().unwrap(),
-            Err(Cancelled { name: "rs".into() })
+            Err(Cancelled {
+                name: "rs".into(),
+                reason: None
+            })
         );
         assert_eq!(rs.state(), RunPhase::Running, "the new run goes on");
     });
@@ -385,7 +391,7 @@ fn restart_does_not_hide_cancel_from_paused_waiter() {
             thread::spawn(move || rs.check())
         };
         until_someone_waits(&rs);
-        rs.cancel().unwrap();
+        rs.cancel();
         rs.stop().unwrap();
         rs.start().unwrap();
         assert!(waiter.join().unwrap().is_err(), "the cancel was lost");
@@ -403,7 +409,7 @@ fn cancel_publishes_prior_writes() {
             let (rs, data) = (Arc::clone(&rs), Arc::clone(&data));
             thread::spawn(move || {
                 data.store(42, Ordering::Relaxed);
-                rs.cancel().unwrap();
+                rs.cancel();
             })
         };
         // No `others_first()`: the canceller makes no load-then-RMW here,
@@ -493,7 +499,7 @@ fn callbacks_see_their_transition() {
             let rs = Arc::clone(&rs);
             thread::spawn(move || rs.stop())
         };
-        assert_eq!(canceller.join().unwrap(), Ok(()));
+        canceller.join().unwrap();
         assert_eq!(stopper.join().unwrap(), Ok(()));
         assert_eq!(rs.state(), RunPhase::Cancelled);
     });
@@ -526,7 +532,7 @@ fn callbacks_registration_vs_cancel() {
             })
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         registrar.join().unwrap();
         assert!(calls.load(SeqCst) <= 1);
     });
@@ -549,7 +555,7 @@ fn callbacks_removal_vs_cancel() {
             thread::spawn(move || assert!(rs.remove_callback(id)))
         };
         others_first();
-        rs.cancel().unwrap();
+        rs.cancel();
         remover.join().unwrap();
         assert!(calls.load(SeqCst) <= 1);
         rs.stop().unwrap_err(); // never started: the state still answers
@@ -656,5 +662,85 @@ fn stale_guard_claim_wakes_a_waiting_stop() {
         rs.stop().unwrap();
         holder.join().unwrap();
         assert_eq!(rs.state(), RunPhase::Stopped);
+    });
+}
+
+// --- the cancellation tree (issue 13) ------------------------------------------
+
+/// A child is made while its parent cancels: whichever comes first, the
+/// child ends cancelled, with the parent's reason (the registration and
+/// the cancel meet in the parent's word and its registry lock).
+#[test]
+fn child_made_while_parent_cancels() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        let maker = {
+            let parent = Arc::clone(&parent);
+            thread::spawn(move || parent.child("child"))
+        };
+        parent.cancel_with("stop");
+        let child = maker.join().unwrap();
+        assert!(child.cancelled(), "a child of a cancelled parent");
+        assert_eq!(child.reason().as_deref(), Some("stop"));
+        assert_eq!(parent.child("late").reason().as_deref(), Some("stop"));
+    });
+}
+
+/// A child's last owner drops it while the parent cancels: the cancel
+/// may hold the last reference, so the child's drop (its unlink, which
+/// takes the registry lock) can run in the cancelling thread; that lock
+/// must not be held then. The registry ends empty.
+#[test]
+fn child_dropped_while_parent_cancels() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        let child = parent.child("child");
+        let dropper = thread::spawn(move || drop(child));
+        parent.cancel();
+        dropper.join().unwrap();
+        assert_eq!(parent.child_count(), 0);
+        assert!(parent.child("late").cancelled());
+    });
+}
+
+/// `wait_stopped` races the stop and a restart: the waiter (asleep, or
+/// about to be) must return for the stop even if it wakes to find the
+/// state running again (a loom deadlock otherwise).
+#[test]
+fn wait_stopped_racing_stop_and_restart() {
+    loom::model(|| {
+        let rs = Arc::new(RunState::new("rs"));
+        rs.start().unwrap();
+        let waiter = {
+            let rs = Arc::clone(&rs);
+            thread::spawn(move || rs.wait_stopped())
+        };
+        until_someone_waits(&rs);
+        rs.stop().unwrap();
+        rs.start().unwrap();
+        waiter.join().unwrap();
+        assert!(rs.is_running());
+    });
+}
+
+/// A deadline fires (the timer, modelled as a thread calling
+/// `loom_fire_timers`) while another thread cancels with its own reason:
+/// one reason wins, the callbacks run once, and the reason they saw is
+/// the one that stays.
+#[test]
+fn deadline_fire_races_cancel() {
+    loom::model(|| {
+        let rs = StdArc::new(RunState::new("rs"));
+        let seen = StdArc::new(std::sync::Mutex::new(Vec::new()));
+        let log = StdArc::clone(&seen);
+        rs.on_cancel(move |rs| log.lock().unwrap().push(rs.reason()));
+        rs.cancel_at(std::time::Instant::now() + HOUR).unwrap();
+        let timer = thread::spawn(multiopen::loom_fire_timers);
+        rs.cancel_with("explicit");
+        timer.join().unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "callbacks run once");
+        assert!(seen[0].is_some());
+        assert_eq!(rs.reason(), seen[0], "the first reason stays");
     });
 }

@@ -49,7 +49,7 @@ use std::fmt;
 use std::panic::Location;
 use std::time::Duration;
 
-pub use crate::run_state::error::{CallbackPanicked, Cancelled, RunStateError};
+pub use crate::run_state::error::{CallbackPanicked, Cancelled, RunStateError, WaitTimedOut};
 
 /// A boxed error of any kind: the error type of closure-built resources that
 /// do not name their own ([`MultiOpen::from_dyn_fns`](crate::MultiOpen::from_dyn_fns),

@@ -47,7 +47,7 @@ pub use error::{
     NeverOpenedError, NotOpenedError, OpenError,
 };
 #[cfg(not(all(doctest, loom_build)))]
-pub use error::{CallbackPanicked, Cancelled, RunStateError};
+pub use error::{CallbackPanicked, Cancelled, RunStateError, WaitTimedOut};
 #[cfg(not(all(doctest, loom_build)))]
 pub use multi_open::{
     CloseOptions, CloseOutcome, DynFnResource, FnMultiOpen, FnResource, MultiOpen, MultiOpenState,
@@ -60,8 +60,9 @@ pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolError, PoolGuard, PoolStat
 pub use run_state::SignalCanceller;
 #[cfg(not(all(doctest, loom_build)))]
 pub use run_state::{
-    CallbackId, CurrentGuard, HasRunState, OwnedRunGuard, RunEvent, RunGuard, RunHandle, RunPhase,
-    RunState, SpawnError, UntilCancelled, UntilCancelledExt,
+    CallbackId, CancelReason, CurrentGuard, DropGuard, HasRunState, OwnedDropGuard, OwnedRunGuard,
+    RunEvent, RunGuard, RunHandle, RunPhase, RunState, SpawnError, UntilCancelled,
+    UntilCancelledExt,
 };
 
 /// The README's examples, run as doctests (`cargo test --doc`); not part of

@@ -643,12 +643,12 @@ mod thread_index_impl {
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU64};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex};
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU64};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex};
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 
 // The timed futex wait, native per platform (and, on macOS, the untimed
 // wait and the wake beside it): src/sync/timed_wait.rs.

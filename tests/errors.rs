@@ -153,7 +153,7 @@ fn chain_shows_each_cause_once_for_run_state_errors() {
     rs.start().unwrap();
     assert_clean(rs.start().unwrap_err(), "job", &[]); // already running
     rs.on_cancel(|_| panic!("disk full"));
-    let err = quiet_panics(|| rs.cancel().unwrap_err());
+    let err = quiet_panics(|| rs.try_cancel().unwrap_err());
     assert_clean(err, "job", &["disk full"]);
     assert_clean(rs.check().unwrap_err(), "job", &[]); // Cancelled
     let err = rs.pause().unwrap_err();

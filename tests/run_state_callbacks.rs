@@ -33,8 +33,8 @@ fn callbacks_run_in_registration_order_on_their_transition() {
     rs.on_cancel(logger(&log, "cancel2"));
     rs.on_end(logger(&log, "end2"));
     rs.start().unwrap();
-    rs.cancel().unwrap();
-    rs.cancel().unwrap(); // already cancelled: no callbacks
+    rs.cancel();
+    rs.cancel(); // already cancelled: no callbacks
     rs.stop().unwrap();
     assert_eq!(
         *log.lock().unwrap(),
@@ -83,7 +83,7 @@ fn callbacks_see_the_transition_done() {
         c.fetch_add(1, Ordering::SeqCst);
     });
     rs.start().unwrap();
-    rs.cancel().unwrap();
+    rs.cancel();
     rs.stop().unwrap();
     assert_eq!(checks.load(Ordering::SeqCst), 3);
 }
@@ -131,7 +131,7 @@ fn panicking_callbacks_are_reported_and_poison_nothing() {
     assert!(rs.is_running(), "the start happened");
     assert_eq!(*log.lock().unwrap(), ["second:running"], "the others ran");
     // The state still works.
-    rs.cancel().unwrap();
+    rs.cancel();
     let err = quietly(|| rs.stop()).unwrap_err();
     assert_eq!(
         err,
@@ -158,7 +158,7 @@ fn callbacks_may_use_the_state_and_register_more() {
         let flag = Arc::clone(&flag);
         rs.on_cancel(move |_| flag.store(true, Ordering::SeqCst));
         // A transition from a callback.
-        rs.cancel().unwrap();
+        rs.cancel();
     });
     rs.start().unwrap();
     assert!(rs.cancelled());
@@ -270,7 +270,7 @@ fn the_owned_guard_moves_to_another_thread() {
         drop(run);
         rs.stopped()
     });
-    rs.cancel().unwrap();
+    rs.cancel();
     assert!(worker.join().unwrap());
     assert_eq!(rs.state(), RunPhase::Cancelled);
     let nested = {
@@ -401,7 +401,7 @@ fn a_captured_values_drop_may_register_callbacks() {
             let _keep = &captured;
         });
         rs.start().unwrap();
-        rs.cancel().unwrap();
+        rs.cancel();
         assert!(rs.remove_callback(id)); // frees the last list holding it
         assert_eq!(dropped.load(Ordering::SeqCst), 1, "its Drop ran");
         rs.stop().unwrap(); // the `on_end` its Drop registered runs

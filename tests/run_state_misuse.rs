@@ -109,7 +109,7 @@ fn fallible_call_never_panics_when_a_transition_drops_the_last_callback() {
         let result = quietly(|| {
             catch_unwind(AssertUnwindSafe(|| -> Result<(), RunStateError> {
                 rs.start()?;
-                rs.cancel()?;
+                rs.try_cancel()?;
                 rs.stop()
             }))
         });
@@ -167,7 +167,7 @@ fn panic_payload_with_panicking_drop_never_escapes_a_transition() {
                     Err(RunStateError::CallbackPanicked(p)) => Some(p),
                     other => other.map(|()| None).unwrap(),
                 };
-                let cancel = rs.cancel().err();
+                let cancel = rs.try_cancel().err();
                 let end = match rs.stop() {
                     Err(RunStateError::CallbackPanicked(p)) => Some(p),
                     other => other.map(|()| None).unwrap(),
@@ -263,7 +263,7 @@ fn reentrant_call_from_a_callback_completes() {
             };
         }
         rs.start().unwrap();
-        rs.cancel().unwrap();
+        rs.cancel();
         rs.stop().unwrap();
         calls.load(Ordering::SeqCst)
     });

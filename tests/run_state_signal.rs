@@ -27,7 +27,7 @@ fn sigint_and_sigterm_cancel_the_run_state() {
     });
     let canceller = rs.cancel_on_signals().expect("signal handlers install");
 
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    for (signal, label) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
         rs.start().unwrap();
         assert!(!rs.cancelled());
         // SAFETY: raise() has no preconditions; the handler installed above
@@ -38,7 +38,9 @@ fn sigint_and_sigterm_cancel_the_run_state() {
         assert_eq!(
             rs.sleep(Duration::from_secs(3600)),
             Err(Cancelled {
-                name: "served".into()
+                name: "served".into(),
+                // The reason names the signal.
+                reason: Some(format!("signal {label}").into())
             }),
             "signal {signal} did not cancel"
         );

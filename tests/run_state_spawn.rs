@@ -88,7 +88,7 @@ fn the_handle_cancels_and_join_returns_once_stopped() {
     })
     .unwrap();
     let rs = Arc::clone(handle.runstate());
-    handle.cancel().unwrap();
+    handle.cancel();
     assert_eq!(handle.join().unwrap(), 0);
     assert_eq!(rs.state(), RunPhase::Cancelled);
 }

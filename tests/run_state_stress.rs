@@ -117,7 +117,7 @@ fn stress_polling_while_others_cancel_and_restart() {
                         }
                     }
                     if (i + c) % 2 == 0 {
-                        rs.cancel().unwrap();
+                        rs.cancel();
                     }
                     match rs.stop() {
                         Ok(()) => {
@@ -141,7 +141,7 @@ fn stress_polling_while_others_cancel_and_restart() {
         c.join().unwrap();
     }
     done.store(true, Ordering::SeqCst);
-    rs.cancel().unwrap(); // releases every sleeper still asleep
+    rs.cancel(); // releases every sleeper still asleep
     let polls: u64 = pollers.into_iter().map(|p| p.join().unwrap()).sum();
     let woken: u64 = sleepers.into_iter().map(|s| s.join().unwrap()).sum();
     let _ = (polls, woken);
@@ -173,7 +173,7 @@ fn stress_registration_while_transitions_run_callbacks() {
         thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 rs.start().unwrap();
-                rs.cancel().unwrap();
+                rs.cancel();
                 rs.stop().unwrap();
             }
         })
@@ -234,7 +234,7 @@ fn stress_no_callback_list_is_freed_under_a_transition() {
                 let mut runs = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     if rs.start().is_ok() {
-                        rs.cancel()
+                        rs.try_cancel()
                             .expect("a callback ran after its list was freed");
                         let _ = rs.stop();
                         runs += 1;

@@ -82,9 +82,15 @@ fn cancel_releases_paused_waiters() {
         thread::spawn(move || rs.wait_while_paused())
     };
     let_others_run();
-    rs.cancel().unwrap();
+    rs.cancel();
     for c in checkers {
-        assert_eq!(c.join().unwrap(), Err(Cancelled { name: "p".into() }));
+        assert_eq!(
+            c.join().unwrap(),
+            Err(Cancelled {
+                name: "p".into(),
+                reason: None
+            })
+        );
     }
     waiter.join().unwrap();
 }
@@ -121,10 +127,13 @@ fn sleep_times_out_when_not_cancelled() {
 #[test]
 fn sleep_when_already_cancelled_returns_at_once() {
     let rs = RunState::new("nap");
-    rs.cancel().unwrap();
+    rs.cancel();
     assert_eq!(
         rs.sleep(Duration::from_secs(3600)),
-        Err(Cancelled { name: "nap".into() })
+        Err(Cancelled {
+            name: "nap".into(),
+            reason: None
+        })
     );
     assert!(rs.sleep(Duration::ZERO).is_err());
     assert!(rs.sleep(Duration::MAX).is_err());
@@ -146,9 +155,15 @@ fn cancel_from_another_thread_ends_every_sleep() {
     })
     .collect();
     let_others_run();
-    rs.cancel().unwrap();
+    rs.cancel();
     for s in sleepers {
-        assert_eq!(s.join().unwrap(), Err(Cancelled { name: "nap".into() }));
+        assert_eq!(
+            s.join().unwrap(),
+            Err(Cancelled {
+                name: "nap".into(),
+                reason: None
+            })
+        );
     }
 }
 
@@ -188,7 +203,7 @@ fn iteration_stops_when_cancelled_and_stays_stopped() {
     let mut it = rs.iter(0..10);
     assert_eq!(it.next(), Some(0));
     assert_eq!(it.next(), Some(1));
-    rs.cancel().unwrap();
+    rs.cancel();
     assert_eq!(it.next(), None);
     rs.stop().unwrap();
     rs.start().unwrap(); // no longer cancelled
@@ -252,7 +267,7 @@ fn a_restart_does_not_hide_a_cancel_from_a_sleeper() {
         let controller = {
             let rs = Arc::clone(&rs);
             thread::spawn(move || {
-                rs.cancel().unwrap();
+                rs.cancel();
                 rs.stop().unwrap();
                 rs.start().unwrap();
             })
@@ -261,7 +276,10 @@ fn a_restart_does_not_hide_a_cancel_from_a_sleeper() {
         for sleeper in sleepers {
             assert_eq!(
                 sleeper.join().unwrap(),
-                Err(Cancelled { name: "nap".into() }),
+                Err(Cancelled {
+                    name: "nap".into(),
+                    reason: None
+                }),
                 "round {round}: the cancel was lost to the restart"
             );
         }
@@ -292,12 +310,15 @@ fn a_restart_does_not_hide_a_cancel_from_paused_waiters() {
             thread::spawn(move || rs.wait_while_paused())
         };
         thread::sleep(SETTLE);
-        rs.cancel().unwrap();
+        rs.cancel();
         rs.stop().unwrap();
         rs.start().unwrap();
         assert_eq!(
             checker.join().unwrap(),
-            Err(Cancelled { name: "p".into() }),
+            Err(Cancelled {
+                name: "p".into(),
+                reason: None
+            }),
             "round {round}: the cancel was lost to the restart"
         );
         waiter.join().unwrap();
@@ -311,7 +332,7 @@ fn a_restart_does_not_hide_a_cancel_from_paused_waiters() {
 fn a_cancel_cleared_before_the_wait_is_not_reported() {
     let rs = RunState::new("p");
     rs.start().unwrap();
-    rs.cancel().unwrap();
+    rs.cancel();
     rs.stop().unwrap();
     rs.start().unwrap();
     assert_eq!(rs.sleep(Duration::from_millis(5)), Ok(()));

@@ -64,7 +64,7 @@ fn huge_sleeps_last_until_cancelled() {
         assert!(!sleeper.is_finished(), "a sleep of {d:?} ended at once");
     }
     let t0 = Instant::now();
-    rs.cancel().unwrap();
+    rs.cancel();
     for (d, sleeper) in sleepers {
         assert!(sleeper.join().unwrap().is_err(), "{d:?}: cancelled");
     }
@@ -84,7 +84,7 @@ fn a_cancel_ends_a_timed_sleep_early() {
         })
     };
     thread::sleep(Duration::from_millis(50));
-    rs.cancel().unwrap();
+    rs.cancel();
     let (r, took) = sleeper.join().unwrap();
     assert!(r.is_err());
     assert!(took < d / 2, "the cancel came late: {took:?}");

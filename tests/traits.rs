@@ -31,7 +31,7 @@ fn default_run_state_is_named_after_its_type_and_works() {
 
     rs.start().unwrap();
     assert!(rs.is_running());
-    rs.cancel().unwrap();
+    rs.cancel();
     assert!(rs.cancelled() && rs.stopping());
     rs.stop().unwrap();
     assert!(rs.stopped() && rs.cancelled());
@@ -116,7 +116,7 @@ fn has_run_state_queries_and_transitions() {
 
     // A second run, ended with `end`, cancelled on the way.
     c.start().unwrap();
-    c.cancel().unwrap();
+    c.cancel();
     assert!(c.cancelled() && c.stopping());
     assert_eq!(c.state(), RunPhase::Stopping);
     c.end().unwrap();
@@ -163,7 +163,7 @@ fn has_run_state_pause_resume_check_and_wait() {
     thread::scope(|s| {
         let checker = s.spawn(|| c.check());
         settle();
-        c.cancel().unwrap();
+        c.cancel();
         assert!(checker.join().unwrap().is_err());
     });
     assert!(matches!(c.pause(), Err(RunStateError::Cancelled(_))));
@@ -180,7 +180,7 @@ fn has_run_state_sleep_and_check_after_cancel() {
     thread::scope(|s| {
         let sleeper = s.spawn(|| c.sleep(Duration::from_secs(3600)));
         settle();
-        c.cancel().unwrap();
+        c.cancel();
         assert!(sleeper.join().unwrap().is_err());
     });
     let err = c.sleep(Duration::from_secs(3600)).unwrap_err();
@@ -203,7 +203,7 @@ fn has_run_state_run_guard_and_iter() {
         for i in c.iter(0..100) {
             seen.push(i);
             if i == 4 {
-                c.cancel().unwrap();
+                c.cancel();
             }
         }
         assert_eq!(seen, [0, 1, 2, 3, 4]);
@@ -241,8 +241,8 @@ fn has_run_state_callbacks() {
         counter.fetch_add(1, SeqCst);
     });
     c.start().unwrap();
-    c.cancel().unwrap();
-    c.cancel().unwrap(); // already cancelled: no callback
+    c.cancel();
+    c.cancel(); // already cancelled: no callback
     c.stop().unwrap();
     assert_eq!(
         (starts.load(SeqCst), cancels.load(SeqCst), ends.load(SeqCst)),
@@ -267,7 +267,7 @@ fn has_run_state_as_a_trait_object() {
     d.start().unwrap();
     assert!(d.is_running());
     d.runstate().on_end(|_| {});
-    d.cancel().unwrap();
+    d.cancel();
     d.stop().unwrap();
     assert_eq!(d.state(), RunPhase::Cancelled);
     let boxed: Vec<Box<dyn HasRunState>> =
@@ -280,7 +280,7 @@ fn has_run_state_as_a_trait_object() {
 fn has_run_state_on_a_bare_run_state_and_generic_code() {
     fn run_to_cancel(h: &impl HasRunState) -> RunPhase {
         let _run = h.run();
-        h.cancel().unwrap();
+        h.cancel();
         assert!(h.sleep(Duration::from_secs(3600)).is_err());
         drop(_run);
         h.state()

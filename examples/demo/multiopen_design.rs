@@ -175,7 +175,7 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
     );
     let cancel_at = Instant::now();
     for rs in &states {
-        let _ = rs.cancel(); // no callbacks registered: cannot fail
+        rs.cancel(); // no callbacks registered: cannot fail
     }
     let mut failures = Vec::new();
     let reports: Vec<WorkerReport> = workers

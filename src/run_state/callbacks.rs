@@ -319,7 +319,7 @@ impl RunState {
     /// let rs = RunState::new("job");
     /// let flag = Arc::clone(&told);
     /// rs.on_cancel(move |rs| flag.store(rs.cancelled(), Ordering::Relaxed));
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert!(told.load(Ordering::Relaxed));
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
@@ -340,7 +340,7 @@ impl RunState {
     /// let sink = Arc::clone(&log);
     /// rs.on_end(move |rs| sink.lock().unwrap().push(rs.state().to_string()));
     /// rs.start()?;
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// rs.stop()?;
     /// assert_eq!(*log.lock().unwrap(), ["cancelled"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -325,7 +325,7 @@ impl RunState {
     /// let rs = Arc::new(RunState::new("job"));
     /// let _run = rs.run_owned();
     /// assert!(step().is_ok());
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert_eq!(step().unwrap_err().to_string(), "job was cancelled");
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```

@@ -8,30 +8,88 @@ use std::fmt;
 /// Returned by [`RunState::check`](crate::RunState::check) (the Python
 /// `cs.resources`'s `raiseif`), [`RunState::sleep`](crate::RunState::sleep)
 /// and [`RunState::pause`](crate::RunState::pause) (as
-/// [`RunStateError::Cancelled`]); the message names the `RunState`.
+/// [`RunStateError::Cancelled`]); the message names the `RunState` and,
+/// if the cancel gave one ([`RunState::cancel_with`](crate::RunState::cancel_with),
+/// a parent's, a deadline), its reason.
 ///
 /// ```
 /// use multiopen::{Cancelled, RunState};
 ///
 /// let rs = RunState::new("worker");
-/// rs.cancel()?;
+/// rs.cancel();
 /// let err: Cancelled = rs.check().unwrap_err();
 /// assert_eq!(err.to_string(), "worker was cancelled");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// assert_eq!(err.reason, None);
+///
+/// let rs = RunState::new("fetcher");
+/// rs.cancel_with("deadline exceeded");
+/// let err = rs.check().unwrap_err();
+/// assert_eq!(err.reason.as_deref(), Some("deadline exceeded"));
+/// assert_eq!(err.to_string(), "fetcher was cancelled: deadline exceeded");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cancelled {
     /// The `RunState`'s name.
     pub name: String,
+    /// The cancel's reason, if it gave one (see
+    /// [`RunState::reason`](crate::RunState::reason)).
+    pub reason: Option<crate::run_state::CancelReason>,
 }
 
 impl fmt::Display for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} was cancelled", self.name)
+        write!(f, "{} was cancelled", self.name)?;
+        match &self.reason {
+            Some(reason) => write!(f, ": {reason}"),
+            None => Ok(()),
+        }
     }
 }
 
 impl std::error::Error for Cancelled {}
+
+/// A timed wait of a [`RunState`](crate::RunState) ran out of time:
+/// [`wait_cancelled_timeout`](crate::RunState::wait_cancelled_timeout) and
+/// `_deadline` (`event` [`RunEvent::Cancel`](crate::RunEvent::Cancel)),
+/// [`wait_stopped_timeout`](crate::RunState::wait_stopped_timeout) and
+/// `_deadline` (`event` [`RunEvent::End`](crate::RunEvent::End)). Nothing
+/// changed; wait again to keep waiting.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiopen::{RunEvent, RunState};
+///
+/// let rs = RunState::new("job");
+/// let err = rs.wait_cancelled_timeout(Duration::ZERO).unwrap_err();
+/// assert_eq!(err.event, RunEvent::Cancel);
+/// assert!(err.to_string().starts_with("waiting for job to be cancelled timed out after "));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitTimedOut {
+    /// The `RunState`'s name.
+    pub name: String,
+    /// What the call waited for: `Cancel` or `End`.
+    pub event: crate::run_state::RunEvent,
+    /// How long it waited.
+    pub waited: std::time::Duration,
+}
+
+impl fmt::Display for WaitTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.event {
+            crate::run_state::RunEvent::Cancel => "be cancelled",
+            crate::run_state::RunEvent::End => "end",
+            crate::run_state::RunEvent::Start => "start",
+        };
+        write!(
+            f,
+            "waiting for {} to {what} timed out after {:?}",
+            self.name, self.waited
+        )
+    }
+}
+
+impl std::error::Error for WaitTimedOut {}
 
 /// Callbacks panicked during a [`RunState`](crate::RunState) transition.
 ///
@@ -46,7 +104,7 @@ impl std::error::Error for Cancelled {}
 /// rs.on_cancel(|_| panic!("disk full"));
 /// # let hook = std::panic::take_hook();
 /// # std::panic::set_hook(Box::new(|_| {}));
-/// let err = rs.cancel().unwrap_err();
+/// let err = rs.try_cancel().unwrap_err();
 /// # std::panic::set_hook(hook);
 /// assert!(rs.cancelled()); // cancelled all the same
 /// assert_eq!(err.event, RunEvent::Cancel);
@@ -124,6 +182,13 @@ pub enum RunStateError {
     },
     /// The transition happened, but some of its callbacks panicked.
     CallbackPanicked(CallbackPanicked),
+    /// [`cancel_at`](crate::RunState::cancel_at) or
+    /// [`cancel_after`](crate::RunState::cancel_after) could not start the
+    /// crate's timer thread (the OS refused a thread): no deadline is set.
+    TimerUnavailable {
+        /// The `RunState`'s name.
+        name: String,
+    },
 }
 
 impl fmt::Display for RunStateError {
@@ -135,6 +200,10 @@ impl fmt::Display for RunStateError {
             Self::Cancelled(e) => e.fmt(f),
             Self::NotPaused { name } => write!(f, "{name} is not paused"),
             Self::CallbackPanicked(e) => e.fmt(f),
+            Self::TimerUnavailable { name } => write!(
+                f,
+                "no deadline set on {name}: the timer thread could not be started"
+            ),
         }
     }
 }

@@ -1,12 +1,14 @@
-//! The run guards: [`RunGuard`] and [`OwnedRunGuard`], which end the run
-//! they started when dropped (`end_run`), and `RunState::run`/`run_owned`.
+//! The run guards: [`RunGuard`] and [`OwnedRunGuard`], which hold a run
+//! and end it when the last of them is dropped (`end_run`), and
+//! `RunState::run`/`run_owned`; the cancel-on-drop guards [`DropGuard`] and
+//! [`OwnedDropGuard`] (`RunState::drop_guard`/`drop_guard_owned`).
 
 use std::fmt;
 use std::sync::Arc;
 
 use super::error::{CallbackPanicked, RunStateError};
 use super::RunState;
-use crate::sync::mutant;
+use crate::sync::{mutant, Ordering};
 use crate::unwind;
 
 // ---------------------------------------------------------------------------
@@ -20,16 +22,33 @@ impl RunState {
     /// `cs.resources`'s context manager). If the scope panics, the guard
     /// cancels before it stops, so the state reads `cancelled`.
     ///
-    /// If the state is already running, the guard neither starts nor stops
-    /// it (as the Python does for a nested `with`): see
-    /// [`RunGuard::started`]. Never fails; panics of `on_start` callbacks
-    /// are kept in [`RunGuard::start_panics`].
+    /// # Sharing one state between workers
     ///
-    /// The guard ends only the run it started: if another thread stopped
+    /// If the state is already running, the guard does not start it: it
+    /// joins the run ([`RunGuard::started`] is `false`). A run started by a
+    /// guard ends when the *last* guard holding it is dropped, so workers
+    /// that each call `run()` on one shared state keep it running while any
+    /// of them still works: the first to finish does not stop it under the
+    /// others. (Nested in one thread, as the Python's nested `with`: the
+    /// inner guard ends first and changes nothing.) A guard that panics
+    /// cancels the shared run, so the others are told to stop. A run
+    /// started by [`start`](Self::start) is held by no guard: a guard that
+    /// finds one changes nothing when dropped; [`stop`](Self::stop) ends it.
+    ///
+    /// To watch or cancel each worker on its own, give each its own
+    /// [`child`](Self::child) of a supervisor's state instead: cancelling
+    /// the supervisor cancels them all, and
+    /// [`wait_stopped`](Self::wait_stopped) on each child is its join.
+    ///
+    /// Never fails; panics of `on_start` callbacks are kept in
+    /// [`RunGuard::start_panics`].
+    ///
+    /// The guard ends only the run it holds: if another thread stopped
     /// that run (and perhaps started a new one) meanwhile, dropping the
     /// guard neither cancels nor stops anything, however many runs came
     /// and went while it lived (runs are numbered with 64 bits, checked
-    /// atomically with the stop or cancel).
+    /// atomically with the stop or cancel). Starting, joining and ending
+    /// each claim the timestamps briefly (see [`start`](Self::start)).
     ///
     /// ```
     /// use multiopen::{RunPhase, RunState};
@@ -43,12 +62,24 @@ impl RunState {
     /// # let _ = std::panic::take_hook();
     /// assert!(result.is_err());
     /// assert_eq!(rs.state(), RunPhase::Cancelled); // cancelled, then stopped
+    /// assert_eq!(rs.reason().as_deref(), Some("panicked"));
+    ///
+    /// // Three workers share one state: it runs until the last one is done.
+    /// let shared = RunState::new("pool");
+    /// let (a, b, c) = (shared.run(), shared.run(), shared.run());
+    /// assert!(a.started() && !b.started() && !c.started());
+    /// drop(a); // the first to finish...
+    /// assert!(shared.is_running()); // ...does not stop it under the others
+    /// drop(c);
+    /// drop(b); // the last one does
+    /// assert!(shared.stopped());
     /// ```
     pub fn run(&self) -> RunGuard<'_> {
-        let (run, start_panics) = self.guard_start();
+        let (run, started, start_panics) = self.guard_start();
         RunGuard {
             runstate: self,
             run,
+            started,
             start_panics,
         }
     }
@@ -67,7 +98,7 @@ impl RunState {
     /// std::thread::spawn(move || {
     ///     let rs = run.runstate();
     ///     while !rs.cancelled() {
-    ///         # rs.cancel().unwrap();
+    ///         # rs.cancel();
     ///     }
     ///     // `run` drops here: the run stops
     /// })
@@ -78,35 +109,63 @@ impl RunState {
     pub fn run_owned(self: &Arc<Self>) -> OwnedRunGuard {
         // The thread's current state from before the start to after the stop.
         let current = self.enter();
-        let (run, start_panics) = self.guard_start();
+        let (run, started, start_panics) = self.guard_start();
         OwnedRunGuard {
             runstate: Arc::clone(self),
             run,
+            started,
             start_panics,
             _current: current,
         }
     }
 
-    /// Starts for a guard: the run's number if it started, and the panics of
-    /// its callbacks.
-    fn guard_start(&self) -> (Option<u64>, Option<CallbackPanicked>) {
-        match self.start_run() {
-            Ok((run, callbacks)) => (Some(run), callbacks.err()),
-            Err(_) => (None, None),
+    /// Starts or joins a run for a guard: the number of the run it holds
+    /// (if any), whether it started it, and the panics of its callbacks.
+    fn guard_start(&self) -> (Option<u64>, bool, Option<CallbackPanicked>) {
+        match self.start_run(true) {
+            Ok((run, callbacks)) => (Some(run), true, callbacks.err()),
+            Err(RunStateError::AlreadyRunning { .. }) => (self.join_run(), false, None),
+            Err(_) => (None, false, None),
         }
+    }
+
+    /// Joins the run in progress as one more holder, if a guard started it:
+    /// its number. `None` if it is not running (any more) or was started by
+    /// `start()`.
+    fn join_run(&self) -> Option<u64> {
+        self.claim(false, None).ok()?;
+        // Relaxed, all: `guards` and `runs` change only under TIMING, which
+        // we hold (our Acquire claim follows their last change).
+        let guards = self.guards.load(Ordering::Relaxed);
+        let run = (guards > 0).then(|| {
+            self.guards.store(guards + 1, Ordering::Relaxed);
+            self.runs.load(Ordering::Relaxed)
+        });
+        self.unclaim();
+        run
     }
 }
 
-/// Ends the guard's run, run number `run`: cancel first if unwinding, then
-/// stop; neither if that run is no longer the current one (someone else
-/// stopped it, and perhaps started another).
+/// Ends a guard's hold on run number `run`: cancel it first if unwinding;
+/// then, if this was the last guard holding it, stop it. Neither if that
+/// run is no longer the current one (someone else stopped it, and perhaps
+/// started another): then `NotRunning`.
 fn end_run(runstate: &RunState, run: u64) -> Result<(), RunStateError> {
     if std::thread::panicking() && !mutant("run_state::guard_no_cancel_on_panic") {
         // Callback panics are dropped here: there is nobody to report to
         // while unwinding.
         let _ = runstate.cancel_run(run);
     }
-    runstate.stop_run(Some(run))
+    let claimed = runstate.claim(false, Some((run, "run_state::guard_ignores_run")))?;
+    // Relaxed: under TIMING, as in `join_run`.
+    let left = runstate.guards.load(Ordering::Relaxed).saturating_sub(1);
+    runstate.guards.store(left, Ordering::Relaxed);
+    if left > 0 {
+        // Others still hold the run.
+        runstate.unclaim();
+        return Ok(());
+    }
+    runstate.stop_claimed(claimed)
 }
 
 /// A run that stops when this guard is dropped: see [`RunState::run`].
@@ -124,9 +183,12 @@ fn end_run(runstate: &RunState, run: u64) -> Result<(), RunStateError> {
 #[must_use = "dropping the guard stops the run at once"]
 pub struct RunGuard<'a> {
     runstate: &'a RunState,
-    /// The number of the run this guard started (`RunState::runs`); `None`
-    /// if it did not start the run (or has ended it).
+    /// The number of the run this guard holds (`RunState::runs`); `None`
+    /// if it holds none (the run was started by `start()`, or the guard
+    /// has ended its hold).
     run: Option<u64>,
+    /// Did this guard start the run?
+    started: bool,
     start_panics: Option<CallbackPanicked>,
 }
 
@@ -142,8 +204,8 @@ impl<'a> RunGuard<'a> {
         self.runstate
     }
 
-    /// Did this guard start the run (and so will it stop it)? `false` if the
-    /// state was already running.
+    /// Did this guard start the run? `false` if the state was already
+    /// running (the guard joined the run, see [`RunState::run`]).
     ///
     /// ```
     /// let rs = multiopen::RunState::new("job");
@@ -151,10 +213,10 @@ impl<'a> RunGuard<'a> {
     /// let inner = rs.run(); // nested: already running
     /// assert!(outer.started() && !inner.started());
     /// drop(inner);
-    /// assert!(rs.is_running()); // the inner guard does not stop it
+    /// assert!(rs.is_running()); // the outer guard still holds it
     /// ```
     pub fn started(&self) -> bool {
-        self.run.is_some()
+        self.started
     }
 
     /// The panics of `on_start` callbacks when this guard started the run.
@@ -173,10 +235,12 @@ impl<'a> RunGuard<'a> {
         self.start_panics.as_ref()
     }
 
-    /// Ends the run now and returns what [`RunState::stop`] returned; does
-    /// nothing and returns `Ok` if this guard did not start the run. If its
-    /// run was already stopped by someone else (even if another run has
-    /// started since): [`RunStateError::NotRunning`], and nothing changes.
+    /// Ends this guard's hold on the run now: if it was the last guard
+    /// holding it, stops it and returns what [`RunState::stop`] returned;
+    /// otherwise (other guards hold it, or it was started by `start()`)
+    /// `Ok`, and the run goes on. If its run was already stopped by
+    /// someone else (even if another run has started since):
+    /// [`RunStateError::NotRunning`], and nothing changes.
     ///
     /// ```
     /// let rs = multiopen::RunState::new("job");
@@ -189,7 +253,7 @@ impl<'a> RunGuard<'a> {
     /// ```
     pub fn stop(mut self) -> Result<(), RunStateError> {
         match self.run.take() {
-            Some(run) => self.runstate.stop_run(Some(run)),
+            Some(run) => end_run(self.runstate, run),
             None => Ok(()),
         }
     }
@@ -210,7 +274,7 @@ impl fmt::Debug for RunGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunGuard")
             .field("runstate", self.runstate)
-            .field("started", &self.run.is_some())
+            .field("started", &self.started)
             .finish()
     }
 }
@@ -235,6 +299,8 @@ pub struct OwnedRunGuard {
     runstate: Arc<RunState>,
     /// As [`RunGuard`]'s.
     run: Option<u64>,
+    /// As [`RunGuard`]'s.
+    started: bool,
     start_panics: Option<CallbackPanicked>,
     /// Makes the state current on the thread that called `run_owned`;
     /// dropped after `Drop::drop` ends the run (fields drop after it).
@@ -260,7 +326,7 @@ impl OwnedRunGuard {
     /// assert!(outer.started() && !rs.run_owned().started());
     /// ```
     pub fn started(&self) -> bool {
-        self.run.is_some()
+        self.started
     }
 
     /// See [`RunGuard::start_panics`].
@@ -283,7 +349,7 @@ impl OwnedRunGuard {
     /// ```
     pub fn stop(mut self) -> Result<(), RunStateError> {
         match self.run.take() {
-            Some(run) => self.runstate.stop_run(Some(run)),
+            Some(run) => end_run(&self.runstate, run),
             None => Ok(()),
         }
     }
@@ -302,7 +368,152 @@ impl fmt::Debug for OwnedRunGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedRunGuard")
             .field("runstate", &*self.runstate)
-            .field("started", &self.run.is_some())
+            .field("started", &self.started)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cancel on drop
+// ---------------------------------------------------------------------------
+
+impl RunState {
+    /// A guard that cancels this state when dropped, unless
+    /// [`disarm`](DropGuard::disarm)ed first (tokio-util's
+    /// `CancellationToken::drop_guard`): ties a cancel to a scope, so that
+    /// leaving it in any way (return, `?`, panic) tells the workers to stop.
+    ///
+    /// Costs nothing until dropped; the drop is a [`cancel`](Self::cancel)
+    /// (which never panics, also while unwinding).
+    ///
+    /// ```
+    /// use multiopen::RunState;
+    ///
+    /// let workers = RunState::new("workers");
+    /// {
+    ///     let _cancel_on_exit = workers.drop_guard();
+    ///     // ... supervise; an early return or a panic here cancels ...
+    /// }
+    /// assert!(workers.cancelled());
+    ///
+    /// let kept = RunState::new("kept");
+    /// let guard = kept.drop_guard();
+    /// let rs = guard.disarm(); // the scope ended well: do not cancel
+    /// assert!(!rs.cancelled());
+    /// ```
+    pub fn drop_guard(&self) -> DropGuard<'_> {
+        DropGuard {
+            runstate: Some(self),
+        }
+    }
+
+    /// As [`drop_guard`](Self::drop_guard), holding a clone of the `Arc`
+    /// (so the guard can move into another thread).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// let rs = Arc::new(RunState::new("job"));
+    /// let guard = rs.drop_guard_owned();
+    /// std::thread::spawn(move || drop(guard)).join().unwrap();
+    /// assert!(rs.cancelled());
+    /// ```
+    pub fn drop_guard_owned(self: &Arc<Self>) -> OwnedDropGuard {
+        OwnedDropGuard {
+            runstate: Some(Arc::clone(self)),
+        }
+    }
+}
+
+/// Cancels its [`RunState`] when dropped unless disarmed: see
+/// [`RunState::drop_guard`].
+///
+/// ```
+/// let rs = multiopen::RunState::new("job");
+/// drop(rs.drop_guard());
+/// assert!(rs.cancelled());
+/// ```
+#[must_use = "dropping the guard cancels at once"]
+pub struct DropGuard<'a> {
+    /// `None` once disarmed.
+    runstate: Option<&'a RunState>,
+}
+
+impl<'a> DropGuard<'a> {
+    /// Gives up the cancel: the guard is consumed without cancelling, and
+    /// the `RunState` is returned.
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// assert_eq!(rs.drop_guard().disarm().name(), "job");
+    /// assert!(!rs.cancelled());
+    /// ```
+    pub fn disarm(mut self) -> &'a RunState {
+        let runstate = self.runstate.take();
+        runstate.unwrap_or_else(|| unreachable!("armed until disarm, which consumes the guard"))
+    }
+}
+
+impl Drop for DropGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(runstate) = self.runstate.take() {
+            // `cancel` catches its callbacks' panics; `in_cleanup` covers
+            // the rest while unwinding.
+            let _ = unwind::in_cleanup(|| runstate.cancel());
+        }
+    }
+}
+
+impl fmt::Debug for DropGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DropGuard")
+            .field("runstate", &self.runstate)
+            .finish()
+    }
+}
+
+/// Cancels its [`RunState`] when dropped unless disarmed, holding an
+/// `Arc<RunState>`: see [`RunState::drop_guard_owned`].
+///
+/// ```
+/// let rs = std::sync::Arc::new(multiopen::RunState::new("job"));
+/// drop(rs.drop_guard_owned());
+/// assert!(rs.cancelled());
+/// ```
+#[must_use = "dropping the guard cancels at once"]
+pub struct OwnedDropGuard {
+    /// `None` once disarmed.
+    runstate: Option<Arc<RunState>>,
+}
+
+impl OwnedDropGuard {
+    /// See [`DropGuard::disarm`].
+    ///
+    /// ```
+    /// let rs = std::sync::Arc::new(multiopen::RunState::new("job"));
+    /// let back = rs.drop_guard_owned().disarm();
+    /// assert!(!back.cancelled());
+    /// ```
+    pub fn disarm(mut self) -> Arc<RunState> {
+        let runstate = self.runstate.take();
+        runstate.unwrap_or_else(|| unreachable!("armed until disarm, which consumes the guard"))
+    }
+}
+
+impl Drop for OwnedDropGuard {
+    fn drop(&mut self) {
+        if let Some(runstate) = self.runstate.take() {
+            // As `DropGuard`'s.
+            let _ = unwind::in_cleanup(|| runstate.cancel());
+        }
+    }
+}
+
+impl fmt::Debug for OwnedDropGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedDropGuard")
+            .field("runstate", &self.runstate)
             .finish()
     }
 }

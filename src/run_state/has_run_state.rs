@@ -1,12 +1,16 @@
 //! [`HasRunState`]: the trait for types that have a [`RunState`].
 
-use std::time::{Duration, SystemTime};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::callbacks::CallbackId;
-use super::error::{CallbackPanicked, Cancelled, RunStateError};
+use super::error::{CallbackPanicked, Cancelled, RunStateError, WaitTimedOut};
+use super::guard::DropGuard;
 use super::guard::RunGuard;
 use super::iter::UntilCancelled;
 use super::state::RunPhase;
+use super::CancelReason;
 use super::RunState;
 
 // ---------------------------------------------------------------------------
@@ -34,7 +38,7 @@ use super::RunState;
 /// let c = Crawler { runstate: RunState::new("crawler"), pages: Vec::new() };
 /// let _run = c.run();
 /// assert!(c.is_running() && !c.cancelled());
-/// c.cancel()?;
+/// c.cancel();
 /// assert!(c.stopping());
 /// # assert!(c.pages.is_empty());
 /// # Ok::<(), multiopen::CallbackPanicked>(())
@@ -53,14 +57,24 @@ use super::RunState;
 /// [`check`](Self::check), [`wait_while_paused`](Self::wait_while_paused),
 /// [`sleep`](Self::sleep), [`run`](Self::run) and [`iter`](Self::iter); the
 /// callbacks [`on_start`](Self::on_start), [`on_cancel`](Self::on_cancel),
-/// [`on_end`](Self::on_end) and [`remove_callback`](Self::remove_callback).
+/// [`on_end`](Self::on_end) and [`remove_callback`](Self::remove_callback);
+/// the cancellation tree: [`try_cancel`](Self::try_cancel),
+/// [`cancel_with`](Self::cancel_with),
+/// [`try_cancel_with`](Self::try_cancel_with), [`reason`](Self::reason),
+/// [`child`](Self::child), [`child_count`](Self::child_count),
+/// [`drop_guard`](Self::drop_guard), and the waits
+/// [`wait_cancelled`](Self::wait_cancelled) and
+/// [`wait_stopped`](Self::wait_stopped) with their `_timeout` and
+/// `_deadline` forms.
 ///
 /// Not forwarded: the constructors ([`RunState::new`], `Default`, and
 /// `From` a name: `RunState` is built from `&'static str`, `String` or
 /// `Cow<'static, str>`, see below), which make a `RunState` rather than act
 /// on one; and
-/// [`RunState::run_owned`], [`RunState::spawn`], [`RunState::enter`],
-/// `RunState::cancel_on_signals` and `RunState::catch_signals` (feature
+/// [`RunState::run_owned`], [`RunState::drop_guard_owned`],
+/// [`RunState::cancel_at`], [`RunState::cancel_after`], [`RunState::spawn`],
+/// [`RunState::enter`], `RunState::cancel_on_signals` and
+/// `RunState::catch_signals` (feature
 /// `signal`), which take `self: &Arc<RunState>` to keep a clone of the
 /// `Arc`, which a `&self` of another type cannot provide: hold the state in
 /// an `Arc<RunState>` and call them on it.
@@ -243,12 +257,11 @@ pub trait HasRunState {
     /// ```
     /// use multiopen::{HasRunState, RunState};
     /// let rs = RunState::new("job");
-    /// HasRunState::cancel(&rs)?;
+    /// HasRunState::cancel(&rs);
     /// assert!(rs.cancelled());
-    /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
     #[inline]
-    fn cancel(&self) -> Result<(), CallbackPanicked> {
+    fn cancel(&self) {
         self.runstate().cancel()
     }
 
@@ -320,7 +333,7 @@ pub trait HasRunState {
     /// use multiopen::{HasRunState, RunState};
     /// let rs = RunState::new("job");
     /// assert!(HasRunState::check(&rs).is_ok());
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert!(HasRunState::check(&rs).is_err());
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
@@ -350,7 +363,7 @@ pub trait HasRunState {
     /// use multiopen::{HasRunState, RunState};
     /// let rs = RunState::new("job");
     /// assert!(HasRunState::sleep(&rs, Duration::from_millis(1)).is_ok());
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert!(HasRunState::sleep(&rs, Duration::from_secs(3600)).is_err()); // at once
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
@@ -382,7 +395,7 @@ pub trait HasRunState {
     /// let rs = RunState::new("job");
     /// let items: Vec<_> = HasRunState::iter(&rs, 0..3).collect();
     /// assert_eq!(items, [0, 1, 2]);
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert_eq!(HasRunState::iter(&rs, 0..3).next(), None);
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
@@ -428,7 +441,7 @@ pub trait HasRunState {
     /// let told = Arc::new(AtomicBool::new(false));
     /// let flag = Arc::clone(&told);
     /// HasRunState::on_cancel(&rs, move |_| flag.store(true, Ordering::Relaxed));
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert!(told.load(Ordering::Relaxed));
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
@@ -477,6 +490,176 @@ pub trait HasRunState {
     #[inline]
     fn remove_callback(&self, id: CallbackId) -> bool {
         self.runstate().remove_callback(id)
+    }
+    // --- the cancellation tree and its waits ---------------------------------
+
+    /// [`RunState::try_cancel`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// HasRunState::try_cancel(&RunState::new("job"))?;
+    /// # Ok::<(), multiopen::CallbackPanicked>(())
+    /// ```
+    #[inline]
+    fn try_cancel(&self) -> Result<(), CallbackPanicked> {
+        self.runstate().try_cancel()
+    }
+
+    /// [`RunState::cancel_with`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// let rs = RunState::new("job");
+    /// HasRunState::cancel_with(&rs, "done");
+    /// assert_eq!(HasRunState::reason(&rs).as_deref(), Some("done"));
+    /// ```
+    #[inline]
+    fn cancel_with(&self, reason: impl Into<CancelReason>)
+    where
+        Self: Sized,
+    {
+        self.runstate().cancel_with(reason)
+    }
+
+    /// [`RunState::try_cancel_with`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// HasRunState::try_cancel_with(&RunState::new("job"), "done")?;
+    /// # Ok::<(), multiopen::CallbackPanicked>(())
+    /// ```
+    #[inline]
+    fn try_cancel_with(&self, reason: impl Into<CancelReason>) -> Result<(), CallbackPanicked>
+    where
+        Self: Sized,
+    {
+        self.runstate().try_cancel_with(reason)
+    }
+
+    /// [`RunState::reason`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// assert_eq!(HasRunState::reason(&RunState::new("job")), None);
+    /// ```
+    #[inline]
+    fn reason(&self) -> Option<CancelReason> {
+        self.runstate().reason()
+    }
+
+    /// [`RunState::child`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// let rs = RunState::new("server");
+    /// let worker = HasRunState::child(&rs, "worker");
+    /// rs.cancel();
+    /// assert!(worker.cancelled());
+    /// ```
+    #[inline]
+    fn child(&self, name: impl Into<Cow<'static, str>>) -> Arc<RunState>
+    where
+        Self: Sized,
+    {
+        self.runstate().child(name)
+    }
+
+    /// [`RunState::child_count`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// assert_eq!(HasRunState::child_count(&RunState::new("job")), 0);
+    /// ```
+    #[inline]
+    fn child_count(&self) -> usize {
+        self.runstate().child_count()
+    }
+
+    /// [`RunState::drop_guard`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// let rs = RunState::new("job");
+    /// drop(HasRunState::drop_guard(&rs));
+    /// assert!(rs.cancelled());
+    /// ```
+    #[inline]
+    fn drop_guard(&self) -> DropGuard<'_> {
+        self.runstate().drop_guard()
+    }
+
+    /// [`RunState::wait_cancelled`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// let rs = RunState::new("job");
+    /// rs.cancel();
+    /// HasRunState::wait_cancelled(&rs); // returns at once
+    /// ```
+    #[inline]
+    fn wait_cancelled(&self) {
+        self.runstate().wait_cancelled()
+    }
+
+    /// [`RunState::wait_cancelled_timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::{HasRunState, RunState};
+    /// assert!(HasRunState::wait_cancelled_timeout(&RunState::new("job"), Duration::ZERO).is_err());
+    /// ```
+    #[inline]
+    fn wait_cancelled_timeout(&self, timeout: Duration) -> Result<(), WaitTimedOut> {
+        self.runstate().wait_cancelled_timeout(timeout)
+    }
+
+    /// [`RunState::wait_cancelled_deadline`].
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use multiopen::{HasRunState, RunState};
+    /// assert!(HasRunState::wait_cancelled_deadline(&RunState::new("job"), Instant::now()).is_err());
+    /// ```
+    #[inline]
+    fn wait_cancelled_deadline(&self, deadline: Instant) -> Result<(), WaitTimedOut> {
+        self.runstate().wait_cancelled_deadline(deadline)
+    }
+
+    /// [`RunState::wait_stopped`].
+    ///
+    /// ```
+    /// use multiopen::{HasRunState, RunState};
+    /// let rs = RunState::new("job");
+    /// drop(rs.run());
+    /// HasRunState::wait_stopped(&rs); // returns at once
+    /// ```
+    #[inline]
+    fn wait_stopped(&self) {
+        self.runstate().wait_stopped()
+    }
+
+    /// [`RunState::wait_stopped_timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::{HasRunState, RunState};
+    /// assert!(HasRunState::wait_stopped_timeout(&RunState::new("job"), Duration::ZERO).is_err());
+    /// ```
+    #[inline]
+    fn wait_stopped_timeout(&self, timeout: Duration) -> Result<(), WaitTimedOut> {
+        self.runstate().wait_stopped_timeout(timeout)
+    }
+
+    /// [`RunState::wait_stopped_deadline`].
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use multiopen::{HasRunState, RunState};
+    /// assert!(HasRunState::wait_stopped_deadline(&RunState::new("job"), Instant::now()).is_err());
+    /// ```
+    #[inline]
+    fn wait_stopped_deadline(&self, deadline: Instant) -> Result<(), WaitTimedOut> {
+        self.runstate().wait_stopped_deadline(deadline)
     }
 }
 

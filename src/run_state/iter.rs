@@ -25,7 +25,7 @@ impl RunState {
     /// for i in rs.iter(0..100) {
     ///     seen.push(i);
     ///     if i == 2 {
-    ///         rs.cancel()?;
+    ///         rs.cancel();
     ///     }
     /// }
     /// assert_eq!(seen, [0, 1, 2]);
@@ -49,7 +49,7 @@ impl RunState {
 /// use multiopen::{RunState, UntilCancelled};
 ///
 /// let rs = RunState::new("job");
-/// rs.cancel()?;
+/// rs.cancel();
 /// let mut it: UntilCancelled<'_, _> = rs.iter([1, 2, 3]);
 /// assert_eq!(it.next(), None);
 /// # Ok::<(), multiopen::CallbackPanicked>(())
@@ -98,7 +98,7 @@ impl<I: Iterator> FusedIterator for UntilCancelled<'_, I> {}
 /// let _run = rs.run();
 /// let firsts: Vec<_> = (1..)
 ///     .until_cancelled(&rs)
-///     .inspect(|&i| if i == 3 { rs.cancel().unwrap() })
+///     .inspect(|&i| if i == 3 { rs.cancel() })
 ///     .collect();
 /// assert_eq!(firsts, [1, 2, 3]);
 /// ```

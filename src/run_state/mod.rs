@@ -32,7 +32,7 @@
 //! while !rs.is_running() && !rs.stopped() {
 //!     std::thread::yield_now(); // wait for the worker to start
 //! }
-//! rs.cancel()?;
+//! rs.cancel();
 //! worker.join().unwrap();
 //! assert!(rs.stopped() && rs.cancelled());
 //! assert_eq!(rs.state().to_string(), "cancelled");
@@ -47,8 +47,24 @@
 //! all. Misuse is an error value, never a panic: starting a running state,
 //! stopping one that is not running, pausing one that is not running or is
 //! cancelled, resuming one that is not paused. `cancel` is never refused:
-//! on a state that is not running it just sets the flag (which the next
-//! `start` clears, as in the Python original).
+//! on a state that is not running it is kept for the next run, which
+//! begins cancelled (unlike the Python, whose `start` clears it: an early
+//! Ctrl-C would be lost); the start after a cancelled run's stop begins
+//! clean.
+//!
+//! # The cancellation tree
+//!
+//! [`child`](RunState::child) makes a state that is cancelled with its
+//! parent (at once, with the parent's [`reason`](RunState::reason)), never
+//! the reverse; [`cancel_with`](RunState::cancel_with) gives a reason;
+//! [`cancel_after`](RunState::cancel_after) a deadline;
+//! [`wait_cancelled`](RunState::wait_cancelled) and
+//! [`wait_stopped`](RunState::wait_stopped) block until the cancel or the
+//! end of the run; [`drop_guard`](RunState::drop_guard) cancels when a
+//! scope is left. To run several workers under one supervisor, give each
+//! a child: cancel the supervisor to stop them all, `wait_stopped` each to
+//! join it. (Workers that share one state through [`run`](RunState::run)
+//! guards hold the run together: it stops when the last one ends.)
 //!
 //! # Clocks and timestamps
 //!
@@ -104,7 +120,9 @@
 //! reference to the current list without any lock and runs the callbacks
 //! holding nothing another thread needs. A panicking callback is caught;
 //! the others still run and the panics are returned to the caller of the
-//! transition ([`CallbackPanicked`]).
+//! transition ([`CallbackPanicked`]), except from [`cancel`](RunState::cancel),
+//! which returns nothing: there the panic hook reports them (use
+//! [`try_cancel`](RunState::try_cancel) for the value).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -114,10 +132,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Futex};
+use crate::sync::{AtomicPtr, AtomicU64, Futex, Mutex};
 
 mod callbacks;
+mod cancel;
 mod current;
+mod deadline;
 pub(crate) mod error;
 mod guard;
 mod has_run_state;
@@ -127,17 +147,22 @@ mod signal;
 mod spawn;
 mod state;
 mod times;
+mod tree;
 mod wait;
 
 use callbacks::Callbacks;
+use cancel::Reasons;
 #[cfg(doc)]
 use error::CallbackPanicked;
 use state::{RUNNING, STARTED};
 use times::{wall_time, Times};
+use tree::{ParentLink, Registry};
 
 pub use callbacks::{CallbackId, RunEvent};
+pub use cancel::CancelReason;
 pub use current::CurrentGuard;
-pub use guard::{OwnedRunGuard, RunGuard};
+pub use deadline::DEADLINE_EXCEEDED;
+pub use guard::{DropGuard, OwnedDropGuard, OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
 #[cfg(all(feature = "signal", unix))]
@@ -196,14 +221,26 @@ pub struct RunState {
     cancels_cleared: AtomicU64,
     /// How many runs have started: the number of the current (or last)
     /// run, which names it for the guards (64 bits: never wraps within a
-    /// program's life, unlike the word's 24-bit EPOCH). Written only by a
+    /// program's life, unlike the word's 23-bit EPOCH). Written only by a
     /// start, while it holds `TIMING`, before its publish; read only by a
     /// start or stop that holds `TIMING` (so it cannot change meanwhile).
     runs: AtomicU64,
+    /// How many run guards hold the current run, if a guard started it
+    /// (0 if `start()` did): the last of them to end stops it (see
+    /// [`run`](Self::run)). Read and written only under `TIMING`, as
+    /// `runs`.
+    guards: AtomicU64,
     /// Where ticks count from.
     base: Instant,
     callbacks: Callbacks,
     name: Cow<'static, str>,
+    /// The reason of the cancel (see `cancel.rs`); only slow paths lock it.
+    reasons: Mutex<Reasons>,
+    /// This state's children registry (`Arc::into_raw`), null until the
+    /// first `child()`; freed (detaching the children) with this state.
+    children: AtomicPtr<Registry>,
+    /// Where this state is registered as a child; `None` if it is not one.
+    parent: Option<ParentLink>,
 }
 
 impl RunState {
@@ -217,14 +254,24 @@ impl RunState {
     /// assert_eq!(rs.start_time(), None);
     /// ```
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        Self::build(name.into(), 0, None)
+    }
+
+    /// A pending state with state word `word` (`CANCELLED | FROM_PARENT`
+    /// for a child of a cancelled parent), registered at `parent`.
+    fn build(name: Cow<'static, str>, word: u32, parent: Option<ParentLink>) -> Self {
         Self {
-            state: CachePadded::new(Futex::new(0)),
+            state: CachePadded::new(Futex::new(word)),
             times: [Times::new(), Times::new()],
             cancels_cleared: AtomicU64::new(0),
             runs: AtomicU64::new(0),
+            guards: AtomicU64::new(0),
             base: Instant::now(),
             callbacks: Callbacks::new(),
-            name: name.into(),
+            name,
+            reasons: Mutex::new(Reasons::default()),
+            children: AtomicPtr::new(std::ptr::null_mut()),
+            parent,
         }
     }
 
@@ -235,6 +282,15 @@ impl RunState {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Drop for RunState {
+    /// Unlinks a child from its parent; detaches this state's children;
+    /// takes a pending deadline off the timer.
+    fn drop(&mut self) {
+        self.unlink();
+        self.clear_deadline();
     }
 }
 

@@ -37,7 +37,7 @@ impl RunState {
     ///
     /// let rs = Arc::new(RunState::new("server"));
     /// let _on_signal = rs.cancel_on_signals()?;
-    /// // A Ctrl-C before this line is cleared by the start in `run()`.
+    /// // A Ctrl-C before this line is kept: the run below begins cancelled.
     /// let _run = rs.run();
     /// while rs.sleep(Duration::from_secs(1)).is_ok() {
     ///     // ... serve until Ctrl-C; a second Ctrl-C ends the process ...
@@ -86,12 +86,11 @@ impl RunState {
     /// handler cannot be installed. A NUL in the state's name (which a
     /// thread's name cannot hold) is replaced by U+FFFD.
     ///
-    /// A signal that arrives before the run starts cancels a state that
-    /// is not running yet, and the [`start`](RunState::start) (or
-    /// [`run`](RunState::run)) then clears it, as every start clears an
-    /// earlier cancel: to never lose one, install this once the run has
-    /// started, or check [`cancelled`](RunState::cancelled) before
-    /// starting.
+    /// A signal that arrives before the run starts is not lost: a cancel
+    /// of a state that is not running is kept, and the next
+    /// [`start`](RunState::start) (or [`run`](RunState::run)) begins
+    /// cancelled (see [`RunState::cancel`]). The cancel's reason names the
+    /// signal (`"signal SIGINT"`), see [`RunState::reason`].
     ///
     /// ```
     /// use std::sync::Arc;
@@ -169,9 +168,7 @@ impl RunState {
                 return; // cannot happen: the caller waits for this
             }
             for signal in signals.forever() {
-                let _reason = signal_label(signal);
-                // LEAD: once `cancel_with` lands (issue 13 item 2), make this line `let _ = runstate.cancel_with(format!("signal {_reason}"));`
-                let _ = runstate.cancel();
+                runstate.cancel_with(format!("signal {}", signal_label(signal)));
             }
         })?;
         // Err(RecvError): the thread ended without a word, which only a

@@ -186,7 +186,7 @@ impl RunState {
     ///     polls
     /// })?;
     /// assert!(rs.is_running()); // started before `spawn` returned
-    /// handle.cancel()?;
+    /// handle.cancel();
     /// let polls: u64 = handle.join().unwrap(); // Err would be its panic
     /// assert!(rs.stopped() && rs.cancelled());
     /// # let _ = polls;
@@ -197,7 +197,7 @@ impl RunState {
         F: FnOnce(&Arc<RunState>) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (run, start_panics) = match self.start_run() {
+        let (run, start_panics) = match self.start_run(false) {
             Ok((run, callbacks)) => (run, callbacks.err().map(Box::new)),
             Err(error) => return Err(SpawnError::Start(error)),
         };
@@ -303,7 +303,7 @@ where
 /// let handle = run_state::spawn("job", |rs| rs.sleep(Duration::from_secs(3600)).is_err())?;
 /// // Not done within 1 ms: the handle comes back, the result is kept.
 /// let handle = handle.join_timeout(Duration::from_millis(1)).unwrap_err();
-/// handle.cancel()?;
+/// handle.cancel();
 /// assert_eq!(handle.join().unwrap(), true); // the sleep saw the cancel
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -331,20 +331,22 @@ impl<T> RunHandle<T> {
     }
 
     /// Cancels the state: [`RunState::cancel`] on it. The function sees it
-    /// when it next polls. Errors only if `on_cancel` callbacks panicked
-    /// (the cancel happened). Never blocks.
+    /// when it next polls. A panic in an `on_cancel` callback goes to the
+    /// panic hook, as with [`RunState::cancel`] (use
+    /// [`RunState::try_cancel`] through [`runstate`](Self::runstate) to get
+    /// it as a value). Never blocks.
     ///
     /// ```
     /// use std::time::Duration;
     /// let handle = multiopen::run_state::spawn("job", |rs| {
     ///     while rs.sleep(Duration::from_secs(3600)).is_ok() {}
     /// })?;
-    /// handle.cancel()?;
+    /// handle.cancel();
     /// handle.join().unwrap();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn cancel(&self) -> Result<(), CallbackPanicked> {
-        self.runstate.cancel()
+    pub fn cancel(&self) {
+        self.runstate.cancel();
     }
 
     /// Has the function returned (or panicked) and its state stopped? Then
@@ -450,7 +452,7 @@ impl<T> RunHandle<T> {
     /// let deadline = start + Duration::from_millis(5);
     /// let handle = handle.join_deadline(deadline).unwrap_err(); // timed out
     /// assert!(Instant::now() >= deadline);
-    /// handle.cancel()?;
+    /// handle.cancel();
     /// handle.join().unwrap();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -12,14 +12,27 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 // ---------------------------------------------------------------------------
 // The state word (`RunState::state`, a futex word)
 //
-//   bits 31 .. 8   7 6      5        4       3        2       1        0
-//   EPOCH          (unused) WAITERS  TIMING  STARTED  PAUSED  RUNNING  CANCELLED
+//   bits 31 .. 9  8         7       6      5       4      3       2      1       0
+//   EPOCH         CHILDREN  PARENT  ENDED  WAITERS TIMING STARTED PAUSED RUNNING CANCELLED
 //
-// CANCELLED: cancel() was called since the last start's publish. Set by a
-//   single `fetch_or` (so cancel never waits), cleared only by a start,
-//   which first counts the cancel it clears in `RunState::cancels_cleared`
-//   (so that a waiter that slept through cancel, stop, start still sees it).
-//   Bit 0, so that `cancelled()` compiles to a load and an `and $1`.
+// CANCELLED: a cancel that holds for the run in progress or, if none is
+//   running, for the next run ("sticky": a cancel before the start is not
+//   lost, the start keeps it and the run begins cancelled). Set by a single
+//   `fetch_or` (so cancel never waits). Cleared only by a stop, which turns
+//   it into ENDED (the run it cancelled is over), unless PARENT is set.
+//   Bit 0, so that `cancelled()` compiles to a load and a mask test.
+// ENDED (ENDED_CANCELLED): the last run ended cancelled. Set by the stop
+//   that clears CANCELLED, cleared by the next start, which first counts it
+//   in `RunState::cancels_cleared` (so that a waiter that slept through
+//   cancel, stop, start still sees it). `cancelled()` tests CANCELLED and
+//   ENDED together (one load, one mask).
+// PARENT (FROM_PARENT): the cancel came from a parent (`child`); set with
+//   CANCELLED by the parent's cancel or at the child's creation, never
+//   cleared: a child of a cancelled parent stays cancelled, run after run.
+// CHILDREN (HAS_CHILDREN): some child has been made; set (under the child
+//   registry's lock) by `child`, never cleared. A cancel that sees it in the
+//   word it changed cancels the children (the slow path); a childless
+//   cancel never looks at the registry.
 // RUNNING: between a start's publish and a stop's publish.
 // PAUSED: pause() while running and not cancelled; cleared by resume, stop
 //   and start. A cancel leaves it, so "paused" reads as PAUSED and RUNNING
@@ -29,30 +42,18 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 //   spare slot; set by the claim CAS, cleared by the publish. Another start
 //   or stop that needs to claim waits for it (nothing else does).
 // WAITERS: some thread sleeps (or is about to) on this word: in sleep(),
-//   while paused, or waiting for TIMING. Whoever clears it wakes all
-//   sleepers; cancel() wakes them without clearing it (a `fetch_or` cannot
-//   clear), so after a cancel the bit may be stale until the next start,
-//   stop or resume: at worst one needless wake.
-// EPOCH (bits 8..=31): start and stop publishes so far, mod 2^24. Its low
-//   bit selects the live timestamp slot; a reader whose two loads of the
-//   word see the same EPOCH read a slot nobody wrote meanwhile (unless 2^24
-//   publishes came between the two loads). It does NOT name a run (it
-//   wraps after 2^23 runs): the 64-bit `RunState::runs` does, checked by a
-//   guard's stop or cancel while it holds TIMING (see `claim`). Nothing
-//   else holds a run identity across a wait: a sleeper or paused waiter
-//   keeps the 64-bit `cancels_cleared`, and its futex wait compares whole
-//   words only to decide whether to sleep: a word that came back to the
-//   same value after 2^24 publishes is still the current word, with
-//   WAITERS set, so the next change wakes it; `pause`/`resume` act on the
-//   word they CAS, whatever run it is.
-//
-// Who writes the word: start, stop (claim and publish), cancel, pause,
-// resume, and a thread about to sleep on it (setting WAITERS). Queries
-// never write it. Every change is a read-modify-write, so each publish's
-// Release heads a release sequence that every later Acquire load joins.
-// ---------------------------------------------------------------------------
-
-/// Cancelled since the last start.
+//   while paused, in `wait_cancelled`/`wait_stopped`, or waiting for TIMING.
+//   Whoever clears it wakes all sleepers; cancel() wakes them without
+//   clearing it (a `fetch_or` cannot clear), so after a cancel the bit may
+//   be stale until the next start, stop or resume: at worst one needless
+//   wake.
+// EPOCH (bits 9..=31): start and stop publishes so far, mod 2^23. Its low
+//   bit selects the live timestamp slot (and, as starts and stops
+//   alternate, says whether a run is in progress); a reader whose two loads
+//   of the word see the same EPOCH read a slot nobody wrote meanwhile
+//   (unless 2^23 publishes came between the two loads). It does NOT name a
+//   run (it wraps after 2^22 runs): the 64-bit `RunState::runs` does, checked by a
+/// A cancel holds for the run in progress, or for the next run.
 pub(super) const CANCELLED: u32 = 1 << 0;
 /// Between a start and a stop.
 pub(super) const RUNNING: u32 = 1 << 1;
@@ -61,11 +62,19 @@ pub(super) const PAUSED: u32 = 1 << 2;
 /// Started at least once.
 pub(super) const STARTED: u32 = 1 << 3;
 /// A start or stop is writing the spare timestamp slot.
-const TIMING: u32 = 1 << 4;
+pub(super) const TIMING: u32 = 1 << 4;
 /// Someone sleeps on the state word.
 pub(super) const WAITERS: u32 = 1 << 5;
+/// The last run ended cancelled (its cancel is over; the next start clears it).
+pub(super) const ENDED_CANCELLED: u32 = 1 << 6;
+/// The cancel came from a parent: it is never cleared.
+pub(super) const FROM_PARENT: u32 = 1 << 7;
+/// Some child has been made (never cleared): a cancel cancels children.
+pub(super) const HAS_CHILDREN: u32 = 1 << 8;
+/// Either kind of cancel: what `cancelled()` tests.
+pub(super) const ANY_CANCEL: u32 = CANCELLED | ENDED_CANCELLED;
 /// Where the publish counter starts.
-const EPOCH_SHIFT: u32 = 8;
+const EPOCH_SHIFT: u32 = 9;
 /// One publish.
 const EPOCH_ONE: u32 = 1 << EPOCH_SHIFT;
 /// Mask of the publish counter.
@@ -88,7 +97,7 @@ pub(super) fn live_slot(s: u32) -> usize {
 /// assert_eq!(rs.state(), RunPhase::Pending);
 /// rs.start()?;
 /// assert_eq!(rs.state().to_string(), "running");
-/// rs.cancel()?;
+/// rs.cancel();
 /// assert_eq!(rs.state(), RunPhase::Stopping);
 /// rs.stop()?;
 /// assert_eq!(rs.state(), RunPhase::Cancelled);
@@ -123,7 +132,7 @@ impl RunPhase {
             } else {
                 Self::Running
             }
-        } else if s & CANCELLED != 0 {
+        } else if s & ANY_CANCEL != 0 {
             Self::Cancelled
         } else {
             Self::Stopped
@@ -157,8 +166,15 @@ impl fmt::Display for RunPhase {
 impl RunState {
     // --- transitions ------------------------------------------------------
 
-    /// Starts a run: sets running, clears cancelled and paused, records the
-    /// start time, then runs the [`on_start`](Self::on_start) callbacks.
+    /// Starts a run: sets running, clears paused and the previous run's
+    /// cancel, records the start time, then runs the
+    /// [`on_start`](Self::on_start) callbacks.
+    ///
+    /// A cancel made while no run was in progress (before the first start,
+    /// or after a stop) is kept: the run begins cancelled
+    /// ([`stopping`](Self::stopping)), so an early Ctrl-C or a parent's
+    /// cancel is not lost. A child of a cancelled parent starts cancelled
+    /// every time.
     ///
     /// Errors: [`RunStateError::AlreadyRunning`] if it is running (nothing
     /// changes); [`RunStateError::CallbackPanicked`] if it started but
@@ -178,10 +194,16 @@ impl RunState {
     /// assert!(matches!(rs.start(), Err(RunStateError::AlreadyRunning { .. })));
     /// rs.stop()?;
     /// rs.start()?; // a second run
+    /// rs.stop()?;
+    ///
+    /// let early = RunState::new("early");
+    /// early.cancel(); // before the start: kept
+    /// early.start()?;
+    /// assert!(early.stopping()); // the run begins cancelled
     /// # Ok::<(), RunStateError>(())
     /// ```
     pub fn start(&self) -> Result<(), RunStateError> {
-        let (_, callbacks) = self.start_run()?;
+        let (_, callbacks) = self.start_run(false)?;
         callbacks?;
         Ok(())
     }
@@ -189,12 +211,19 @@ impl RunState {
     /// [`start`](Self::start), returning the EPOCH its publish made current
     /// (the run's name for the guards), and separately the callbacks'
     /// result.
-    pub(super) fn start_run(&self) -> Result<(u64, Result<(), CallbackPanicked>), RunStateError> {
+    /// `by_guard`: a run guard starts it, and is its first holder (see
+    /// `RunState::guards`).
+    pub(super) fn start_run(
+        &self,
+        by_guard: bool,
+    ) -> Result<(u64, Result<(), CallbackPanicked>), RunStateError> {
         let claimed = self.claim(true, None)?;
-        // Relaxed, both: only a `TIMING` holder touches `runs`, and our
-        // claim (Acquire) follows the last holder's publish (Release).
+        // Relaxed, all: only a `TIMING` holder touches `runs` and `guards`,
+        // and our claim (Acquire) follows the last holder's publish
+        // (Release).
         let run = self.runs.load(Ordering::Relaxed).wrapping_add(1);
         self.runs.store(run, Ordering::Relaxed);
+        self.guards.store(u64::from(by_guard), Ordering::Relaxed);
         let live = self.times[live_slot(claimed)].read();
         let start_mono = self.ticks().max(live.stop_mono).max(live.start_mono);
         let start_wall = wall_now().max(live.stop_wall).max(live.start_wall);
@@ -208,92 +237,13 @@ impl RunState {
         );
         self.publish(
             |s| {
-                ((s | RUNNING | STARTED) & !(CANCELLED | PAUSED | TIMING | WAITERS))
+                ((s | RUNNING | STARTED) & !(ENDED_CANCELLED | PAUSED | TIMING | WAITERS))
                     .wrapping_add(EPOCH_ONE)
             },
             true,
             "run_state::start_no_wake",
         );
         Ok((run, self.notify(RunEvent::Start)))
-    }
-
-    /// Asks the task to stop: sets cancelled, wakes every thread in
-    /// [`sleep`](Self::sleep) or waiting while paused, then (if this call
-    /// did the cancelling) runs the [`on_cancel`](Self::on_cancel)
-    /// callbacks.
-    ///
-    /// Never refused and never blocks: one `fetch_or`, a futex wake only if
-    /// some thread sleeps. Cancelling a state that is already cancelled does
-    /// nothing; one that is not running just sets the flag, which the next
-    /// [`start`](Self::start) clears. Errors only if callbacks panicked (the
-    /// cancel happened).
-    ///
-    /// ```
-    /// use multiopen::RunState;
-    ///
-    /// let rs = RunState::new("job");
-    /// rs.start()?;
-    /// rs.cancel()?;
-    /// assert!(rs.cancelled() && rs.stopping());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn cancel(&self) -> Result<(), CallbackPanicked> {
-        // Release: what this thread did before cancelling is visible to a
-        // thread that sees the flag with an Acquire query.
-        let order = ordering_unless("run_state::cancel_relaxed", Ordering::Release);
-        let prev = self.state.fetch_or(CANCELLED, order);
-        self.after_cancel(prev)
-    }
-
-    /// Cancels only run number `run` (see `RunState::runs`), if it is
-    /// still the current run (the guards' cancel on panic). Claims
-    /// `TIMING` to check the run number (so no start can come between the
-    /// check and the cancel), then sets `CANCELLED` in the same RMW that
-    /// gives `TIMING` back. May sleep briefly, as a stop does, while
-    /// another start or stop holds `TIMING`; no user code runs while this
-    /// holds it.
-    pub(super) fn cancel_run(&self, run: u64) -> Result<(), CallbackPanicked> {
-        let Ok(claimed) = self.claim(false, Some((run, "run_state::cancel_ignores_run"))) else {
-            // Not running, or another run: nothing of ours to cancel.
-            return Ok(());
-        };
-        let mut s = claimed;
-        let prev = loop {
-            // Release: as `cancel`. Clearing WAITERS: we wake below.
-            match self.state.compare_exchange_weak(
-                s,
-                (s | CANCELLED) & !(TIMING | WAITERS),
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(prev) => break prev,
-                Err(now) => s = now,
-            }
-        };
-        // Those who slept on the word while we held TIMING (and, as in
-        // `after_cancel`, any sleeper a cancel must release).
-        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-            self.state.wake_all();
-        }
-        if prev & CANCELLED != 0 {
-            return Ok(());
-        }
-        self.notify(RunEvent::Cancel)
-    }
-
-    /// What follows setting `CANCELLED` over word `prev`: the wake and the
-    /// callbacks, if this call did the cancelling.
-    fn after_cancel(&self, prev: u32) -> Result<(), CallbackPanicked> {
-        if prev & CANCELLED != 0 {
-            return Ok(());
-        }
-        // Every sleeper set WAITERS before sleeping and sleeps only while
-        // the word is unchanged: our RMW changed it, so a sleeper that has
-        // not slept yet will not, and those asleep are woken here.
-        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-            self.state.wake_all();
-        }
-        self.notify(RunEvent::Cancel)
     }
 
     /// Ends the run: clears running (and paused), records the stop time,
@@ -326,6 +276,18 @@ impl RunState {
     /// run number `run` (see `RunState::runs`), else `NotRunning`.
     pub(super) fn stop_run(&self, run: Option<u64>) -> Result<(), RunStateError> {
         let claimed = self.claim(false, run.map(|run| (run, "run_state::guard_ignores_run")))?;
+        self.stop_claimed(claimed)
+    }
+
+    /// The stop, once claimed (`claimed` is the word with our `TIMING`).
+    pub(super) fn stop_claimed(&self, claimed: u32) -> Result<(), RunStateError> {
+        // A cancel of this run (seen now, with TIMING held: only this stop
+        // can clear it) ends with it: its reason moves to the run's record
+        // under the reasons lock, so `reason()` never pairs a word with the
+        // other slot. A cancel that lands after this point is taken as
+        // coming after the stop: it stays for the next run.
+        let reasons =
+            (claimed & (CANCELLED | FROM_PARENT) == CANCELLED).then(|| self.lock_reasons());
         let live = self.times[live_slot(claimed)].read();
         let stop_mono = self.ticks().max(live.start_mono);
         let run = stop_mono - live.start_mono;
@@ -338,11 +300,22 @@ impl RunState {
                 ..live
             },
         );
+        let ends_cancel = reasons.is_some();
         self.publish(
-            |s| (s & !(RUNNING | PAUSED | TIMING | WAITERS)).wrapping_add(EPOCH_ONE),
+            |s| {
+                let s = if ends_cancel {
+                    (s & !CANCELLED) | ENDED_CANCELLED
+                } else {
+                    s
+                };
+                (s & !(RUNNING | PAUSED | TIMING | WAITERS)).wrapping_add(EPOCH_ONE)
+            },
             false,
             "run_state::stop_no_wake",
         );
+        if let Some(mut reasons) = reasons {
+            reasons.ended = reasons.current.take();
+        }
         self.notify(RunEvent::End)?;
         Ok(())
     }
@@ -379,11 +352,15 @@ impl RunState {
         self.state.load(Ordering::Acquire) & RUNNING != 0
     }
 
-    /// Has [`cancel`](Self::cancel) been called since the last
-    /// [`start`](Self::start)?
+    /// Is the run cancelled: has [`cancel`](Self::cancel) (or a parent's
+    /// cancel, or a deadline) come during this run, or before it started
+    /// (a cancel is kept for the next run), or, once stopped, during the
+    /// run that ended? A [`start`](Self::start) after a cancelled run's
+    /// stop clears it (a child of a cancelled parent stays cancelled).
     ///
     /// One atomic load of a word that no query writes, and a mask test: as
-    /// cheap to poll as an `AtomicBool`. Acquire: pairs with
+    /// cheap to poll as an `AtomicBool`, on a child or grandchild too (a
+    /// parent's cancel writes the children's words; this never walks). Acquire: pairs with
     /// `cancel`'s Release, so what the cancelling thread did before
     /// cancelling is visible once this returns true.
     ///
@@ -392,12 +369,12 @@ impl RunState {
     /// let _run = rs.run();
     /// while !rs.cancelled() {
     ///     // ... one step of work ...
-    ///     # rs.cancel().unwrap();
+    ///     # rs.cancel();
     /// }
     /// ```
     #[inline]
     pub fn cancelled(&self) -> bool {
-        self.state.load(Ordering::Acquire) & CANCELLED != 0
+        self.state.load(Ordering::Acquire) & ANY_CANCEL != 0
     }
 
     /// Running and cancelled: asked to stop, not stopped yet.
@@ -408,7 +385,7 @@ impl RunState {
     /// let rs = multiopen::RunState::new("job");
     /// rs.start()?;
     /// assert!(!rs.stopping());
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert!(rs.stopping());
     /// rs.stop()?;
     /// assert!(!rs.stopping());
@@ -448,7 +425,7 @@ impl RunState {
     /// rs.start()?;
     /// rs.pause()?;
     /// assert!(rs.is_paused());
-    /// rs.cancel()?; // a cancel ends the pause
+    /// rs.cancel(); // a cancel ends the pause
     /// assert!(!rs.is_paused());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -486,7 +463,11 @@ impl RunState {
     /// check and act can fool it; otherwise `TIMING` is given back and the
     /// result is `NotRunning`. Returns the word as claimed, or the misuse
     /// error (nothing changed).
-    fn claim(&self, starting: bool, run: Option<(u64, &str)>) -> Result<u32, RunStateError> {
+    pub(super) fn claim(
+        &self,
+        starting: bool,
+        run: Option<(u64, &str)>,
+    ) -> Result<u32, RunStateError> {
         // Relaxed: a first guess for the CAS.
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
@@ -546,7 +527,7 @@ impl RunState {
     /// run): clears `TIMING` and `WAITERS`, and wakes the sleepers if
     /// `WAITERS` was set (they may be waiting for `TIMING`).
     #[cold]
-    fn unclaim(&self) {
+    pub(super) fn unclaim(&self) {
         // Relaxed: we wrote nothing under the claim; as an RMW this still
         // continues the last publish's release sequence.
         let prev = self.state.fetch_and(!(TIMING | WAITERS), Ordering::Relaxed);
@@ -560,9 +541,9 @@ impl RunState {
     /// spare slot live), in one RMW; then wakes every sleeper if `WAITERS`
     /// was set. Returns the word published.
     ///
-    /// A start that will clear `CANCELLED` first counts it in
-    /// `cancels_cleared`. While we hold `TIMING` nobody else clears the
-    /// flag, so once seen it is still set when our CAS succeeds: each
+    /// A start that will clear `ENDED_CANCELLED` first counts it in
+    /// `cancels_cleared`. While we hold `TIMING` nobody else clears (or
+    /// sets) the flag, so once seen it is still set when our CAS succeeds: each
     /// cleared cancel is counted exactly once, before its clearing.
     fn publish(&self, next: impl Fn(u32) -> u32, starting: bool, no_wake: &str) -> u32 {
         // Release: the spare slot's stores (and all before this
@@ -576,7 +557,7 @@ impl RunState {
         let mut counted = false;
         let prev = loop {
             if starting
-                && s & CANCELLED != 0
+                && s & ENDED_CANCELLED != 0
                 && !counted
                 && !mutant("run_state::restart_forgets_cancel")
             {
@@ -613,6 +594,7 @@ impl RunState {
     pub(super) fn cancelled_error(&self) -> Cancelled {
         Cancelled {
             name: self.name.to_string(),
+            reason: self.reason(),
         }
     }
 }

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::error::{Cancelled, RunStateError};
-use super::state::{CANCELLED, PAUSED, RUNNING, WAITERS};
-use super::RunState;
+use super::error::{Cancelled, RunStateError, WaitTimedOut};
+use super::state::{ANY_CANCEL, CANCELLED, EPOCH_MASK, PAUSED, RUNNING, STARTED, WAITERS};
+use super::{RunEvent, RunState};
 use crate::sync::{mutant, Ordering};
 
 // Re-entrancy (issue 11, "a re-entrant call hangs forever"): every wait of
@@ -152,7 +152,7 @@ impl RunState {
     /// let rs = RunState::new("summer");
     /// let _run = rs.run();
     /// assert_eq!(work(&rs, &[1, 2, 3]), Ok(6));
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert!(work(&rs, &[1, 2, 3]).is_err());
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
@@ -160,10 +160,10 @@ impl RunState {
     pub fn check(&self) -> Result<(), Cancelled> {
         // Acquire: as `cancelled`.
         let s = self.state.load(Ordering::Acquire);
-        if s & (CANCELLED | PAUSED) == 0 {
+        if s & (ANY_CANCEL | PAUSED) == 0 {
             return Ok(());
         }
-        if s & CANCELLED != 0 || self.wait_unpaused() {
+        if s & ANY_CANCEL != 0 || self.wait_unpaused() {
             Err(self.cancelled_error())
         } else {
             Ok(())
@@ -220,7 +220,7 @@ impl RunState {
     ///     let rs = Arc::clone(&rs);
     ///     std::thread::spawn(move || rs.sleep(Duration::from_secs(3600)))
     /// };
-    /// rs.cancel()?;
+    /// rs.cancel();
     /// assert!(sleeper.join().unwrap().is_err()); // woken by the cancel
     /// # Ok::<(), multiopen::CallbackPanicked>(())
     /// ```
@@ -254,6 +254,223 @@ impl RunState {
             // Acquire: as `cancelled`, and so that `cancelled_since` sees
             // the count of a start this load sees.
             s = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    // --- waiting for a cancel or a stop -------------------------------------
+
+    /// Blocks until the state is cancelled (tokio-util's `cancelled()`, a
+    /// blocking .NET `WaitHandle`): returns at once if it is, and the
+    /// moment a [`cancel`](Self::cancel) (its own, a parent's, a deadline)
+    /// comes. A cancel that comes while this waits is seen even if the run
+    /// is stopped and started again before this thread wakes.
+    ///
+    /// Sleeps on the state word's futex (no polling); a cancel wakes it,
+    /// with a wake system call only because this thread announced itself.
+    /// A state that is never cancelled keeps it waiting: use
+    /// [`wait_cancelled_timeout`](Self::wait_cancelled_timeout) or
+    /// [`wait_cancelled_deadline`](Self::wait_cancelled_deadline) to bound it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// let server = Arc::new(RunState::new("server"));
+    /// let main_loop = {
+    ///     let server = Arc::clone(&server);
+    ///     std::thread::spawn(move || {
+    ///         server.wait_cancelled(); // instead of sleeping in a loop
+    ///         server.reason()
+    ///     })
+    /// };
+    /// server.cancel_with("ctrl-c");
+    /// assert_eq!(main_loop.join().unwrap().as_deref(), Some("ctrl-c"));
+    /// ```
+    pub fn wait_cancelled(&self) {
+        // Untimed: never times out.
+        let _ = self.wait_cancelled_until(None, None);
+    }
+
+    /// [`wait_cancelled`](Self::wait_cancelled) for at most `timeout`:
+    /// `Ok` once cancelled, [`WaitTimedOut`] (with the time waited) if the
+    /// time ran out first. A zero timeout is a non-blocking check;
+    /// `Duration::MAX` waits for ever (never overflows).
+    ///
+    /// Errors: [`WaitTimedOut`] (`event` is [`RunEvent::Cancel`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::RunState;
+    ///
+    /// let rs = RunState::new("job");
+    /// let err = rs.wait_cancelled_timeout(Duration::from_millis(5)).unwrap_err();
+    /// assert!(err.waited >= Duration::from_millis(5));
+    /// rs.cancel();
+    /// assert!(rs.wait_cancelled_timeout(Duration::ZERO).is_ok());
+    /// ```
+    pub fn wait_cancelled_timeout(&self, timeout: Duration) -> Result<(), WaitTimedOut> {
+        let now = Instant::now();
+        self.wait_cancelled_until(Some(now), now.checked_add(timeout))
+    }
+
+    /// [`wait_cancelled`](Self::wait_cancelled) until `deadline`: `Ok` once
+    /// cancelled, [`WaitTimedOut`] if the deadline came first (a deadline
+    /// already past: a non-blocking check).
+    ///
+    /// Errors: [`WaitTimedOut`] (`event` is [`RunEvent::Cancel`]).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rs = multiopen::RunState::new("job");
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert!(rs.wait_cancelled_deadline(deadline).is_err());
+    /// assert!(Instant::now() >= deadline);
+    /// ```
+    pub fn wait_cancelled_deadline(&self, deadline: Instant) -> Result<(), WaitTimedOut> {
+        self.wait_cancelled_until(Some(Instant::now()), Some(deadline))
+    }
+
+    /// Blocks until the run has ended (a supervisor's join): returns at
+    /// once if the state is stopped, else when the run in progress stops
+    /// (cancelled or not); on a state never started, when a run has
+    /// started and stopped. A stop is seen even if a new run has started
+    /// before this thread wakes.
+    ///
+    /// Sleeps on the state word's futex, woken by the stop (no polling, no
+    /// lost wake-up). A state never started waits for its first run to
+    /// end, which may never come: bound it with
+    /// [`wait_stopped_timeout`](Self::wait_stopped_timeout) or
+    /// [`wait_stopped_deadline`](Self::wait_stopped_deadline).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// let job = Arc::new(RunState::new("job"));
+    /// let run = job.run_owned(); // started here, stopped in the thread
+    /// std::thread::spawn(move || {
+    ///     let rs = run.runstate();
+    ///     while !rs.cancelled() {
+    ///         # rs.cancel();
+    ///     }
+    /// });
+    /// job.cancel();
+    /// job.wait_stopped(); // no thread handle needed
+    /// assert!(job.stopped());
+    /// ```
+    pub fn wait_stopped(&self) {
+        // Untimed: never times out.
+        let _ = self.wait_stopped_until(None, None);
+    }
+
+    /// [`wait_stopped`](Self::wait_stopped) for at most `timeout`: `Ok`
+    /// once the run has ended, [`WaitTimedOut`] (with the time waited) if
+    /// the time ran out first. Zero: a non-blocking check; `Duration::MAX`:
+    /// for ever.
+    ///
+    /// Errors: [`WaitTimedOut`] (`event` is [`RunEvent::End`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rs = multiopen::RunState::new("job");
+    /// assert!(rs.wait_stopped_timeout(Duration::ZERO).is_err()); // never started
+    /// rs.start()?;
+    /// rs.stop()?;
+    /// assert!(rs.wait_stopped_timeout(Duration::ZERO).is_ok());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn wait_stopped_timeout(&self, timeout: Duration) -> Result<(), WaitTimedOut> {
+        let now = Instant::now();
+        self.wait_stopped_until(Some(now), now.checked_add(timeout))
+    }
+
+    /// [`wait_stopped`](Self::wait_stopped) until `deadline` (a deadline
+    /// already past: a non-blocking check).
+    ///
+    /// Errors: [`WaitTimedOut`] (`event` is [`RunEvent::End`]).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rs = multiopen::RunState::new("job");
+    /// let _run = rs.run();
+    /// let err = rs.wait_stopped_deadline(Instant::now() + Duration::from_millis(2)).unwrap_err();
+    /// assert!(err.to_string().starts_with("waiting for job to end timed out after "));
+    /// ```
+    pub fn wait_stopped_deadline(&self, deadline: Instant) -> Result<(), WaitTimedOut> {
+        self.wait_stopped_until(Some(Instant::now()), Some(deadline))
+    }
+
+    /// Every form of `wait_cancelled`: `began` is `Some` for the timed
+    /// forms, `deadline` `None` for the untimed one (and a timeout too long
+    /// for an `Instant`).
+    fn wait_cancelled_until(
+        &self,
+        began: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitTimedOut> {
+        let (cleared, mut s) = self.watch();
+        // A timed sleep ran out (the OS says so; under loom, at once).
+        let mut timed_out = false;
+        loop {
+            if self.cancelled_since(cleared, s) {
+                return Ok(());
+            }
+            if timed_out || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(self.timed_out(RunEvent::Cancel, began));
+            }
+            if let Some(expected) = self.announce_waiter(s) {
+                timed_out = !self.state.wait_deadline(expected, deadline);
+            }
+            // Acquire: as `cancelled`, and as in `sleep_slow`.
+            s = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    /// Every form of `wait_stopped` (arguments as `wait_cancelled_until`).
+    ///
+    /// Done when the word shows stopped, or its EPOCH (which a start and a
+    /// stop each advance by one, so it is odd exactly while running) has
+    /// moved by one from a running word (its run stopped) or by two from a
+    /// pending one (a run started and stopped) since the call began.
+    fn wait_stopped_until(
+        &self,
+        began: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitTimedOut> {
+        // Acquire: pairs with the stop's Release publish, so the caller
+        // sees what the run did.
+        let mut s = self.state.load(Ordering::Acquire);
+        let epoch = s & EPOCH_MASK;
+        let one = EPOCH_MASK & EPOCH_MASK.wrapping_neg();
+        let moves = if s & RUNNING != 0 { one } else { 2 * one };
+        let mut timed_out = false;
+        loop {
+            let moved = (s & EPOCH_MASK).wrapping_sub(epoch) & EPOCH_MASK;
+            if s & (STARTED | RUNNING) == STARTED
+                || (moved >= moves && !mutant("run_state::wait_stopped_misses_restart"))
+            {
+                return Ok(());
+            }
+            if timed_out || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(self.timed_out(RunEvent::End, began));
+            }
+            if let Some(expected) = self.announce_waiter(s) {
+                timed_out = !self.state.wait_deadline(expected, deadline);
+            }
+            // Acquire: as above.
+            s = self.state.load(Ordering::Acquire);
+        }
+    }
+
+    #[cold]
+    fn timed_out(&self, event: RunEvent, began: Option<Instant>) -> WaitTimedOut {
+        WaitTimedOut {
+            name: self.name.to_string(),
+            event,
+            waited: began.map_or(Duration::ZERO, |began| began.elapsed()),
         }
     }
 
@@ -295,19 +512,20 @@ impl RunState {
 
     /// Where a wait begins: the count of cleared cancels and the state word
     /// `s`, read so that, afterwards, a cancel after `s` (in the word's
-    /// modification order) shows as `CANCELLED` in a later load of the word
+    /// modification order) shows as `CANCELLED` or `ENDED_CANCELLED` (a
+    /// stop turns the one into the other: `ANY_CANCEL` below) in a later load of the word
     /// or as a moved count, and a cancel before `s` shows only if `s` has
     /// the flag ([`cancelled_since`](Self::cancelled_since)).
     ///
-    /// Why: a start that clears a cancel increments the count before its
-    /// publish. (a) A start published before `s`: our Acquire load of `s`
+    /// Why: a start that clears a cancel (`ENDED_CANCELLED`; it keeps
+    /// `CANCELLED`) increments the count before its publish. (a) A start published before `s`: our Acquire load of `s`
     /// synchronises with it, so the count read after `s` includes it; the
     /// loop returns only when that equals the count read before `s`. (b) A
     /// start published after `s` whose increment the count read before `s`
     /// already includes: that increment followed the start's load of a word
-    /// with `CANCELLED` (a word nobody but that start can clear), and our
+    /// with `ENDED_CANCELLED` (a word nobody but that start can clear), and our
     /// Acquire read of it orders that load before ours of `s`, so `s` shows
-    /// `CANCELLED` and the waiter returns at once. So the baseline never
+    /// `ENDED_CANCELLED` and the waiter returns at once. So the baseline never
     /// hides a cancel that came after `s`, and never reports one that a
     /// start cleared before it.
     fn watch(&self) -> (u64, u32) {
@@ -326,12 +544,12 @@ impl RunState {
     }
 
     /// Has a cancel come since [`watch`](Self::watch) returned `cleared`?
-    /// `s` is a word loaded (Acquire) since: it shows `CANCELLED`, or a start
+    /// `s` is a word loaded (Acquire) since: it shows `ANY_CANCEL`, or a start
     /// it synchronises with counted a cancel it then cleared.
     fn cancelled_since(&self, cleared: u64, s: u32) -> bool {
         // Relaxed: the Acquire load of `s` orders every increment made
         // before the publishes it sees; a later one is seen next round.
-        s & CANCELLED != 0 || self.cancels_cleared.load(Ordering::Relaxed) != cleared
+        s & ANY_CANCEL != 0 || self.cancels_cleared.load(Ordering::Relaxed) != cleared
     }
 
     /// Sleeps until the word (seen as `s`, with `TIMING`) changes.

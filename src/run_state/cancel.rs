@@ -1,0 +1,326 @@
+//! Cancelling: `cancel` and `cancel_with` (with a reason), their `try_`
+//! forms that report callback panics, the reason record, and the walk that
+//! cancels a state's children.
+//!
+//! # Reasons
+//!
+//! A reason is an `Arc<str>` (cheap to hand to every child: one reference
+//! count each, no copy; a `&'static str` or a `String` converts into it). It
+//! belongs to the cancel that set `CANCELLED`: the first cancel wins, a
+//! later one (with or without a reason) changes nothing. It sits in
+//! [`Reasons`] under a small mutex that only the slow paths take:
+//! `cancel_with` holds it across its `fetch_or` (so a thread that sees the
+//! flag and then asks for the reason finds it), a stop that ends a
+//! cancelled run holds it across its publish (moving the reason to the
+//! run's record), and `reason()` holds it while it reads the word. The
+//! plain `cancel` never takes it: its reason is "none", which is what the
+//! record holds whenever `CANCELLED` is clear (only that stop clears the
+//! flag, and it empties the record as it does).
+
+use std::sync::{Arc, PoisonError};
+
+use super::error::CallbackPanicked;
+use super::state::{CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CHILDREN, TIMING, WAITERS};
+use super::{RunEvent, RunState};
+use crate::sync::{mutant, ordering_unless, MutexGuard, Ordering};
+
+/// The reason a [`RunState`] was cancelled: see [`RunState::cancel_with`].
+///
+/// An `Arc<str>`: cloning it (for each child of a cancelled parent, for
+/// each [`Cancelled`](crate::Cancelled) error) copies no text.
+pub type CancelReason = Arc<str>;
+
+/// The reasons of the current cancel and of the last run's, under
+/// `RunState::reasons`.
+#[derive(Debug, Default)]
+pub(super) struct Reasons {
+    /// The reason of the cancel that set `CANCELLED`; `None` when the flag
+    /// is clear, or it was set by a plain `cancel`.
+    pub(super) current: Option<CancelReason>,
+    /// The reason of the cancel of the run that ended (`ENDED_CANCELLED`);
+    /// stale once a start has cleared that bit (never read then).
+    pub(super) ended: Option<CancelReason>,
+    /// The pending deadline's timer entry (see `deadline.rs`), kept under
+    /// the same slow-path lock.
+    pub(super) timer: Option<crate::timer::TimerKey>,
+}
+
+impl RunState {
+    /// Asks the task to stop: sets cancelled, wakes every thread in
+    /// [`sleep`](Self::sleep), [`wait_cancelled`](Self::wait_cancelled) or
+    /// waiting while paused, cancels every [`child`](Self::child) (and
+    /// theirs), then (if this call did the cancelling) runs the
+    /// [`on_cancel`](Self::on_cancel) callbacks.
+    ///
+    /// Never refused, never blocks, never fails, never panics: one
+    /// `fetch_or`, a futex wake only if some thread sleeps; the children,
+    /// if any, on a slow path of their own. Cancelling a state that is
+    /// already cancelled does nothing. A cancel while no run is in progress
+    /// (before the first start, or after a stop) is kept for the next run,
+    /// which begins cancelled (see [`start`](Self::start)).
+    ///
+    /// A panicking `on_cancel` callback is caught: the others still run and
+    /// the state is cancelled all the same. The panic is reported where
+    /// Rust reports a panic, by the panic hook as it happens (by default a
+    /// message on stderr), and not returned; use
+    /// [`try_cancel`](Self::try_cancel) to get the panics as a value.
+    ///
+    /// ```
+    /// use multiopen::RunState;
+    ///
+    /// let rs = RunState::new("job");
+    /// rs.start()?;
+    /// rs.cancel();
+    /// assert!(rs.cancelled() && rs.stopping());
+    /// assert_eq!(rs.reason(), None); // a plain cancel gives no reason
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn cancel(&self) {
+        // Release: what this thread did before cancelling is visible to a
+        // thread that sees the flag with an Acquire query.
+        let order = ordering_unless("run_state::cancel_relaxed", Ordering::Release);
+        let prev = self.state.fetch_or(CANCELLED, order);
+        if prev & CANCELLED == 0 {
+            let _ = self.after_cancel(prev);
+        }
+    }
+
+    /// [`cancel`](Self::cancel), returning the panics of the `on_cancel`
+    /// callbacks (of this state; the children's are reported by the panic
+    /// hook only). `Ok` also when it was cancelled already.
+    ///
+    /// Errors: [`CallbackPanicked`] (the cancel happened).
+    ///
+    /// ```
+    /// use multiopen::{RunEvent, RunState};
+    ///
+    /// let rs = RunState::new("job");
+    /// rs.on_cancel(|_| panic!("disk full"));
+    /// # let hook = std::panic::take_hook();
+    /// # std::panic::set_hook(Box::new(|_| {}));
+    /// let err = rs.try_cancel().unwrap_err();
+    /// # std::panic::set_hook(hook);
+    /// assert!(rs.cancelled());
+    /// assert_eq!((err.event, err.panics), (RunEvent::Cancel, vec!["disk full".to_string()]));
+    /// ```
+    pub fn try_cancel(&self) -> Result<(), CallbackPanicked> {
+        self.cancel_as(None, 0)
+    }
+
+    /// [`cancel`](Self::cancel) with a reason, which
+    /// [`reason`](Self::reason) then returns, [`check`](Self::check)'s
+    /// [`Cancelled`](crate::Cancelled) error carries, and the children
+    /// inherit. The first cancel wins: on a state cancelled already
+    /// (with or without a reason) this does nothing.
+    ///
+    /// Costs what `cancel` costs plus a small mutex held across the
+    /// `fetch_or` (uncontended but for another `cancel_with`, a stop
+    /// ending a cancelled run, or a `reason()` call). Never fails; callback
+    /// panics as for `cancel` (see [`try_cancel_with`](Self::try_cancel_with)).
+    ///
+    /// ```
+    /// use multiopen::RunState;
+    ///
+    /// let rs = RunState::new("server");
+    /// let _run = rs.run();
+    /// rs.cancel_with("shutting down for maintenance");
+    /// rs.cancel_with("too late"); // the first reason wins
+    /// assert_eq!(rs.reason().as_deref(), Some("shutting down for maintenance"));
+    /// let err = rs.check().unwrap_err();
+    /// assert_eq!(err.to_string(), "server was cancelled: shutting down for maintenance");
+    /// ```
+    pub fn cancel_with(&self, reason: impl Into<CancelReason>) {
+        let _ = self.cancel_as(Some(reason.into()), 0);
+    }
+
+    /// [`cancel_with`](Self::cancel_with), returning the callbacks' panics
+    /// as [`try_cancel`](Self::try_cancel) does.
+    ///
+    /// Errors: [`CallbackPanicked`] (the cancel happened).
+    ///
+    /// ```
+    /// let rs = multiopen::RunState::new("job");
+    /// rs.try_cancel_with("no longer needed")?;
+    /// assert_eq!(rs.reason().as_deref(), Some("no longer needed"));
+    /// # Ok::<(), multiopen::CallbackPanicked>(())
+    /// ```
+    pub fn try_cancel_with(&self, reason: impl Into<CancelReason>) -> Result<(), CallbackPanicked> {
+        self.cancel_as(Some(reason.into()), 0)
+    }
+
+    /// Why the state is cancelled, if [`cancel_with`](Self::cancel_with)
+    /// (or a parent's cancel with a reason, or a deadline) cancelled it;
+    /// `None` if it is not cancelled or a plain [`cancel`](Self::cancel)
+    /// came first. Once a cancelled run has stopped, the reason of its
+    /// cancel, until the next start.
+    ///
+    /// Takes the reasons mutex (a slow path: not for a hot loop; poll
+    /// [`cancelled`](Self::cancelled) there).
+    ///
+    /// ```
+    /// use multiopen::RunState;
+    ///
+    /// let parent = RunState::new("supervisor");
+    /// let child = parent.child("worker");
+    /// assert_eq!(child.reason(), None);
+    /// parent.cancel_with("deadline exceeded");
+    /// assert_eq!(child.reason().as_deref(), Some("deadline exceeded")); // inherited
+    /// ```
+    pub fn reason(&self) -> Option<CancelReason> {
+        let reasons = self.lock_reasons();
+        // Acquire: as `cancelled`. Under the lock, the word and the record
+        // agree: every change that pairs them (cancel_with, a stop that
+        // ends a cancel) holds the lock across both.
+        let s = self.state.load(Ordering::Acquire);
+        if s & CANCELLED != 0 {
+            reasons.current.clone()
+        } else if s & ENDED_CANCELLED != 0 {
+            reasons.ended.clone()
+        } else {
+            None
+        }
+    }
+
+    // --- internals ------------------------------------------------------------
+
+    pub(super) fn lock_reasons(&self) -> MutexGuard<'_, Reasons> {
+        // No user code runs under the lock (a `String` is not user code):
+        // a poisoned lock still guards consistent reasons.
+        self.reasons.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets `CANCELLED | extra` (`extra`: `FROM_PARENT` for a parent's
+    /// cancel) with `reason`; if that cancelled the state, the wake, the
+    /// children and the callbacks follow.
+    pub(super) fn cancel_as(
+        &self,
+        reason: Option<CancelReason>,
+        extra: u32,
+    ) -> Result<(), CallbackPanicked> {
+        // Release: as in `cancel`.
+        let order = ordering_unless("run_state::cancel_relaxed", Ordering::Release);
+        let prev = match reason {
+            None => self.state.fetch_or(CANCELLED | extra, order),
+            Some(reason) => {
+                // Held across the `fetch_or`, so that whoever sees the flag
+                // and then locks finds the reason (see the module docs).
+                let mut reasons = self.lock_reasons();
+                let prev = self.state.fetch_or(CANCELLED | extra, order);
+                if prev & CANCELLED == 0 || mutant("run_state::last_reason_wins") {
+                    reasons.current = Some(reason);
+                }
+                prev
+            }
+        };
+        if prev & CANCELLED != 0 {
+            return Ok(());
+        }
+        self.after_cancel(prev)
+    }
+
+    /// Cancels only run number `run` (see `RunState::runs`), if it is
+    /// still the current run (the guards' cancel on panic), with the reason
+    /// "panicked". Claims `TIMING` to check the run number (so no start can
+    /// come between the check and the cancel), then sets `CANCELLED` in the
+    /// same RMW that gives `TIMING` back. May sleep briefly, as a stop
+    /// does, while another start or stop holds `TIMING`; no user code runs
+    /// while this holds it.
+    pub(super) fn cancel_run(&self, run: u64) -> Result<(), CallbackPanicked> {
+        let Ok(claimed) = self.claim(false, Some((run, "run_state::cancel_ignores_run"))) else {
+            // Not running, or another run: nothing of ours to cancel.
+            return Ok(());
+        };
+        let prev = {
+            let mut reasons = self.lock_reasons();
+            let mut s = claimed;
+            let prev = loop {
+                // Release: as `cancel`. Clearing WAITERS: we wake below.
+                match self.state.compare_exchange_weak(
+                    s,
+                    (s | CANCELLED) & !(TIMING | WAITERS),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(prev) => break prev,
+                    Err(now) => s = now,
+                }
+            };
+            if prev & CANCELLED == 0 {
+                reasons.current = Some("panicked".into());
+            }
+            prev
+        };
+        // Those who slept on the word while we held TIMING (and, as in
+        // `after_cancel`, any sleeper a cancel must release).
+        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
+            self.state.wake_all();
+        }
+        if prev & CANCELLED != 0 {
+            return Ok(());
+        }
+        if prev & HAS_CHILDREN != 0 {
+            self.cancel_children();
+        }
+        self.notify(RunEvent::Cancel)
+    }
+
+    /// What follows setting `CANCELLED` over word `prev` (which did not have
+    /// it): the wake, the children, the callbacks.
+    fn after_cancel(&self, prev: u32) -> Result<(), CallbackPanicked> {
+        // Every sleeper set WAITERS before sleeping and sleeps only while
+        // the word is unchanged: our RMW changed it, so a sleeper that has
+        // not slept yet will not, and those asleep are woken here.
+        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
+            self.state.wake_all();
+        }
+        if prev & HAS_CHILDREN != 0 {
+            self.cancel_children();
+        }
+        self.notify(RunEvent::Cancel)
+    }
+
+    /// Cancels the children, grandchildren and so on, with this state's
+    /// reason, each marked `FROM_PARENT`. An explicit work list, not
+    /// recursion: a deep chain of children cannot overflow the stack. Each
+    /// registry's lock is held only to take strong references to its
+    /// children, never while cancelling one (a child's callbacks or its
+    /// `Drop`, which unlinks it, may take that lock).
+    #[cold]
+    fn cancel_children(&self) {
+        let reason = self.reason();
+        let mut work = Vec::new();
+        self.push_children(&mut work);
+        while let Some(child) = work.pop() {
+            // Release: as in `cancel`.
+            let prev = match &reason {
+                None => child
+                    .state
+                    .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release),
+                Some(reason) => {
+                    let mut reasons = child.lock_reasons();
+                    let prev = child
+                        .state
+                        .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
+                    if prev & CANCELLED == 0 {
+                        reasons.current = Some(Arc::clone(reason));
+                    }
+                    prev
+                }
+            };
+            if prev & CANCELLED != 0 {
+                // Cancelled already: by its own cancel, which has cancelled
+                // (or is cancelling) its children.
+                continue;
+            }
+            if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
+                child.state.wake_all();
+            }
+            if prev & HAS_CHILDREN != 0 {
+                child.push_children(&mut work);
+            }
+            // Reported by the panic hook only (see `try_cancel`).
+            let _ = child.notify(RunEvent::Cancel);
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Children: [`RunState::child`], the registry in which a parent keeps its
+//! children, and how a dropped child unlinks itself.
+//!
+//! # Who owns what
+//!
+//! - `child()` returns an `Arc<RunState>`: the caller owns the child (clone
+//!   the `Arc` to share it, e.g. with the worker thread).
+//! - The parent keeps only a `Weak` to each child, in a slab (a `Vec` with a
+//!   free list) inside a registry that the parent allocates on its first
+//!   `child()` and owns (`RunState::children`, one pointer). A child keeps
+//!   a `Weak` to that registry and its index in the slab.
+//! - A dropped child unlinks itself: its `Drop` takes the registry's lock
+//!   and frees its slot (O(1)), so a parent that makes and drops a million
+//!   children keeps one slot per child alive at a time (the slab never
+//!   grows past the most children alive at once, and is emptied whenever
+//!   none is).
+//! - A parent dropped before its children detaches them: the registry goes
+//!   with it, the children's `Weak`s no longer upgrade, and the children
+//!   live on as they were (cancelled or not); nothing can cancel them but
+//!   their own `cancel`.
+//!
+//! # Why a child never misses its parent's cancel
+//!
+//! `child()` inserts the child under the registry's lock, and under that
+//! lock reads the parent's word, setting `HAS_CHILDREN` with an RMW if it
+//! is not set yet. A cancel sets `CANCELLED` with an RMW and, if the word it
+//! changed had `HAS_CHILDREN`, takes the lock to list the children. In the
+//! word's order, either the child's RMW (or its read of a word that already
+//! had `HAS_CHILDREN`) comes first, and then the cancel sees
+//! `HAS_CHILDREN` and its lock comes after the insert, so it lists the
+//! child; or the cancel comes first, and the child reads `CANCELLED` and is
+//! made cancelled. A cancelled parent's children are cancelled before its
+//! `cancel` returns (a child made after it, at creation).
+//!
+//! `cancelled()` on a child is the same one load as on any state: the
+//! parent's cancel writes each child's word; no query ever walks the tree.
+
+use std::borrow::Cow;
+use std::sync::{Arc, PoisonError, Weak};
+
+use super::state::{ANY_CANCEL, CANCELLED, FROM_PARENT, HAS_CHILDREN};
+use super::RunState;
+use crate::sync::{fence, mutant, Mutex, MutexGuard, Ordering};
+
+/// A parent's children: a slab of `Weak`s under a lock taken only to add,
+/// remove or list children (never on a query, never by a childless cancel).
+pub(super) struct Registry {
+    slab: Mutex<Slab>,
+}
+
+/// Where a child is registered: what its `Drop` needs to unlink it.
+pub(super) struct ParentLink {
+    registry: Weak<Registry>,
+    index: usize,
+}
+
+/// No free slot.
+const NONE: usize = usize::MAX;
+
+/// The children, with a free list threaded through the vacant slots.
+struct Slab {
+    entries: Vec<Entry>,
+    /// The first vacant slot, or `NONE`.
+    free: usize,
+    /// Occupied slots.
+    live: usize,
+}
+
+enum Entry {
+    Child(Weak<RunState>),
+    /// Vacant; the next vacant slot (or `NONE`).
+    Free(usize),
+}
+
+impl Slab {
+    fn insert(&mut self, child: Weak<RunState>) -> usize {
+        self.live += 1;
+        if self.free == NONE {
+            self.entries.push(Entry::Child(child));
+            return self.entries.len() - 1;
+        }
+        let index = self.free;
+        let Entry::Free(next) = std::mem::replace(&mut self.entries[index], Entry::Child(child))
+        else {
+            unreachable!("the free list holds vacant slots only");
+        };
+        self.free = next;
+        index
+    }
+
+    /// Frees slot `index`, which its child alone removes (once).
+    fn remove(&mut self, index: usize) {
+        let Some(entry @ Entry::Child(_)) = self.entries.get_mut(index) else {
+            return;
+        };
+        // Dropping a `Weak` runs no user code.
+        *entry = Entry::Free(self.free);
+        self.free = index;
+        self.live -= 1;
+        if self.live == 0 {
+            // Keep the memory of the busiest moment, not its length.
+            self.entries.clear();
+            self.free = NONE;
+        }
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Slab> {
+        // Nothing under the lock panics but an allocation; a poisoned lock
+        // still guards a consistent slab.
+        self.slab.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl RunState {
+    /// A new `RunState` named `name` that is cancelled whenever this one
+    /// is: at once (before this state's [`cancel`](Self::cancel) returns),
+    /// with this state's [`reason`](Self::reason); cancelled at creation if
+    /// this state is cancelled already. Never the reverse: cancelling the
+    /// child leaves the parent alone.
+    ///
+    /// The child is a full `RunState` with its own start, stop, pause,
+    /// times and callbacks (its `on_cancel` callbacks run in the thread
+    /// that cancelled the parent), and can have children of its own. A
+    /// child cancelled by its parent stays cancelled: a later start of the
+    /// child begins cancelled. [`cancelled`](Self::cancelled) on a child
+    /// is one load, as on any state.
+    ///
+    /// Ownership: the caller owns the child through the returned `Arc`;
+    /// this state keeps only a `Weak`, and a dropped child unlinks itself,
+    /// so making and dropping children never accumulates. If this state is
+    /// dropped first, its children are detached and live on unchanged.
+    ///
+    /// Costs: an allocation for the child, and this state's registry lock
+    /// to insert it (and, in the child's drop, to remove it): O(1). A
+    /// state's first child also allocates the registry.
+    ///
+    /// ```
+    /// use multiopen::RunState;
+    ///
+    /// let server = RunState::new("server");
+    /// let worker = server.child("worker");
+    /// let job = worker.child("job"); // a grandchild
+    /// worker.cancel();
+    /// assert!(job.cancelled() && !server.cancelled()); // down, never up
+    /// server.cancel_with("shutdown");
+    /// let late = server.child("late");
+    /// assert!(late.cancelled()); // made after the cancel: cancelled at once
+    /// assert_eq!(late.reason().as_deref(), Some("shutdown"));
+    /// ```
+    pub fn child(&self, name: impl Into<Cow<'static, str>>) -> Arc<RunState> {
+        let name = name.into();
+        let registry = self.registry();
+        let mut slab = registry.lock();
+        let mut inherited = false;
+        let child = Arc::new_cyclic(|weak| {
+            let index = slab.insert(Weak::clone(weak));
+            // Under the lock, after the insert: see the module docs.
+            // Acquire: as `cancelled`; a cancel seen here is one whose
+            // children list comes after ours (or never looks).
+            let mut s = self.state.load(Ordering::Acquire);
+            if s & HAS_CHILDREN == 0 {
+                // AcqRel: orders this RMW in the word with the cancel's;
+                // Release publishes the registry (stored before) to a
+                // canceller that sees the bit.
+                s = self.state.fetch_or(HAS_CHILDREN, Ordering::AcqRel);
+            }
+            inherited = s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel");
+            let word = if inherited {
+                CANCELLED | FROM_PARENT
+            } else {
+                0
+            };
+            RunState::build(
+                name,
+                word,
+                Some(ParentLink {
+                    registry: Arc::downgrade(&registry),
+                    index,
+                }),
+            )
+        });
+        drop(slab);
+        if inherited {
+            // Its first cancel: the parent's reason (a cancel of the child
+            // since, by the parent or anyone, found it cancelled already).
+            let reason = self.reason();
+            child.lock_reasons().current = reason;
+        }
+        child
+    }
+
+    /// How many children made by [`child`](Self::child) are alive (not yet
+    /// dropped). Takes the registry lock.
+    ///
+    /// ```
+    /// let parent = multiopen::RunState::new("parent");
+    /// let a = parent.child("a");
+    /// let b = parent.child("b");
+    /// assert_eq!(parent.child_count(), 2);
+    /// drop(a);
+    /// assert_eq!(parent.child_count(), 1);
+    /// # drop(b);
+    /// ```
+    pub fn child_count(&self) -> usize {
+        self.registry_ref()
+            .map_or(0, |registry| registry.lock().live)
+    }
+
+    /// The slots of the children registry (occupied or free): what it
+    /// holds memory for. For the memory tests; not part of the API.
+    #[doc(hidden)]
+    pub fn child_slots(&self) -> usize {
+        self.registry_ref()
+            .map_or(0, |registry| registry.lock().entries.capacity())
+    }
+
+    // --- internals ------------------------------------------------------------
+
+    /// The registry, made on first use. A reference of our own, for the
+    /// child's `Weak`.
+    fn registry(&self) -> Arc<Registry> {
+        // Acquire: pairs with the Release of the CAS that stored it.
+        let mut ptr = self.children.load(Ordering::Acquire);
+        if ptr.is_null() {
+            let new = Arc::into_raw(Arc::new(Registry {
+                slab: Mutex::new(Slab {
+                    entries: Vec::new(),
+                    free: NONE,
+                    live: 0,
+                }),
+            }))
+            .cast_mut();
+            // AcqRel: Release publishes the registry; Acquire (also on
+            // failure) sees another thread's.
+            ptr = match self.children.compare_exchange(
+                std::ptr::null_mut(),
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => new,
+                Err(theirs) => {
+                    // SAFETY: `new` came from `into_raw` just above and was
+                    // never shared.
+                    drop(unsafe { Arc::from_raw(new) });
+                    theirs
+                }
+            };
+        }
+        // SAFETY: `ptr` came from `Arc::into_raw`, and `children` holds
+        // that reference until this `RunState` is dropped (`&mut self`),
+        // so it is alive while we hold `&self`.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+
+    /// The registry, if any child was ever made.
+    fn registry_ref(&self) -> Option<&Registry> {
+        // Acquire: as in `registry`.
+        let ptr = self.children.load(Ordering::Acquire);
+        // SAFETY: as in `registry`: alive as long as `self`.
+        (!ptr.is_null()).then(|| unsafe { &*ptr })
+    }
+
+    /// Adds strong references to the live children to `work`. Called after
+    /// an RMW of our word that showed `HAS_CHILDREN`.
+    pub(super) fn push_children(&self, work: &mut Vec<Arc<RunState>>) {
+        // Acquire fence: our caller's RMW read a word whose HAS_CHILDREN
+        // came from the Release RMW of a `child()` that stored the
+        // registry pointer before it; this makes that store visible.
+        fence(Ordering::Acquire);
+        let Some(registry) = self.registry_ref() else {
+            return;
+        };
+        let slab = registry.lock();
+        if mutant("run_state::cancel_children_under_lock") {
+            // The bug: cancel each child while holding the lock. If ours is
+            // the last reference, the child's drop (its unlink) takes this
+            // very lock.
+            for entry in &slab.entries {
+                if let Entry::Child(child) = entry {
+                    if let Some(child) = child.upgrade() {
+                        child.cancel();
+                    }
+                }
+            }
+            return;
+        }
+        work.extend(slab.entries.iter().filter_map(|entry| match entry {
+            Entry::Child(child) => child.upgrade(),
+            Entry::Free(_) => None,
+        }));
+    }
+
+    /// Unlinks this state from its parent's registry (its `Drop`), and lets
+    /// go of its own registry (detaching its children).
+    pub(super) fn unlink(&mut self) {
+        if let Some(link) = self.parent.take() {
+            if let Some(registry) = link.registry.upgrade() {
+                if !mutant("run_state::child_never_unlinks") {
+                    registry.lock().remove(link.index);
+                }
+            }
+        }
+        // Relaxed: `&mut self`, nobody else can touch it.
+        let ptr = self.children.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if !ptr.is_null() {
+            // SAFETY: the reference `children` held, taken out of it.
+            drop(unsafe { Arc::from_raw(ptr) });
+        }
+    }
+}

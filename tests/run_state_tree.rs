@@ -1,0 +1,448 @@
+#![cfg(not(loom))]
+//! RunState as a cancellation tree (issue 13): children, reasons,
+//! deadlines, the waits for cancel and stop, the drop guard, shared runs,
+//! the sticky cancel; their misuse cases.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use multiopen::run_state::DEADLINE_EXCEEDED;
+use multiopen::{RunEvent, RunPhase, RunState};
+
+mod common;
+use common::quietly;
+
+// --- children ------------------------------------------------------------------
+
+#[test]
+fn a_parent_cancel_reaches_children_and_grandchildren_never_up() {
+    let parent = RunState::new("parent");
+    let child = parent.child("child");
+    let grandchild = child.child("grandchild");
+    let sibling = parent.child("sibling");
+    grandchild.cancel();
+    assert!(!child.cancelled() && !parent.cancelled(), "never upwards");
+    child.cancel();
+    assert!(!parent.cancelled() && !sibling.cancelled());
+    parent.cancel_with("stop");
+    assert!(sibling.cancelled());
+    assert_eq!(sibling.reason().as_deref(), Some("stop"));
+    // The grandchild kept its own (first) cancel's reason: none.
+    assert_eq!(grandchild.reason(), None);
+}
+
+#[test]
+fn a_child_has_its_own_run_times_and_callbacks() {
+    let parent = RunState::new("parent");
+    let child = parent.child("child");
+    let cancels = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&cancels);
+    child.on_cancel(move |rs| {
+        assert_eq!(rs.name(), "child");
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    child.start().unwrap();
+    assert!(child.is_running() && !parent.is_running());
+    assert!(child.start_time().is_some() && parent.start_time().is_none());
+    parent.cancel();
+    assert_eq!(cancels.load(Ordering::SeqCst), 1);
+    assert_eq!(child.state(), RunPhase::Stopping);
+    child.stop().unwrap();
+    assert_eq!(child.state(), RunPhase::Cancelled);
+    // A child cancelled by its parent stays cancelled, run after run.
+    child.start().unwrap();
+    assert!(child.stopping(), "the parent's cancel is never cleared");
+}
+
+#[test]
+fn a_child_made_after_the_parent_was_cancelled_is_cancelled_at_once() {
+    let parent = RunState::new("parent");
+    parent.cancel_with("gone");
+    let late = parent.child("late");
+    assert!(late.cancelled());
+    assert_eq!(late.reason().as_deref(), Some("gone"));
+    let grand = late.child("grand");
+    assert!(grand.cancelled());
+    assert_eq!(grand.reason().as_deref(), Some("gone"));
+    // And after the parent's cancelled run has stopped, too.
+    let p2 = RunState::new("p2");
+    p2.start().unwrap();
+    p2.cancel();
+    p2.stop().unwrap();
+    assert!(p2.child("after").cancelled());
+    p2.start().unwrap(); // a new, clean run of the parent
+    assert!(!p2.child("fresh").cancelled());
+}
+
+#[test]
+fn dropped_children_unlink_and_dropped_parents_detach() {
+    let parent = RunState::new("parent");
+    let kids: Vec<_> = (0..10).map(|i| parent.child(format!("kid{i}"))).collect();
+    assert_eq!(parent.child_count(), 10);
+    drop(kids);
+    assert_eq!(parent.child_count(), 0);
+    // Misuse: a child outliving its parent is detached, not broken.
+    let orphan = {
+        let parent = RunState::new("short-lived");
+        parent.child("orphan")
+    };
+    assert!(!orphan.cancelled());
+    orphan.start().unwrap();
+    orphan.cancel();
+    orphan.stop().unwrap();
+    assert_eq!(orphan.state(), RunPhase::Cancelled);
+    assert!(orphan.child("grandorphan").cancelled());
+}
+
+#[test]
+fn a_deep_chain_is_cancelled_without_recursion() {
+    let root = RunState::new("root");
+    let mut chain = vec![root.child("0")];
+    for i in 1..100_000 {
+        let next = chain.last().unwrap().child(format!("{i}"));
+        chain.push(next);
+    }
+    root.cancel();
+    assert!(chain.iter().all(|rs| rs.cancelled()));
+    // Dropping from the root end: each drop unlinks from a live parent.
+    drop(chain);
+}
+
+#[test]
+fn a_million_children_made_and_dropped_under_concurrent_cancels_keep_memory_flat() {
+    const MAKERS: usize = 2;
+    const PER_MAKER: usize = 500_000; // a million in all
+                                      // Each round: a fresh parent that a canceller cancels while the makers
+                                      // make and drop children; every child alive at the cancel, or made
+                                      // after it, must be cancelled.
+    let parent = Arc::new(RunState::new("parent"));
+    let start = Arc::new(Barrier::new(MAKERS + 1));
+    // Set once the parent's `cancel()` has returned: every child made
+    // before it is cancelled by then.
+    let cancel_returned = Arc::new(AtomicBool::new(false));
+    let makers: Vec<_> = (0..MAKERS)
+        .map(|m| {
+            let (parent, start) = (Arc::clone(&parent), Arc::clone(&start));
+            let cancel_returned = Arc::clone(&cancel_returned);
+            thread::spawn(move || {
+                start.wait();
+                let mut max_slots = 0;
+                let mut after_cancel = 0usize;
+                let mut held = Vec::with_capacity(8);
+                for i in 0..PER_MAKER {
+                    let was_cancelled = parent.cancelled();
+                    let child = parent.child("c");
+                    if was_cancelled {
+                        assert!(
+                            child.cancelled(),
+                            "maker {m}: child {i} of a cancelled parent"
+                        );
+                        after_cancel += 1;
+                    }
+                    held.push(child);
+                    if held.len() == 8 {
+                        // Those made before a cancel are cancelled by it.
+                        if cancel_returned.load(Ordering::SeqCst) {
+                            assert!(held.iter().all(|c| c.cancelled()));
+                        }
+                        held.clear();
+                    }
+                    if i % 4096 == 0 {
+                        max_slots = max_slots.max(parent.child_slots());
+                    }
+                }
+                (max_slots, after_cancel)
+            })
+        })
+        .collect();
+    start.wait();
+    // The canceller: cancels part-way through.
+    while parent.child_count() == 0 {
+        thread::yield_now();
+    }
+    thread::sleep(Duration::from_millis(20));
+    parent.cancel();
+    cancel_returned.store(true, Ordering::SeqCst);
+    let mut max_slots = 0;
+    for maker in makers {
+        let (slots, _) = maker.join().unwrap();
+        max_slots = max_slots.max(slots);
+    }
+    assert_eq!(parent.child_count(), 0);
+    // At most 8 alive per maker at a time: the slab never holds more than
+    // a small multiple of that, whatever the million.
+    println!("children registry: at most {max_slots} slots for 1,000,000 children");
+    assert!(max_slots <= 64, "the registry grew to {max_slots} slots");
+}
+
+// --- reasons ---------------------------------------------------------------------
+
+#[test]
+fn the_first_reason_wins_and_check_carries_it() {
+    let rs = RunState::new("job");
+    rs.cancel_with("first");
+    rs.cancel_with("second"); // misuse: a reason set twice
+    rs.cancel();
+    assert_eq!(rs.reason().as_deref(), Some("first"));
+    let err = rs.check().unwrap_err();
+    assert_eq!(err.reason.as_deref(), Some("first"));
+    assert_eq!(err.to_string(), "job was cancelled: first");
+    // A plain cancel first: no reason, and a later one does not add one.
+    let plain = RunState::new("plain");
+    plain.cancel();
+    plain.cancel_with("late");
+    assert_eq!(plain.reason(), None);
+}
+
+#[test]
+fn a_reason_belongs_to_its_run() {
+    let rs = RunState::new("job");
+    rs.start().unwrap();
+    rs.cancel_with("run 1");
+    rs.stop().unwrap();
+    assert_eq!(rs.reason().as_deref(), Some("run 1"), "kept once stopped");
+    rs.cancel(); // after the stop: for the next run, with no reason
+    assert_eq!(rs.reason(), None);
+    rs.start().unwrap();
+    assert!(rs.stopping());
+    rs.stop().unwrap();
+    rs.start().unwrap();
+    assert_eq!(rs.reason(), None);
+    assert!(!rs.cancelled());
+}
+
+#[test]
+fn try_cancel_reports_panics_and_cancel_does_not() {
+    let rs = RunState::new("job");
+    rs.on_cancel(|_| panic!("boom"));
+    let err = quietly(|| rs.try_cancel_with("why")).unwrap_err();
+    assert_eq!(err.event, RunEvent::Cancel);
+    assert_eq!(err.panics, ["boom"]);
+    assert_eq!(rs.reason().as_deref(), Some("why"));
+    let rs2 = RunState::new("job2");
+    rs2.on_cancel(|_| panic!("boom"));
+    quietly(|| rs2.cancel()); // no Result, no panic out of it
+    assert!(rs2.cancelled());
+}
+
+// --- sticky cancel ---------------------------------------------------------------
+
+#[test]
+fn a_cancel_before_the_start_is_kept() {
+    let rs = RunState::new("early");
+    rs.cancel_with("ctrl-c");
+    let run = rs.run();
+    assert!(run.started());
+    assert!(rs.stopping() && rs.check().is_err());
+    assert_eq!(rs.reason().as_deref(), Some("ctrl-c"));
+}
+
+// --- deadlines -------------------------------------------------------------------
+
+#[test]
+fn a_deadline_cancels_with_nobody_polling() {
+    let rs = Arc::new(RunState::new("job"));
+    let _run = rs.run();
+    let began = Instant::now();
+    rs.cancel_after(Duration::from_millis(20)).unwrap();
+    assert!(rs.deadline().is_some());
+    rs.wait_cancelled_timeout(Duration::from_secs(60))
+        .expect("the timer cancels it");
+    assert!(began.elapsed() >= Duration::from_millis(20));
+    assert_eq!(rs.reason().as_deref(), Some(DEADLINE_EXCEEDED));
+    assert_eq!(rs.deadline(), None, "fired");
+}
+
+#[test]
+fn a_deadline_in_the_past_cancels_at_once() {
+    let rs = Arc::new(RunState::new("job"));
+    rs.cancel_at(Instant::now() - Duration::from_millis(1))
+        .unwrap();
+    assert!(rs.cancelled());
+    assert_eq!(rs.reason().as_deref(), Some(DEADLINE_EXCEEDED));
+    let rs = Arc::new(RunState::new("zero"));
+    rs.cancel_after(Duration::ZERO).unwrap();
+    assert!(rs.cancelled());
+}
+
+#[test]
+fn a_deadline_reaches_children_and_can_be_replaced_or_cleared() {
+    let rs = Arc::new(RunState::new("job"));
+    let child = rs.child("child");
+    rs.cancel_after(Duration::from_secs(3600)).unwrap();
+    rs.cancel_after(Duration::from_millis(5)).unwrap(); // replaces
+    child
+        .wait_cancelled_timeout(Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(child.reason().as_deref(), Some(DEADLINE_EXCEEDED));
+
+    let cleared = Arc::new(RunState::new("cleared"));
+    cleared.cancel_after(Duration::from_millis(1)).unwrap();
+    if cleared.clear_deadline() {
+        assert!(cleared
+            .wait_cancelled_timeout(Duration::from_millis(30))
+            .is_err());
+    }
+    cleared.cancel_after(Duration::MAX).unwrap(); // never
+    assert_eq!(cleared.deadline(), None);
+}
+
+#[test]
+fn a_state_dropped_before_its_deadline_is_left_alone() {
+    let (tx, rx) = mpsc::channel();
+    {
+        let rs = Arc::new(RunState::new("short"));
+        rs.on_cancel(move |_| tx.send(()).unwrap());
+        rs.cancel_after(Duration::from_millis(5)).unwrap();
+    }
+    assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+}
+
+// --- waits -----------------------------------------------------------------------
+
+#[test]
+fn wait_cancelled_wakes_on_cancel_and_times_out_otherwise() {
+    let rs = Arc::new(RunState::new("job"));
+    let err = rs
+        .wait_cancelled_timeout(Duration::from_millis(10))
+        .unwrap_err();
+    assert!(err.waited >= Duration::from_millis(10));
+    assert_eq!(err.event, RunEvent::Cancel);
+    let waiter = {
+        let rs = Arc::clone(&rs);
+        thread::spawn(move || rs.wait_cancelled())
+    };
+    rs.cancel(); // asleep or about to be: woken either way
+
+    waiter.join().unwrap();
+    assert!(rs.wait_cancelled_deadline(Instant::now()).is_ok());
+}
+
+#[test]
+fn wait_stopped_is_a_supervisors_join() {
+    let supervisor = RunState::new("supervisor");
+    let workers: Vec<_> = (0..3).map(|i| supervisor.child(format!("w{i}"))).collect();
+    let (started_tx, started_rx) = mpsc::channel();
+    for w in &workers {
+        let run = w.run_owned();
+        let started_tx = started_tx.clone();
+        thread::spawn(move || {
+            started_tx.send(()).unwrap();
+            run.runstate().wait_cancelled();
+        });
+    }
+    for _ in 0..3 {
+        started_rx.recv().unwrap();
+    }
+    assert!(workers[0]
+        .wait_stopped_timeout(Duration::from_millis(5))
+        .is_err());
+    supervisor.cancel();
+    for w in &workers {
+        w.wait_stopped();
+        assert_eq!(w.state(), RunPhase::Cancelled);
+    }
+}
+
+#[test]
+fn wait_stopped_on_a_never_started_state_waits_for_a_run() {
+    let rs = Arc::new(RunState::new("later"));
+    let err = rs
+        .wait_stopped_timeout(Duration::from_millis(5))
+        .unwrap_err();
+    assert!(err.waited >= Duration::from_millis(5));
+    assert_eq!(
+        rs.wait_stopped_deadline(Instant::now() - Duration::from_secs(1))
+            .unwrap_err()
+            .event,
+        RunEvent::End
+    );
+    let waiter = {
+        let rs = Arc::clone(&rs);
+        thread::spawn(move || rs.wait_stopped())
+    };
+    rs.start().unwrap();
+    rs.stop().unwrap(); // whenever the waiter began, this is its stop
+    waiter.join().unwrap();
+    // (A stop followed by a restart before the waiter wakes: the loom model
+    // wait_stopped_racing_stop_and_restart.)
+}
+
+// --- guards and sharing ----------------------------------------------------------
+
+#[test]
+fn drop_guard_cancels_unless_disarmed_even_in_a_panic() {
+    let rs = RunState::new("job");
+    let r = quietly(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = rs.drop_guard();
+            panic!("scope failed");
+        }))
+    });
+    assert!(r.is_err() && rs.cancelled());
+    let kept = Arc::new(RunState::new("kept"));
+    let g = kept.drop_guard_owned();
+    assert!(!g.disarm().cancelled());
+}
+
+#[test]
+fn a_shared_run_stops_when_the_last_worker_ends_not_the_first() {
+    // The issue's "40 ms surprise": three workers share one state.
+    let shared = Arc::new(RunState::new("shared"));
+    let all_in = Arc::new(Barrier::new(3));
+    let mut go = Vec::new();
+    let workers: Vec<_> = (0..3)
+        .map(|i| {
+            let (shared, all_in) = (Arc::clone(&shared), Arc::clone(&all_in));
+            let (tx, rx) = mpsc::channel::<()>();
+            go.push(tx);
+            thread::spawn(move || {
+                let _run = shared.run();
+                all_in.wait(); // every worker is in the run
+                if i != 0 {
+                    rx.recv().unwrap(); // still busy until told
+                }
+            })
+        })
+        .collect();
+    let mut workers = workers.into_iter();
+    workers.next().unwrap().join().unwrap(); // worker 0 is done first
+    assert!(shared.is_running(), "the first to end does not stop it");
+    go.iter().for_each(|tx| {
+        let _ = tx.send(());
+    });
+    workers.for_each(|w| w.join().unwrap());
+    assert!(shared.stopped());
+}
+
+#[test]
+fn a_shared_run_started_by_start_is_stopped_only_by_stop() {
+    let rs = RunState::new("explicit");
+    rs.start().unwrap();
+    let g = rs.run();
+    assert!(!g.started());
+    drop(g);
+    assert!(rs.is_running());
+    rs.stop().unwrap();
+}
+
+#[test]
+fn a_panicking_worker_cancels_the_shared_run() {
+    let rs = Arc::new(RunState::new("shared"));
+    let outer = rs.run();
+    let rs2 = Arc::clone(&rs);
+    let r = quietly(|| {
+        thread::spawn(move || {
+            let _run = rs2.run();
+            panic!("worker failed");
+        })
+        .join()
+    });
+    assert!(r.is_err());
+    assert!(rs.stopping(), "cancelled, still held by the outer guard");
+    assert_eq!(rs.reason().as_deref(), Some("panicked"));
+    drop(outer);
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+}
