@@ -1,0 +1,114 @@
+#![cfg(not(loom))]
+//! Review of issue 12 items 1, 4 and 5 (bounded waits, seal/unseal, the
+//! shutdown-error hook): each test here is named after a defect it shows.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use multiopen::{CloseError, CloseOutcome, FnMultiOpen, JoinError, MultiOpen, OpenError};
+
+/// A thread that hammers `open()` on whatever object it is handed (each
+/// one sealed, so every open is refused) until told to stop.
+struct Hammer {
+    objects: mpsc::Sender<(Arc<FnMultiOpen<()>>, Arc<AtomicBool>)>,
+    started: mpsc::Receiver<()>,
+    stopped: mpsc::Receiver<usize>,
+}
+
+impl Hammer {
+    fn spawn() -> (Self, thread::JoinHandle<()>) {
+        let (objects, rx) = mpsc::channel::<(Arc<FnMultiOpen<()>>, Arc<AtomicBool>)>();
+        let (started_tx, started) = mpsc::channel();
+        let (stopped_tx, stopped) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            for (mo, stop) in rx {
+                started_tx.send(()).unwrap();
+                let mut refused = 0;
+                while !stop.load(SeqCst) {
+                    match mo.open() {
+                        Err(OpenError::Sealed { .. }) => refused += 1,
+                        other => panic!("a sealed object gave {:?}", other.map(drop)),
+                    }
+                }
+                stopped_tx.send(refused).unwrap();
+            }
+        });
+        (
+            Self {
+                objects,
+                started,
+                stopped,
+            },
+            handle,
+        )
+    }
+}
+
+/// Issue 12 item 4: after `seal`, "opens held now keep working; the last
+/// of them to close is the final close and runs shutdown as usual", and
+/// item 5: an explicit close "returns the error to its caller". A server
+/// shutting down seals, then its last in-flight request closes while new
+/// requests keep arriving and are refused. Each refused open holds a
+/// transient increment of the count (fast path `fetch_add`, then the slow
+/// path's back-out), so the last holder's `close()` can see the count at 2,
+/// report `StillOpen` (or bring it to zero, then see the refused opener's
+/// increment and take-back claim the shutdown: `ShutDownByOther`), and leave the final close to the refused opener:
+/// shutdown then runs in the refused `open()` call (which was to return
+/// "at once"), and its error goes to the hook, or with no hook (the caller
+/// closes explicitly, so why set one?) is dropped: lost.
+#[test]
+fn last_holders_close_after_seal_is_stolen_by_a_refused_open_and_its_error_lost() {
+    let (hammer, handle) = Hammer::spawn();
+    let mut stolen = 0;
+    let mut ran_elsewhere = 0;
+    let rounds = 3000;
+    for _ in 0..rounds {
+        let shut_in = Arc::new(Mutex::new(None));
+        let record = Arc::clone(&shut_in);
+        let mo: Arc<FnMultiOpen<()>> = Arc::new(
+            MultiOpen::from_dyn_fns(
+                || Ok(()),
+                move |()| {
+                    *record.lock().unwrap() = Some(thread::current().id());
+                    Err("flush failed".into())
+                },
+            )
+            .with_name("db"),
+        );
+        let held = mo.open().unwrap();
+        assert!(mo.seal());
+        let stop = Arc::new(AtomicBool::new(false));
+        hammer
+            .objects
+            .send((Arc::clone(&mo), Arc::clone(&stop)))
+            .unwrap();
+        hammer.started.recv().unwrap();
+        // The last (and only) holder closes explicitly: it must get the
+        // shutdown's error.
+        let outcome = held.close();
+        stop.store(true, SeqCst);
+        hammer.stopped.recv().unwrap();
+        match outcome {
+            Err(CloseError::Shutdown { .. }) => {}
+            // Not final, or "another close ran the shutdown": either way Ok,
+            // though the shutdown failed.
+            Ok(CloseOutcome::StillOpen | CloseOutcome::ShutDownByOther) => stolen += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        if *shut_in.lock().unwrap() != Some(thread::current().id()) {
+            ran_elsewhere += 1;
+        }
+        assert_eq!(mo.open_count(), 0);
+        assert!(mo.closed());
+    }
+    drop(hammer);
+    handle.join().unwrap();
+    assert_eq!(
+        (stolen, ran_elsewhere),
+        (0, 0),
+        "of {rounds} last closes after seal, {stolen} returned Ok (StillOpen or \
+         ShutDownByOther: the shutdown error lost, no hook) and {ran_elsewhere} shutdowns ran in a refused open()"
+    );
+}
