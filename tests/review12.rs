@@ -112,3 +112,90 @@ fn last_holders_close_after_seal_is_stolen_by_a_refused_open_and_its_error_lost(
          ShutDownByOther: the shutdown error lost, no hook) and {ran_elsewhere} shutdowns ran in a refused open()"
     );
 }
+
+/// An object named "db" whose startup signals `began` and then blocks
+/// until `release` is sent (or dropped), and whose shutdown fails.
+fn gated_startup() -> (Arc<FnMultiOpen<()>>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (began_tx, began) = mpsc::channel();
+    let (release, gate) = mpsc::channel::<()>();
+    let (began_tx, gate) = (Mutex::new(began_tx), Mutex::new(gate));
+    let mo = MultiOpen::from_dyn_fns(
+        move || {
+            let _ = began_tx.lock().unwrap().send(());
+            let _ = gate.lock().unwrap().recv();
+            Ok(())
+        },
+        |()| Err("flush failed".into()),
+    )
+    .with_name("db");
+    (Arc::new(mo), began, release)
+}
+
+/// Starts `mo` in another thread and returns once its startup has begun.
+fn start_elsewhere(
+    mo: &Arc<FnMultiOpen<()>>,
+    began: &mpsc::Receiver<()>,
+) -> thread::JoinHandle<Result<CloseOutcome, String>> {
+    let mo = Arc::clone(mo);
+    let starter = thread::spawn(move || {
+        let g = mo.open().map_err(|e| e.to_string())?;
+        g.close().map_err(|e| e.to_string())
+    });
+    began.recv().unwrap();
+    starter
+}
+
+fn waited_of<T>(r: Result<T, OpenError<multiopen::BoxError>>) -> Duration {
+    match r {
+        Err(OpenError::TimedOut { waited, .. }) => waited,
+        Err(e) => panic!("expected TimedOut, got {e:?}"),
+        Ok(_) => panic!("expected TimedOut, got an open"),
+    }
+}
+
+fn join_waited(r: Result<(), JoinError>) -> Duration {
+    match r {
+        Err(JoinError::TimedOut { waited, .. }) => waited,
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+}
+
+/// `OpenError::TimedOut::waited` and `JoinError::TimedOut::waited` are
+/// documented as "zero for a try or a past deadline", and `open_timeout`'s
+/// and `join_timeout`'s docs say `Duration::ZERO` "is" the try. The
+/// deadline forms and a zero timeout read the clock at the call and report
+/// the (nonzero) time since: `Deadline::resolve` sets `began` for them.
+#[test]
+fn past_deadline_and_zero_timeout_report_nonzero_waited_against_the_docs() {
+    let (mo, began, release) = gated_startup();
+    let starter = start_elsewhere(&mo, &began);
+    let past = Instant::now() - Duration::from_millis(1);
+    let mut nonzero = Vec::new();
+    for _ in 0..100 {
+        for (form, waited) in [
+            ("try_open", waited_of(mo.try_open())),
+            ("open_timeout(ZERO)", waited_of(mo.open_timeout(Duration::ZERO))),
+            ("open_deadline(past)", waited_of(mo.open_deadline(past))),
+        ] {
+            if !waited.is_zero() && !nonzero.contains(&form) {
+                nonzero.push(form);
+            }
+        }
+    }
+    drop(release); // this and every later startup pass the gate
+    assert!(starter.join().unwrap().is_err(), "the shutdown fails");
+    let g = mo.open().unwrap();
+    for _ in 0..100 {
+        for (form, waited) in [
+            ("try_join", join_waited(mo.try_join())),
+            ("join_timeout(ZERO)", join_waited(mo.join_timeout(Duration::ZERO))),
+            ("join_deadline(past)", join_waited(mo.join_deadline(past))),
+        ] {
+            if !waited.is_zero() && !nonzero.contains(&form) {
+                nonzero.push(form);
+            }
+        }
+    }
+    drop(g);
+    assert!(nonzero.is_empty(), "documented zero, reported nonzero: {nonzero:?}");
+}
