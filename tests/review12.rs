@@ -375,3 +375,37 @@ fn far_deadline_and_max_timeouts_wait_until_done() {
     let _ = starter.join().unwrap();
     assert_eq!(mo.open_count(), 0);
 }
+
+/// A value that counts its drops.
+struct DropCount(Arc<std::sync::atomic::AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Item 5: "a panic from the hook reaches the closing thread ... as a
+/// shutdown's panic would". When the closing "thread" is the `MultiOpen`'s
+/// own drop (detached opens outstanding), that panic skips the rest of
+/// `Drop::drop`: the resource (and what its closures capture) is never
+/// dropped. A panicking hook leaks the resource.
+#[test]
+fn panicking_hook_in_the_objects_drop_leaks_the_resource() {
+    let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let captured = DropCount(Arc::clone(&drops));
+    let mo = MultiOpen::from_dyn_fns(
+        move || {
+            let _ = &captured;
+            Ok(())
+        },
+        |()| Err("flush failed".into()),
+    )
+    .with_on_shutdown_error(|_, _| panic!("hook panicked"));
+    mo.open().unwrap().detach();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(mo)));
+    std::panic::set_hook(hook);
+    assert!(dropped.is_err(), "the hook's panic reaches the dropper");
+    assert_eq!(drops.load(SeqCst), 1, "the resource's captures were never dropped");
+}
