@@ -177,7 +177,10 @@ fn past_deadline_and_zero_timeout_report_nonzero_waited_against_the_docs() {
     for _ in 0..100 {
         for (form, waited) in [
             ("try_open", waited_of(mo.try_open())),
-            ("open_timeout(ZERO)", waited_of(mo.open_timeout(Duration::ZERO))),
+            (
+                "open_timeout(ZERO)",
+                waited_of(mo.open_timeout(Duration::ZERO)),
+            ),
             ("open_deadline(past)", waited_of(mo.open_deadline(past))),
         ] {
             if !waited.is_zero() && !nonzero.contains(&form) {
@@ -191,7 +194,10 @@ fn past_deadline_and_zero_timeout_report_nonzero_waited_against_the_docs() {
     for _ in 0..100 {
         for (form, waited) in [
             ("try_join", join_waited(mo.try_join())),
-            ("join_timeout(ZERO)", join_waited(mo.join_timeout(Duration::ZERO))),
+            (
+                "join_timeout(ZERO)",
+                join_waited(mo.join_timeout(Duration::ZERO)),
+            ),
             ("join_deadline(past)", join_waited(mo.join_deadline(past))),
         ] {
             if !waited.is_zero() && !nonzero.contains(&form) {
@@ -200,7 +206,10 @@ fn past_deadline_and_zero_timeout_report_nonzero_waited_against_the_docs() {
         }
     }
     drop(g);
-    assert!(nonzero.is_empty(), "documented zero, reported nonzero: {nonzero:?}");
+    assert!(
+        nonzero.is_empty(),
+        "documented zero, reported nonzero: {nonzero:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -248,19 +257,31 @@ fn thousands_of_timed_out_opens_leave_the_count_exact() {
     let past = Instant::now();
     for _ in 0..2000 {
         assert!(matches!(mo.try_open(), Err(OpenError::TimedOut { .. })));
-        assert!(matches!(mo.try_open_owned(), Err(OpenError::TimedOut { .. })));
-        assert!(matches!(mo.open_deadline(past), Err(OpenError::TimedOut { .. })));
+        assert!(matches!(
+            mo.try_open_owned(),
+            Err(OpenError::TimedOut { .. })
+        ));
+        assert!(matches!(
+            mo.open_deadline(past),
+            Err(OpenError::TimedOut { .. })
+        ));
     }
     for _ in 0..300 {
         let r = mo.open_timeout(Duration::from_nanos(1));
         assert!(matches!(r, Err(OpenError::TimedOut { .. })));
     }
     let s = mo.state();
-    assert_eq!((s.phase, s.open_count, s.cycle), (multiopen::Phase::Starting, 1, 0));
+    assert_eq!(
+        (s.phase, s.open_count, s.cycle),
+        (multiopen::Phase::Starting, 1, 0)
+    );
     drop(release);
     assert!(starter.join().unwrap().is_err());
     let s = mo.state();
-    assert_eq!((s.phase, s.open_count, s.cycle), (multiopen::Phase::Closed, 0, 1));
+    assert_eq!(
+        (s.phase, s.open_count, s.cycle),
+        (multiopen::Phase::Closed, 0, 1)
+    );
 }
 
 #[test]
@@ -280,7 +301,10 @@ fn hook_reentering_its_object_is_refused_or_harmless_never_stuck() {
                 };
                 log.push(("open_timeout(MAX)", open(me.open_timeout(Duration::MAX))));
                 log.push(("open_deadline(far)", open(me.open_deadline(far))));
-                log.push(("join_timeout(MAX)", format!("{:?}", me.join_timeout(Duration::MAX))));
+                log.push((
+                    "join_timeout(MAX)",
+                    format!("{:?}", me.join_timeout(Duration::MAX)),
+                ));
                 log.push(("try_join", format!("{:?}", me.try_join())));
                 log.push(("finalise", format!("{:?}", me.finalise().is_err())));
                 log.push(("seal", format!("{}", me.seal())));
@@ -361,7 +385,9 @@ fn far_deadline_and_max_timeouts_wait_until_done() {
             thread::spawn(move || match i {
                 0 => mo.open_deadline(far).map(drop).is_ok(),
                 1 => mo.open_timeout(Duration::MAX).map(drop).is_ok(),
-                _ => mo.open_owned_timeout(Duration::new(u64::MAX, 999_999_999)).is_ok(),
+                _ => mo
+                    .open_owned_timeout(Duration::new(u64::MAX, 999_999_999))
+                    .is_ok(),
             })
         })
         .collect();
@@ -407,5 +433,9 @@ fn panicking_hook_in_the_objects_drop_leaks_the_resource() {
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(mo)));
     std::panic::set_hook(hook);
     assert!(dropped.is_err(), "the hook's panic reaches the dropper");
-    assert_eq!(drops.load(SeqCst), 1, "the resource's captures were never dropped");
+    assert_eq!(
+        drops.load(SeqCst),
+        1,
+        "the resource's captures were never dropped"
+    );
 }
