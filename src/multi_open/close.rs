@@ -285,6 +285,11 @@ impl<R: Resource> MultiOpen<R> {
         if prev & COUNT_MASK != 1 {
             return Ok(CloseOutcome::StillOpen);
         }
+        if mutant("multi_open::takeback_error_not_hooked") {
+            // The bug: as if a caller received the error (none does: the
+            // opener returns its refusal, and the error is dropped).
+            return self.release_last_for(site, Caller::Waits);
+        }
         self.release_last_for(site, Caller::None)
     }
 

@@ -303,6 +303,15 @@ impl<R: Resource> MultiOpen<R> {
             // wake (from `seal`, or a phase's end) did. Before every other
             // branch, so a sealed object is never started nor joined.
             if state & SEALED != 0 && !mutant("multi_open::sealed_open_not_refused") {
+                if mutant("multi_open::sealed_backout_not_a_close") {
+                    // The bug: a bare decrement, which never runs the
+                    // final close when the take-back is the last one.
+                    // Release: as in `release`.
+                    self.state.fetch_sub(1, Ordering::Release);
+                    return Err(OpenError::Sealed {
+                        name: self.name().to_owned(),
+                    });
+                }
                 self.back_out();
                 return Err(OpenError::Sealed {
                     name: self.name().to_owned(),
