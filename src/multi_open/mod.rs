@@ -372,9 +372,10 @@ impl<R: Resource> MultiOpen<R> {
 
     /// Sets the hook that receives a shutdown's error when no caller can:
     /// the final close was a guard's drop, an opener taking its open back
-    /// (too many opens, or a timed open that timed out) or the drop of the
-    /// `MultiOpen` itself with detached opens outstanding. Called in the
-    /// thread that ran the shutdown, right after it and before the cycle
+    /// (refused as sealed or for too many opens, or a timed open that timed
+    /// out), a linger ended by the timer, a join or a seal, or the drop of
+    /// the `MultiOpen` itself with the resource up. Called in the thread
+    /// that ran the shutdown, right after it and before the cycle
     /// ends, with the object's name and the error; the error is dropped
     /// when the hook returns. So a [`join`](Self::join) that returns after
     /// that cycle sees whatever the hook did. An explicit close
