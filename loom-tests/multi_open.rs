@@ -13,13 +13,13 @@
 //! `loom-tests/mutants.sh` runs these against deliberately broken builds.
 #![cfg(loom)]
 
-use std::sync::atomic::AtomicBool as StdAtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
 
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use multiopen::{CloseError, CloseOutcome, MultiOpen, OpenError};
+use multiopen::{CloseError, CloseHow, CloseOutcome, MultiOpen, OpenError};
 
 #[path = "probe.rs"]
 mod probe;
@@ -539,6 +539,60 @@ fn seal_racing_an_opener_and_a_joiner() {
         assert!(matches!(mo.open(), Err(OpenError::Sealed { .. })));
         assert!(mo.unseal());
         assert_eq!(*mo.open().unwrap(), 2, "unseal starts a new cycle");
+    });
+}
+
+/// The last holder's close racing a refused open after `seal` (the
+/// review's "stolen final close"). The refused open counts itself for an
+/// instant, so either close may be the final one; the exact guarantee
+/// (documented on `seal`): the shutdown runs exactly once, and its error
+/// reaches exactly one place: the holder's close returns it (and the hook
+/// is not called), or the holder's close reports `StillOpen` or
+/// `ShutDownByOther`, the refused opener's take-back ran the shutdown, the
+/// hook got the error, and the recorded final close says `TakenBack`.
+/// Mutants: the take-back as a bare decrement (no shutdown), and the
+/// take-back's error dropped instead of hooked.
+#[test]
+fn last_close_after_seal_racing_a_refused_open() {
+    both_orders(|main_yields_first| {
+        let hooked = std::sync::Arc::new(StdAtomicUsize::new(0));
+        let hook_calls = hooked.clone();
+        let mo = Arc::new(
+            MultiOpen::new(Probe::new(false)).with_on_shutdown_error(move |_, _| {
+                hook_calls.fetch_add(1, SeqCst);
+            }),
+        );
+        mo.resource().fail_shutdown_next.store(true, SeqCst);
+        let held = mo.open().unwrap();
+        assert!(mo.seal());
+        let refused = {
+            let mo = mo.clone();
+            thread::spawn(move || match mo.open() {
+                Err(OpenError::Sealed { .. }) => {}
+                other => panic!("a sealed object gave {:?}", other.map(drop)),
+            })
+        };
+        if main_yields_first {
+            thread::yield_now();
+        }
+        use_guard(&mo, *held);
+        let outcome = held.close();
+        refused.join().unwrap();
+        assert_eq!(mo.resource().shutdowns.load(SeqCst), 1, "shut down once");
+        let hook_calls = hooked.load(SeqCst);
+        match outcome {
+            Err(CloseError::Shutdown { .. }) => {
+                assert_eq!(hook_calls, 0, "the error went to both");
+            }
+            Ok(CloseOutcome::StillOpen | CloseOutcome::ShutDownByOther) => {
+                assert_eq!(hook_calls, 1, "the take-back's error was lost");
+                let site = mo.state().final_close.expect("closed");
+                assert_eq!(site.how, CloseHow::TakenBack);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_quiescent(&mo);
+        mo.join().unwrap();
     });
 }
 

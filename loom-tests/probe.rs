@@ -37,6 +37,9 @@ pub struct Probe {
     pub panic_next: StdAtomicBool,
     /// The next shutdown panics, after its work (then this clears).
     pub panic_shutdown_next: StdAtomicBool,
+    /// The next shutdown returns an error, after its work (then this
+    /// clears).
+    pub fail_shutdown_next: StdAtomicBool,
     /// Closes that reported `ShutDown` (counted by `open_use_close`).
     pub reported: StdAtomicUsize,
 }
@@ -55,6 +58,7 @@ impl Probe {
             fail_next: StdAtomicBool::new(fail_first),
             panic_next: StdAtomicBool::new(false),
             panic_shutdown_next: StdAtomicBool::new(false),
+            fail_shutdown_next: StdAtomicBool::new(false),
             reported: StdAtomicUsize::new(0),
         }
     }
@@ -93,6 +97,9 @@ impl Resource for Probe {
         assert_eq!(shutdowns, cycle, "shutdown of cycle {cycle} out of order");
         if self.panic_shutdown_next.swap(false, SeqCst) {
             panic!("shutdown panicked");
+        }
+        if self.fail_shutdown_next.swap(false, SeqCst) {
+            return Err(Refused);
         }
         Ok(())
     }

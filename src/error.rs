@@ -149,6 +149,13 @@ pub enum CloseHow {
     /// A guard went out of scope; the location is where it was opened
     /// (a `Drop` cannot know its own call site).
     GuardDropped,
+    /// An opener that did not get its open (refused as
+    /// [sealed](crate::MultiOpen::seal), refused for too many opens, or
+    /// timed out) took back the registration it had counted for an
+    /// instant, and every other open had closed meanwhile: that take-back
+    /// was the final close (see [`MultiOpen::seal`](crate::MultiOpen::seal)
+    /// for when this happens). The location is that open call's.
+    TakenBack,
 }
 
 impl fmt::Display for CloseSite {
@@ -158,6 +165,11 @@ impl fmt::Display for CloseSite {
             CloseHow::GuardDropped => {
                 write!(f, "drop of the guard opened at {}", self.location)
             }
+            CloseHow::TakenBack => write!(
+                f,
+                "take-back by the refused or timed-out open at {}",
+                self.location
+            ),
         }
     }
 }

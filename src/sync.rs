@@ -674,14 +674,38 @@ impl Futex {
     /// As [`wait_timeout`](Futex::wait_timeout), until `deadline`: `None`
     /// waits with no timeout (as for an `Instant::checked_add` that
     /// overflowed), a deadline already past returns `false` at once.
+    ///
+    /// `false` only if the clock says the deadline has come: the OS's
+    /// "timed out" is not trusted on its own (a timer that fires a little
+    /// early, as `WaitOnAddress` may, or a timeout measured on another
+    /// clock). Reported early, it reads as a spurious wake-up (`true`), and
+    /// the caller's loop sleeps again for what is left. So every timed
+    /// wait of the crate that goes through here never reports a time-out
+    /// before its deadline.
     pub(crate) fn wait_until(&self, expected: u32, deadline: Option<std::time::Instant>) -> bool {
         let Some(deadline) = deadline else {
             self.wait(expected);
             return true;
         };
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        self.wait_timeout(expected, left)
+        until_by_clock(deadline, |left| self.wait_timeout(expected, left))
     }
+}
+
+/// The deadline half of [`Futex::wait_until`]: sleeps with `timed_wait`
+/// (the OS's timed wait, given what is left) and reports a time-out
+/// (`false`) only if the clock has reached `deadline`; an OS time-out
+/// before it reads as a spurious wake-up (`true`).
+#[cfg(not(loom))]
+fn until_by_clock(
+    deadline: std::time::Instant,
+    timed_wait: impl FnOnce(std::time::Duration) -> bool,
+) -> bool {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if timed_wait(left) {
+        return true;
+    }
+    // The OS says timed out (or `left` was zero): believe the clock.
+    !left.is_zero() && std::time::Instant::now() < deadline
 }
 
 #[cfg(not(loom))]

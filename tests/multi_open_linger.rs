@@ -107,10 +107,14 @@ fn opens_within_the_linger_reuse_the_handle_with_no_startup() {
 fn the_linger_ends_by_itself_and_releases_the_resource() {
     let linger = Duration::from_millis(30);
     let (mo, counts, shut) = counted(linger);
-    drop(mo.open().unwrap());
-    let closed_at = Instant::now();
+    let g = mo.open().unwrap();
+    // Read before the close: the close's own time is later, so the
+    // shutdown comes at least `linger` after this.
+    let before_close = Instant::now();
+    drop(g);
+    // PATIENCE: a hang guard ("never ended"), not a speed claim.
     assert_eq!(shut.recv_timeout(PATIENCE), Ok(1), "the linger never ended");
-    assert!(closed_at.elapsed() >= linger, "ended before the linger");
+    assert!(before_close.elapsed() >= linger, "ended before the linger");
     assert_eq!(
         counts.last_shutdown_thread().as_deref(),
         Some("multiopen-timer")
@@ -124,18 +128,32 @@ fn the_linger_ends_by_itself_and_releases_the_resource() {
 }
 
 /// A close within the linger starts it again: the shutdown comes no sooner
-/// than the linger after the *last* close.
+/// than the linger after the *last* close. The second open must come
+/// within the first linger (it reuses cycle 1); on a machine so loaded that
+/// the half-linger pause overran the whole linger, the round proves
+/// nothing and is run again with a fresh object (not a failure).
 #[test]
 fn a_close_within_the_linger_starts_it_again() {
     let linger = Duration::from_millis(200);
-    let (mo, counts, shut) = counted(linger);
-    drop(mo.open().unwrap());
-    thread::sleep(linger / 2);
-    drop(mo.open().unwrap());
-    let last_close = Instant::now();
-    assert_eq!(shut.recv_timeout(PATIENCE), Ok(1));
-    assert!(last_close.elapsed() >= linger, "timed from the first close");
-    assert_eq!((counts.startups(), counts.shutdowns()), (1, 1));
+    for _ in 0..20 {
+        let (mo, counts, shut) = counted(linger);
+        drop(mo.open().unwrap());
+        thread::sleep(linger / 2);
+        let g = mo.open().unwrap();
+        if *g != 1 {
+            continue; // the first linger ended before this open: retry
+        }
+        let before_last_close = Instant::now();
+        drop(g);
+        assert_eq!(shut.recv_timeout(PATIENCE), Ok(1));
+        assert!(
+            before_last_close.elapsed() >= linger,
+            "timed from the first close"
+        );
+        assert_eq!((counts.startups(), counts.shutdowns()), (1, 1));
+        return;
+    }
+    panic!("no round reopened within the linger");
 }
 
 #[test]

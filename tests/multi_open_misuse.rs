@@ -653,3 +653,54 @@ fn reentrant_call_returns_an_error_only_for_the_same_object_not_one_at_its_addre
     });
     assert_eq!(result, Ok(()), "the outer's open of the inner must wait");
 }
+
+/// The shutdown-error hook runs while its object shuts down, under the
+/// shutter's busy mark: every timed and `try_` form of open and join it
+/// makes of its own object is refused as re-entrant (never stuck, however
+/// long its timeout), and seal/unseal from there are harmless.
+#[test]
+fn reentrant_call_returns_an_error_timed_forms_from_the_shutdown_error_hook() {
+    type Seen = Vec<(&'static str, String)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let mo: Arc<FnMultiOpen<()>> = Arc::new_cyclic(|me: &Weak<FnMultiOpen<()>>| {
+        let me = me.clone();
+        MultiOpen::from_dyn_fns(|| Ok(()), |()| Err("flush failed".into())).with_on_shutdown_error(
+            move |_, _| {
+                let me = me.upgrade().expect("alive");
+                let far = std::time::Instant::now() + Duration::from_secs(1 << 30);
+                let mut log = log.lock().unwrap();
+                let open = |r: Result<multiopen::OpenGuard<'_, _>, OpenError<_>>| {
+                    format!("{:?}", r.map(drop))
+                };
+                log.push(("open_timeout(MAX)", open(me.open_timeout(Duration::MAX))));
+                log.push(("open_deadline(far)", open(me.open_deadline(far))));
+                log.push((
+                    "join_timeout(MAX)",
+                    format!("{:?}", me.join_timeout(Duration::MAX)),
+                ));
+                log.push(("try_join", format!("{:?}", me.try_join())));
+                log.push(("finalise", format!("{:?}", me.finalise().is_err())));
+                log.push(("seal", format!("{}", me.seal())));
+                log.push(("open sealed", open(me.open())));
+                log.push(("unseal", format!("{}", me.unseal())));
+                log.push(("phase", format!("{:?}", me.state().phase)));
+            },
+        )
+    });
+    let closer = Arc::clone(&mo);
+    without_hanging(move || drop(closer.open().unwrap()));
+    let seen = seen.lock().unwrap();
+    let get = |k: &str| seen.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+    assert!(get("open_timeout(MAX)").contains("Reentrant"), "{seen:?}");
+    assert!(get("open_deadline(far)").contains("Reentrant"), "{seen:?}");
+    assert!(get("join_timeout(MAX)").contains("Reentrant"), "{seen:?}");
+    assert!(get("try_join").contains("Reentrant"), "{seen:?}");
+    assert_eq!(get("seal"), "true");
+    assert!(get("open sealed").contains("Sealed"), "{seen:?}");
+    assert_eq!(get("unseal"), "true");
+    assert_eq!(get("phase"), "ShuttingDown");
+    assert_eq!((mo.open_count(), mo.closed()), (0, true));
+    mo.join().unwrap();
+    drop(mo.open().unwrap().close().unwrap_err()); // usable after
+}

@@ -15,6 +15,11 @@ use crate::unwind;
 
 /// What a successful close did.
 ///
+/// [`StillOpen`](CloseOutcome::StillOpen) means other opens were counted
+/// at this close: held ones, or, for an instant, an opener being refused
+/// or timing out. In the second case that opener's take-back is the final
+/// close (see [`MultiOpen::seal`]).
+///
 /// ```
 /// use multiopen::{CloseOutcome, MultiOpen};
 ///
@@ -37,9 +42,13 @@ pub enum CloseOutcome {
     /// nearly the same moment (a re-open and re-close slipped in between),
     /// and that close ran the shutdown (or is running it). This close was
     /// final all the same: [`close_final`](OpenGuard::close_final) does not
-    /// reject it. Exactly one close per cycle reports
-    /// [`ShutDown`](CloseOutcome::ShutDown) or a shutdown error (unless the
-    /// cycle ended from a linger: then none does).
+    /// reject it. At most one close per cycle reports
+    /// [`ShutDown`](CloseOutcome::ShutDown) or a shutdown error; none does
+    /// if the cycle ended from a linger, or if the final close was the
+    /// take-back of an opener that was refused or timed out (its shutdown
+    /// error then goes to the
+    /// [shutdown-error hook](MultiOpen::with_on_shutdown_error): see
+    /// [`MultiOpen::seal`] for when that happens).
     ShutDownByOther,
     /// This was the final close of a [lingering](MultiOpen::with_linger)
     /// object: the resource stays up for the linger, and shuts down when
@@ -276,6 +285,11 @@ impl<R: Resource> MultiOpen<R> {
         if prev & COUNT_MASK != 1 {
             return Ok(CloseOutcome::StillOpen);
         }
+        if mutant("multi_open::takeback_error_not_hooked") {
+            // The bug: as if a caller received the error (none does: the
+            // opener returns its refusal, and the error is dropped).
+            return self.release_last_for(site, Caller::Waits);
+        }
         self.release_last_for(site, Caller::None)
     }
 
@@ -289,15 +303,32 @@ impl<R: Resource> MultiOpen<R> {
         catch_unwind(AssertUnwindSafe(|| hook(self.name(), error)))
     }
 
-    /// Calls the shutdown-error hook with `error` (a shutdown run by the
-    /// `MultiOpen`'s own drop), then drops it. A panicking hook propagates
-    /// after the error is dropped (a panic from that `Drop` is disposed
-    /// of). Call inside `unwind::in_cleanup`.
-    pub(super) fn report_shutdown_error(&self, error: R::Error) {
-        let called = self.call_hook(&error);
-        if let Err(payload) = called {
-            let _ = unwind::catch(move || drop(error));
-            resume_unwind(payload)
+    /// The `MultiOpen`'s own drop found the resource up (detached opens
+    /// never closed, or a linger): runs shutdown, its error to the hook.
+    /// A panic from the shutdown, the hook or the error's `Drop` is caught:
+    /// returned for the drop to resume once it has dropped the resource and
+    /// the hook (so a panicking hook or shutdown leaks nothing), or, if
+    /// this thread is unwinding already, disposed of (`None`): a second
+    /// panic out of a destructor would abort the process.
+    pub(super) fn shut_down_in_drop(&self, handle: R::Handle) -> Option<Box<dyn Any + Send>> {
+        let shut = catch_unwind(AssertUnwindSafe(|| {
+            if let Err(error) = self.resource.shutdown(handle) {
+                let called = self.call_hook(&error);
+                if let Err(payload) = called {
+                    // The hook's panic goes on, after the error is disposed
+                    // of (a panic from its `Drop` must not replace it).
+                    let _ = unwind::catch(move || drop(error));
+                    resume_unwind(payload)
+                }
+            }
+        }));
+        match shut {
+            Ok(()) => None,
+            Err(payload) if std::thread::panicking() => {
+                unwind::drop_payload(payload);
+                None
+            }
+            Err(payload) => Some(payload),
         }
     }
 
@@ -369,7 +400,13 @@ impl<R: Resource> MultiOpen<R> {
 
     /// Records `site` as the final close, for error messages.
     pub(super) fn store_final_close(&self, site: CloseSite) {
-        let tag = usize::from(site.how == CloseHow::GuardDropped);
+        // Tags in the two low bits of the `&Location` (aligned to at least
+        // 4: see `LOCATION_TAGS` in mod.rs).
+        let tag = match site.how {
+            CloseHow::Explicit => 0,
+            CloseHow::GuardDropped => 1,
+            CloseHow::TakenBack => 2,
+        };
         let location = (site.location as *const Location<'static>).cast_mut();
         // Relaxed: a diagnostic for error messages; it guards no data.
         self.final_close

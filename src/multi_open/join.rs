@@ -62,9 +62,10 @@ impl<R: Resource> MultiOpen<R> {
     /// [`join`](Self::join) that never waits: `Ok` if the current cycle is
     /// finalised now, else [`JoinError::TimedOut`] (`waited` zero) at once.
     ///
-    /// Cost: a few atomic loads; never a futex sleep, and it announces no
-    /// sleeper (the finalise wakes nobody for it). Errors: as `join`, plus
-    /// `TimedOut`.
+    /// Cost: a few atomic loads, no clock read; never a futex sleep, and it
+    /// announces no sleeper (the finalise wakes nobody for it). On a
+    /// lingering object it ends the linger, as `join` does (the shutdown
+    /// then runs in this call). Errors: as `join`, plus `TimedOut`.
     ///
     /// ```
     /// use multiopen::{JoinError, MultiOpen};
@@ -126,8 +127,8 @@ impl<R: Resource> MultiOpen<R> {
     /// Every form of join: `Wait::Forever` reads no clock and sleeps with
     /// no timeout (the untimed `join`).
     fn join_within(&self, wait: Wait) -> Result<(), JoinError> {
-        // Resolved once: the clock is read here only by the timed forms.
-        let deadline = Deadline::resolve(wait);
+        // No clock read yet: only a timed form about to sleep reads it.
+        let mut deadline = Deadline::new(wait);
         // A timed sleep ran out (the OS says so; under loom, at once).
         let mut timed_out = false;
         // Acquire: pairs with the Release that set EVER_OPENED, which the
@@ -207,7 +208,7 @@ impl<R: Resource> MultiOpen<R> {
                 continue;
             }
             // Untimed (`until` None): the plain futex wait.
-            timed_out = !self.finalised.wait_deadline(word, deadline.until);
+            timed_out = !self.finalised.wait_deadline(word, deadline.until());
             // Acquire: as above.
             word = self.finalised.load(Ordering::Acquire);
         }

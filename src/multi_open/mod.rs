@@ -103,7 +103,10 @@ use crate::unwind;
 /// `MultiOpen` itself, dropped during a panic), a panic from the shutdown,
 /// or from the `Drop` of the error it returned, is caught and its payload
 /// disposed of (leaked if its own `Drop` panics), so the process never
-/// aborts.
+/// aborts. Dropping the `MultiOpen` itself with the resource still up (a
+/// detached open never closed, or a linger) runs the shutdown there: a
+/// panic from it or from the hook propagates after the resource and the
+/// hook have been dropped (nothing is leaked).
 ///
 /// # Fork
 /// `fork()` copies only the calling thread, and this object's state as it
@@ -172,8 +175,8 @@ pub struct MultiOpen<R: Resource> {
     detached: AtomicUsize,
     /// Nonzero: the final close does not finalise; `finalise()` must.
     finalise_later: AtomicU32,
-    /// The last final close's location, tagged in bit 0 with
-    /// [`CloseHow::GuardDropped`]; null if none yet.
+    /// The last final close's location, tagged in its two low bits with
+    /// its [`CloseHow`] (see `LOCATION_TAGS`); null if none yet.
     final_close: AtomicPtr<Location<'static>>,
     name: Cow<'static, str>,
     /// Called with a shutdown's error that no caller receives: see
@@ -369,14 +372,20 @@ impl<R: Resource> MultiOpen<R> {
 
     /// Sets the hook that receives a shutdown's error when no caller can:
     /// the final close was a guard's drop, an opener taking its open back
-    /// (too many opens, or a timed open that timed out) or the drop of the
-    /// `MultiOpen` itself with detached opens outstanding. Called in the
-    /// thread that ran the shutdown, right after it and before the cycle
+    /// (refused as sealed or for too many opens, or a timed open that timed
+    /// out), a linger ended by the timer, a join or a seal, or the drop of
+    /// the `MultiOpen` itself with the resource up. Called in the thread
+    /// that ran the shutdown, right after it and before the cycle
     /// ends, with the object's name and the error; the error is dropped
     /// when the hook returns. So a [`join`](Self::join) that returns after
     /// that cycle sees whatever the hook did. An explicit close
-    /// (`guard.close()`, `MultiOpen::close`) returns the error to its
-    /// caller instead and does not call the hook.
+    /// (`guard.close()`, `MultiOpen::close`) that runs the shutdown returns
+    /// the error to its caller instead and does not call the hook. But an
+    /// explicit last close does not always run it: an opener refused or
+    /// timing out at that instant may take the final close from it (see
+    /// [`seal`](Self::seal)), and then the error comes here. A program that
+    /// must see every shutdown error sets a hook even if it closes
+    /// explicitly.
     ///
     /// Cost: nothing on any path but these final closes. The hook runs while
     /// the object is still shutting down: openers and joiners wait for it,
@@ -498,14 +507,15 @@ impl<R: Resource> MultiOpen<R> {
     fn final_close_site(&self) -> Option<CloseSite> {
         // Relaxed: a diagnostic; see `run_shutdown`.
         let tagged = self.final_close.load(Ordering::Relaxed);
-        let how = if tagged.addr() & 1 != 0 {
-            CloseHow::GuardDropped
-        } else {
-            CloseHow::Explicit
+        let how = match tagged.addr() & LOCATION_TAGS {
+            1 => CloseHow::GuardDropped,
+            2 => CloseHow::TakenBack,
+            _ => CloseHow::Explicit,
         };
-        let location = tagged.map_addr(|addr| addr & !1).cast_const();
+        let location = tagged.map_addr(|addr| addr & !LOCATION_TAGS).cast_const();
         // SAFETY: non-null values are `&'static Location` stored by
-        // `run_shutdown` (bit 0 is free: `Location` is 8-aligned).
+        // `store_final_close`, tagged in the bits of LOCATION_TAGS (free:
+        // see there).
         unsafe { location.as_ref() }.map(|location| CloseSite { location, how })
     }
 
@@ -552,6 +562,12 @@ impl<R: Resource> MultiOpen<R> {
     }
 }
 
+/// The low bits of a `&'static Location` that `final_close` uses as the
+/// [`CloseHow`] tag: free, as a `Location` holds a `&str` and is aligned to
+/// at least 4 on every target (checked below).
+const LOCATION_TAGS: usize = 0b11;
+const _: () = assert!(std::mem::align_of::<Location<'static>>() > LOCATION_TAGS);
+
 /// `Config` for `my_app::db::Config<T>`: the last path segment of `T`'s
 /// name, without generic arguments.
 fn short_type_name<T: ?Sized>() -> &'static str {
@@ -575,30 +591,36 @@ impl<R: Resource> Drop for MultiOpen<R> {
         self.cancel_linger_timer();
         // Detached opens never closed, or a linger, leave the resource up:
         // shut it down now, as the handle's owner would. (Guards borrow or
-        // own the object, so none is alive here.) Relaxed: `&mut self` is
-        // exclusive.
+        // own the object, so none is alive here.) A panic from the shutdown
+        // or the hook is caught and held until the resource and the hook
+        // are dropped below (a panic out of here first would leak them),
+        // then resumed; while unwinding already it is disposed of instead
+        // (a second panic out of a destructor would abort the process).
+        let mut pending = None;
+        // Relaxed: `&mut self` is exclusive.
         if self.state.load(Ordering::Relaxed) & PHASE_MASK == OPEN {
             // SAFETY: `&mut self` is exclusive: no opener, guard or shutter
             // can touch the cell.
             if let Some(handle) = self.handle.with_mut(|cell| unsafe { (*cell).take() }) {
-                // Dropped while unwinding: a panicking shutdown or hook, or a
-                // shutdown error whose `Drop` panics (dropped inside), must
-                // not abort the process. The error goes to the hook.
-                unwind::in_cleanup(|| {
-                    if let Err(error) = self.resource.shutdown(handle) {
-                        self.report_shutdown_error(error);
-                    }
-                });
+                pending = self.shut_down_in_drop(handle);
             }
         }
-        // The resource last, as a field would go, and under `in_cleanup`:
-        // its `Drop` (and what its closures capture) is user code, and must
-        // not abort the process when dropped while unwinding. (If a shutdown
-        // above panicked outside unwinding, the resource is leaked.)
+        // The resource last, as a field would go: its `Drop` (and what its
+        // closures capture) is user code. With a panic pending, a second
+        // one from here is disposed of (the first one goes on).
         // SAFETY: dropped once, here; `self` is never used again.
-        unwind::in_cleanup(|| unsafe { ManuallyDrop::drop(&mut self.resource) });
+        let resource = || unsafe { ManuallyDrop::drop(&mut self.resource) };
         // The hook likewise: what it captures is user code.
         let hook = self.on_shutdown_error.take();
-        unwind::in_cleanup(move || drop(hook));
+        if pending.is_some() {
+            let _ = unwind::catch(resource);
+            let _ = unwind::catch(move || drop(hook));
+        } else {
+            unwind::in_cleanup(resource);
+            unwind::in_cleanup(move || drop(hook));
+        }
+        if let Some(payload) = pending {
+            std::panic::resume_unwind(payload);
+        }
     }
 }

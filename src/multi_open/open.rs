@@ -83,11 +83,12 @@ impl<R: Resource> MultiOpen<R> {
     /// not a wait) and returns its result.
     ///
     /// Cost: on an open object, the same one `fetch_add` as `open`; never a
-    /// futex sleep. A refused try takes its increment back with one more
-    /// atomic (which, if every other open closed meanwhile, is the final
-    /// close and runs shutdown here; its error goes to the
-    /// [shutdown-error hook](Self::with_on_shutdown_error)). Errors: as
-    /// `open`, plus `TimedOut`.
+    /// futex sleep, and no clock read. A refused try takes its increment
+    /// back with one more atomic (which, if every other open closed
+    /// meanwhile, is the final close and runs shutdown here: the last
+    /// holder's close then reports `StillOpen`, and the shutdown's error
+    /// goes to the [shutdown-error hook](Self::with_on_shutdown_error); see
+    /// [`seal`](Self::seal)). Errors: as `open`, plus `TimedOut`.
     ///
     /// ```
     /// use multiopen::{MultiOpen, OpenError};
@@ -293,7 +294,7 @@ impl<R: Resource> MultiOpen<R> {
                 name: self.name.to_string(),
             });
         }
-        let deadline = Deadline::resolve(wait);
+        let mut deadline = Deadline::new(wait);
         // A timed sleep ran out (the OS says so; under loom, at once).
         let mut timed_out = false;
         let mut state = prev + 1;
@@ -302,6 +303,15 @@ impl<R: Resource> MultiOpen<R> {
             // wake (from `seal`, or a phase's end) did. Before every other
             // branch, so a sealed object is never started nor joined.
             if state & SEALED != 0 && !mutant("multi_open::sealed_open_not_refused") {
+                if mutant("multi_open::sealed_backout_not_a_close") {
+                    // The bug: a bare decrement, which never runs the
+                    // final close when the take-back is the last one.
+                    // Release: as in `release`.
+                    self.state.fetch_sub(1, Ordering::Release);
+                    return Err(OpenError::Sealed {
+                        name: self.name().to_owned(),
+                    });
+                }
                 self.back_out();
                 return Err(OpenError::Sealed {
                     name: self.name().to_owned(),
@@ -366,7 +376,7 @@ impl<R: Resource> MultiOpen<R> {
                     // Untimed (`until` None): the plain futex wait. A timed
                     // sleep that runs out re-checks the phase, then leaves
                     // through `passed` above.
-                    timed_out = !self.state.wait_deadline(state, deadline.until);
+                    timed_out = !self.state.wait_deadline(state, deadline.until());
                     // Acquire: the phase may now be OPEN (see above).
                     state = self.state.load(Ordering::Acquire);
                 }
@@ -375,16 +385,22 @@ impl<R: Resource> MultiOpen<R> {
     }
 
     /// Takes back the increment of an opener that will not get its open
-    /// (too many opens, or timed out) with an ordinary close: if every
-    /// other open closed meanwhile, ours is the final close and runs
-    /// shutdown like any other. That shutdown's error has no caller to go
-    /// to: it goes to the shutdown-error hook.
+    /// (sealed, too many opens, or timed out) with an ordinary close: if
+    /// every other open closed meanwhile, ours is the final close and runs
+    /// shutdown like any other (recorded as `CloseHow::TakenBack`). That
+    /// shutdown's error has no caller to go to: it goes to the
+    /// shutdown-error hook. Why the last holder's close cannot keep the
+    /// final close instead: see `MultiOpen::seal` ("Which call runs that
+    /// shutdown"); between our increment and this call there is no user
+    /// code and no sleep (a timed opener sleeps only in STARTING or
+    /// SHUTTING_DOWN, where nobody holds an open, and reads the phase again
+    /// after each sleep: OPEN grants it the open).
     #[cold]
     #[track_caller]
     fn back_out(&self) {
         let site = CloseSite {
             location: Location::caller(),
-            how: CloseHow::Explicit,
+            how: CloseHow::TakenBack,
         };
         // A panicking shutdown or hook while this thread unwinds must not
         // abort the process: caught there (see `crate::unwind`); the

@@ -22,17 +22,48 @@ impl<R: Resource> MultiOpen<R> {
     /// Closes the object for good, until [`unseal`](Self::unseal): every
     /// new open, in every form (`open`, `try_open`, `open_timeout`,
     /// `open_deadline` and the `_owned` forms), returns
-    /// [`OpenError::Sealed`](crate::OpenError::Sealed) at once. Opens held
-    /// now keep working; the last of them to close is the final close and
-    /// runs shutdown as usual, and [`join`](Self::join) returns once that
-    /// cycle is finalised (at once if it already is, or if the object never
-    /// opened and is not starting). Openers asleep behind a startup or
+    /// [`OpenError::Sealed`](crate::OpenError::Sealed). Opens held now keep
+    /// working; shutdown runs once the last of them has closed, and
+    /// [`join`](Self::join) returns once that cycle is finalised (at once if
+    /// it already is, or if the object never opened and is not starting).
+    ///
+    /// **Which call runs that shutdown.** A refused open counts itself for
+    /// an instant: the open fast path is one `fetch_add` whatever the
+    /// object's state, and the refusal, read from the value it returned,
+    /// takes the increment back at once (no user code, no sleep in
+    /// between). If the last holder closes within that instant, its close
+    /// sees the refused opener's increment: it returns
+    /// [`StillOpen`](crate::CloseOutcome::StillOpen) (or
+    /// [`ShutDownByOther`](crate::CloseOutcome::ShutDownByOther)), and
+    /// [`close_final`](crate::OpenGuard::close_final) returns a `NotFinal`
+    /// error, and the refused opener's take-back is the final close: the
+    /// shutdown runs inside that refused `open` call (before it returns
+    /// `Sealed`), its error goes to the
+    /// [shutdown-error hook](Self::with_on_shutdown_error) (or is dropped if
+    /// there is none), a panic in it propagates out of that `open` call, and
+    /// the recorded final close says
+    /// [`CloseHow::TakenBack`](crate::CloseHow::TakenBack). Exactly one of
+    /// the two: the holder's close reports the shutdown (its result or its
+    /// error), or a take-back ran it and the hook got its error. So while
+    /// refused opens may still arrive, set a hook to see every shutdown
+    /// error, and use `join` (not the last close's outcome) to know that
+    /// shutdown has run. (The same holds, on any object, for an opener that
+    /// times out or is refused as too many: see
+    /// [`try_open`](Self::try_open).)
+    ///
+    /// Openers asleep behind a startup or
     /// shutdown when this is called are woken and refused too: they never
     /// got their open. A startup already running when this is called was
     /// claimed by an open ordered before the seal: it finishes, and its
     /// cycle is the last one; a `join` made before that startup finished
     /// returns for the cycle before (as `join` always does), so join again
-    /// to wait for the last. After `tokio_util`'s `TaskTracker::close`; named
+    /// to wait for the last. A seal during the first startup (the object
+    /// never opened yet): the startup finishes and its cycle runs as above,
+    /// but a `join` made before that startup finished finds no finished
+    /// cycle to wait for and returns
+    /// [`JoinError::NeverOpened`](crate::JoinError::NeverOpened) (as any
+    /// join before the first startup does): join again once it has
+    /// finished. After `tokio_util`'s `TaskTracker::close`; named
     /// `seal` because `close` already closes one open, and
     /// [`closed`](Self::closed) means "between cycles".
     ///
