@@ -186,7 +186,7 @@ fn join_ends_a_linger_at_once_in_every_form() {
 /// once instead of lingering (or the joiner ends the linger, if the close
 /// came first), and the join returns.
 #[test]
-fn join_while_open_makes_the_last_close_final() {
+fn join_while_open_makes_the_last_close_final_not_a_linger() {
     for _ in 0..50 {
         let (mo, counts, _shut) = counted(LONG);
         let g = mo.open_owned().unwrap();
