@@ -136,10 +136,11 @@ impl RunState {
         self.claim(false, None).ok()?;
         // Relaxed, all: `guards` and `runs` change only under TIMING, which
         // we hold (our Acquire claim follows their last change).
-        let guards = self.guards.load(Ordering::Relaxed);
+        let cold = self.cold();
+        let guards = cold.guards.load(Ordering::Relaxed);
         let run = (guards > 0).then(|| {
-            self.guards.store(guards + 1, Ordering::Relaxed);
-            self.runs.load(Ordering::Relaxed)
+            cold.guards.store(guards + 1, Ordering::Relaxed);
+            cold.runs.load(Ordering::Relaxed)
         });
         self.unclaim();
         run
@@ -158,8 +159,9 @@ fn end_run(runstate: &RunState, run: u64) -> Result<(), RunStateError> {
     }
     let claimed = runstate.claim(false, Some((run, "run_state::guard_ignores_run")))?;
     // Relaxed: under TIMING, as in `join_run`.
-    let left = runstate.guards.load(Ordering::Relaxed).saturating_sub(1);
-    runstate.guards.store(left, Ordering::Relaxed);
+    let cold = runstate.cold();
+    let left = cold.guards.load(Ordering::Relaxed).saturating_sub(1);
+    cold.guards.store(left, Ordering::Relaxed);
     if left > 0 {
         // Others still hold the run.
         runstate.unclaim();
