@@ -532,14 +532,18 @@ impl RunState {
         }
     }
 
-    /// Gives back a claim that wrote nothing (a guard that found another
-    /// run): clears `TIMING` and `WAITERS`, and wakes the sleepers if
-    /// `WAITERS` was set (they may be waiting for `TIMING`).
+    /// Gives back a claim that published no transition (a guard that found
+    /// another run, or that joined or left a run others still hold):
+    /// clears `TIMING` and `WAITERS`, and wakes the sleepers if `WAITERS`
+    /// was set (they may be waiting for `TIMING`).
     #[cold]
     pub(super) fn unclaim(&self) {
-        // Relaxed: we wrote nothing under the claim; as an RMW this still
-        // continues the last publish's release sequence.
-        let prev = self.state.fetch_and(!(TIMING | WAITERS), Ordering::Relaxed);
+        // Release: a guard's join or leave wrote the guard count under the
+        // claim; the next claimant (Acquire) must see it, or the last guard
+        // out could read a stale count and leave the run running (loom
+        // `guard_joins_while_the_last_other_guard_ends`).
+        let order = ordering_unless("run_state::unclaim_relaxed", Ordering::Release);
+        let prev = self.state.fetch_and(!(TIMING | WAITERS), order);
         if prev & WAITERS != 0 && !mutant("run_state::unclaim_no_wake") {
             self.state.wake_all();
         }
