@@ -7,16 +7,18 @@
 //!   the `Arc` to share it, e.g. with the worker thread).
 //! - The parent keeps only a `Weak` to each child, in a slab (a `Vec` with a
 //!   free list) inside a registry that the parent allocates on its first
-//!   `child()` and owns (`RunState::children`, one pointer). A child keeps
-//!   a `Weak` to that registry and its index in the slab.
-//! - A dropped child unlinks itself: its `Drop` takes the registry's lock
-//!   and frees its slot (O(1)), so a parent that makes and drops a million
+//!   `child()` (`RunState::children`, one pointer). A child keeps a strong
+//!   reference to that registry and its index in the slab (its
+//!   `ParentLink`, the first of its fields, so the first to drop).
+//! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
+//!   registry's lock and frees its slot (O(1)); until then the rest of the
+//!   child, its state word included, is intact, so a parent that makes and drops a million
 //!   children keeps one slot per child alive at a time (the slab never
 //!   grows past the most children alive at once, and is emptied whenever
 //!   none is).
-//! - A parent dropped before its children detaches them: the registry goes
-//!   with it, the children's `Weak`s no longer upgrade, and the children
-//!   live on as they were (cancelled or not); nothing can cancel them but
+//! - A parent dropped before its children detaches them: nobody can reach
+//!   the registry to cancel through it any more (the children hold it until
+//!   the last of them goes), and the children live on as they were (cancelled or not); nothing can cancel them but
 //!   their own `cancel`.
 //!
 //! # Why a child never misses its parent's cancel
@@ -34,6 +36,18 @@
 //!
 //! `cancelled()` on a child is the same one load as on any state: the
 //! parent's cancel writes each child's word; no query ever walks the tree.
+//!
+//! # The cancel walk
+//!
+//! Under the registry's lock, the cancel sets each child's word with one
+//! `fetch_or`, through a pointer to the word alone, taking no reference:
+//! a slot is occupied while its child's `ParentLink` has not dropped, and
+//! that drop waits for the lock, so the word is there (and nothing else
+//! of a child whose last `Arc` is going is touched). `RunState` has no
+//! `Drop` of its own, so no `&mut` to the whole state is held while the
+//! link waits. Only a child whose old word shows more to do (`WAITERS`,
+//! `HAS_CHILDREN`, `HAS_CALLBACKS`) is upgraded to a strong reference,
+//! and that work runs after the lock is released.
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
