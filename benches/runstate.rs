@@ -305,6 +305,13 @@ fn cross_check() {
         let flag = CachePadded::new(AtomicBool::new(false));
         let rs = RunState::new("bench");
         rs.start().expect("fresh state");
+        let root = RunState::new("root");
+        let child = root.child("child");
+        let grandchild_arc = child.child("grandchild");
+        // Polled through a plain reference, as `rs` is (not through the
+        // `Arc`, whose pointer the loop would load each time).
+        let grandchild: &RunState = &grandchild_arc;
+        grandchild.start().expect("fresh state");
         let token = CancellationToken::new();
         let floor = |iters| {
             parallel(threads, iters, |_| {
@@ -321,12 +328,18 @@ fn cross_check() {
                 black_box(token.is_cancelled());
             })
         };
+        let grandchild_poll = |iters| {
+            parallel(threads, iters, |_| {
+                black_box(grandchild.cancelled());
+            })
+        };
         let spreads = interleaved(
             rounds,
             iters,
             &[
                 ("atomic_bool_floor", &floor),
                 ("runstate_cancelled", &runstate),
+                ("runstate_grandchild_cancelled", &grandchild_poll),
                 ("tokio_is_cancelled", &tokio),
             ],
         );

@@ -744,3 +744,34 @@ fn deadline_fire_races_cancel() {
         assert_eq!(rs.reason(), seen[0], "the first reason stays");
     });
 }
+
+/// Run guards on one state hold the run together; the last one out stops
+/// it. A guard joins while the only other guard ends: the joiner must end
+/// up holding a run (the one it joined, which the other's end then leaves
+/// running, or a new one it starts because that run ended first), never
+/// nothing with the state stopped under it; once both are gone, the state
+/// is stopped.
+#[test]
+fn guard_joins_while_the_last_other_guard_ends() {
+    loom::model(|| {
+        // A std `Arc` (`run_owned` takes one); loom sees the state's atomics.
+        let rs = StdArc::new(RunState::new("rs"));
+        let first = rs.run_owned();
+        assert!(first.started());
+        let joiner = {
+            let rs = StdArc::clone(&rs);
+            thread::spawn(move || {
+                let run = rs.run();
+                assert!(rs.is_running(), "a guard that holds no run");
+                drop(run);
+            })
+        };
+        drop(first);
+        joiner.join().unwrap();
+        assert!(
+            rs.stopped(),
+            "the last guard out stops it: {:?}",
+            rs.state()
+        );
+    });
+}

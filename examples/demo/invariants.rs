@@ -117,6 +117,7 @@ pub fn finish(
         elapsed: (last_job - began).max(Duration::from_micros(1)),
         stop_latency,
         reason: supervised.reason,
+        cancel_reason: supervised.cancel_reason,
         max_backlog: supervised.max_backlog,
         backlog_bound,
         startups: tally.startups.load(Ordering::SeqCst),

@@ -11,7 +11,7 @@ use multiopen::{CloseOutcome, MultiOpen, Pool, Resource, RunState};
 use crate::cli::Options;
 use crate::invariants::finish;
 use crate::report::Outcome;
-use crate::supervise::supervise;
+use crate::supervise::{supervise, StopReason};
 use crate::workload::{do_job, Batch, Sink, Tally, WorkerCounters, WorkerReport, SINK_BATCH};
 
 /// The service's configuration: startup brings a `Sink` up.
@@ -141,8 +141,21 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
             .map(|_| WorkerCounters::default())
             .collect(),
     );
+    // The supervisor's state is a child of the whole program's (Ctrl-C
+    // cancels it), and the parent of every worker's: one cancel of it
+    // stops them all, at once, with its reason.
+    let supervisor = demo.child("supervisor");
+    let _supervising = supervisor.run();
+    if let Some(limit) = options.limit {
+        // `--seconds`: the crate's timer cancels the supervisor (and so
+        // every worker) at the deadline, with the reason "deadline
+        // exceeded", whether or not anyone is polling then.
+        if let Err(e) = supervisor.cancel_after(limit) {
+            eprintln!("no deadline ({e}): the supervisor checks the time itself");
+        }
+    }
     let states: Vec<Arc<RunState>> = (0..options.threads)
-        .map(|i| Arc::new(RunState::new(format!("worker-{i}"))))
+        .map(|i| supervisor.child(format!("worker-{i}")))
         .collect();
 
     let began = Instant::now();
@@ -150,8 +163,9 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
         .iter()
         .enumerate()
         .map(|(i, rs)| {
-            // Start the run here, before the thread exists, so that a cancel
-            // can never come before the start (a start clears a cancel).
+            // Start the run here, before the thread exists, so that the
+            // run's time counts from now (a cancel before the start would be
+            // kept all the same: the run would begin cancelled).
             let run = rs.run_owned();
             let (world, counters) = (Arc::clone(&world), Arc::clone(&counters));
             thread::Builder::new()
@@ -163,20 +177,30 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
         })
         .collect();
 
-    let supervised = supervise(
+    let mut supervised = supervise(
         "multiopen",
-        demo,
+        &supervisor,
         &counters,
         &workers,
         options.jobs,
+        // Also checked by the supervisor itself, in case the timer could
+        // not be had (the deadline's cancel says "time up" first).
         options.limit,
         began,
         &tally,
     );
+    // (For a deadline or a Ctrl-C, the workers were cancelled a moment
+    // ago, with the supervisor; this is when the supervisor saw it.)
     let cancel_at = Instant::now();
-    for rs in &states {
-        rs.cancel(); // no callbacks registered: cannot fail
-    }
+    // One cancel stops every worker (the first reason wins: a deadline's
+    // or a signal's stays).
+    supervisor.cancel_with(match supervised.reason {
+        StopReason::JobsDone => "jobs done",
+        StopReason::TimeUp => "time up",
+        StopReason::Interrupted => "interrupted",
+        StopReason::WorkerFailed => "a worker failed",
+    });
+    supervised.cancel_reason = supervisor.reason().map(|r| r.to_string());
     let mut failures = Vec::new();
     let reports: Vec<WorkerReport> = workers
         .into_iter()

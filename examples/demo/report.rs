@@ -13,6 +13,9 @@ pub struct Outcome {
     /// From the workers' cancel to the last worker leaving its loop.
     pub stop_latency: Duration,
     pub reason: StopReason,
+    /// The reason of the workers' cancel (`RunState::reason` of the
+    /// multiopen supervisor), if any.
+    pub cancel_reason: Option<String>,
     /// The largest sink backlog the supervisor saw.
     pub max_backlog: u64,
     /// What `max_backlog` must not exceed: [`sink_backlog_bound`].
@@ -63,6 +66,9 @@ pub fn print_table(threads: usize, job_bytes: usize, outcomes: &[Outcome]) {
             StopReason::WorkerFailed => "a worker failed",
         }
         .to_owned()
+    });
+    row("cancel reason (RunState)", &|o| {
+        o.cancel_reason.clone().unwrap_or_else(|| "-".to_owned())
     });
     row("elapsed (to last job)", &|o| {
         format!("{:.3} s", o.elapsed.as_secs_f64())

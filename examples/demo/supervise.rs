@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use multiopen::run_state::DEADLINE_EXCEEDED;
 use multiopen::RunState;
 
 use crate::workload::{Tally, WorkerCounters};
@@ -22,18 +23,23 @@ pub enum StopReason {
 }
 
 /// What the supervisor saw.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Supervised {
     pub reason: StopReason,
     /// The largest sink backlog (`done − received`) over all samples, one
     /// per tick: a sample of the true maximum, checked against
     /// [`sink_backlog_bound`].
     pub max_backlog: u64,
+    /// The reason of the cancel that stopped the workers, for the
+    /// summary: the supervisor's `RunState::reason` (multiopen: a deadline,
+    /// a signal, or the supervisor's own cancel); `None` for the baseline.
+    pub cancel_reason: Option<String>,
 }
 
 /// Watches the workers' counters, redraws the progress line, and returns
-/// once the jobs are done, the time is up, `demo` (the whole program's
-/// `RunState`, cancelled by Ctrl-C) is cancelled, or a worker has ended
+/// once the jobs are done, the time is up (`limit`, or a deadline cancel of
+/// `watched`), `watched` is cancelled (the whole program's `RunState` is
+/// cancelled by Ctrl-C, and with it its children), or a worker has ended
 /// on its own (`workers`: a healthy worker only ends after the cancel, so
 /// an ended one failed, and waiting for its jobs would wait forever). The
 /// caller then cancels the workers.
@@ -48,7 +54,7 @@ pub struct Supervised {
 #[allow(clippy::too_many_arguments)]
 pub fn supervise<T>(
     label: &str,
-    demo: &RunState,
+    watched: &RunState,
     counters: &[WorkerCounters],
     workers: &[thread::JoinHandle<T>],
     jobs: u64,
@@ -67,7 +73,7 @@ pub fn supervise<T>(
     let mut rate = 0.0;
     let mut max_backlog = 0u64;
     let reason = loop {
-        let interrupted = demo.sleep(tick).is_err();
+        let cancelled = watched.sleep(tick).err();
         let now = Instant::now();
         let done: u64 = counters
             .iter()
@@ -77,8 +83,13 @@ pub fn supervise<T>(
         let backlog = done.saturating_sub(tally.received.load(Ordering::Relaxed));
         max_backlog = max_backlog.max(backlog);
         let elapsed = now - began;
-        let reason = if interrupted {
-            Some(StopReason::Interrupted)
+        let reason = if let Some(cancelled) = cancelled {
+            // A deadline (`cancel_after`) says so in its reason.
+            Some(if cancelled.reason.as_deref() == Some(DEADLINE_EXCEEDED) {
+                StopReason::TimeUp
+            } else {
+                StopReason::Interrupted
+            })
         } else if done >= jobs {
             Some(StopReason::JobsDone)
         } else if limit.is_some_and(|limit| elapsed >= limit) {
@@ -121,5 +132,6 @@ pub fn supervise<T>(
     Supervised {
         reason,
         max_backlog,
+        cancel_reason: None,
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError};
 
 use super::error::CallbackPanicked;
+use super::state::HAS_CALLBACKS;
 use super::RunState;
 use crate::sync::{fence, Arc as ListArc, AtomicPtr, AtomicUsize, Mutex, Ordering};
 use crate::unwind;
@@ -362,7 +363,10 @@ impl RunState {
     /// # Ok::<(), multiopen::RunStateError>(())
     /// ```
     pub fn remove_callback(&self, id: CallbackId) -> bool {
-        self.callbacks.update(|list, _| {
+        let Some(cold) = self.cold_ref() else {
+            return false; // nothing was ever registered
+        };
+        cold.callbacks.update(|list, _| {
             let before = list.len();
             list.retain(|entry| entry.id != id.0);
             list.len() != before
@@ -370,7 +374,7 @@ impl RunState {
     }
 
     fn register(&self, event: RunEvent, callback: Callback) -> CallbackId {
-        self.callbacks.update(|list, next_id| {
+        let id = self.cold().callbacks.update(|list, next_id| {
             let id = *next_id;
             *next_id += 1;
             list.push(Entry {
@@ -379,13 +383,22 @@ impl RunState {
                 callback: Some(callback),
             });
             CallbackId(id)
-        })
+        });
+        // Relaxed: a first look; the bit is never cleared.
+        if self.state.load(Ordering::Relaxed) & HAS_CALLBACKS == 0 {
+            // Release: a parent's cancel that sees the bit (its RMW comes
+            // after this one in the word's order) sees the list published
+            // above, and runs it. A cancel before this RMW does not run
+            // the callback: it was registered after that cancel.
+            self.state.fetch_or(HAS_CALLBACKS, Ordering::Release);
+        }
+        id
     }
 
     /// Runs the callbacks for `event`, in registration order, catching
     /// panics; holds only its own reference to the list meanwhile.
     pub(super) fn notify(&self, event: RunEvent) -> Result<(), CallbackPanicked> {
-        let Some(list) = self.callbacks.snapshot() else {
+        let Some(list) = self.cold_ref().and_then(|cold| cold.callbacks.snapshot()) else {
             return Ok(());
         };
         let mut panics = Vec::new();

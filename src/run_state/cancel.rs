@@ -20,7 +20,9 @@
 use std::sync::{Arc, PoisonError};
 
 use super::error::CallbackPanicked;
-use super::state::{CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CHILDREN, TIMING, WAITERS};
+use super::state::{
+    CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN, TIMING, WAITERS,
+};
 use super::{RunEvent, RunState};
 use crate::sync::{mutant, ordering_unless, MutexGuard, Ordering};
 
@@ -43,6 +45,14 @@ pub(super) struct Reasons {
     /// The pending deadline's timer entry (see `deadline.rs`), kept under
     /// the same slow-path lock.
     pub(super) timer: Option<crate::timer::TimerKey>,
+}
+
+impl super::Cold {
+    pub(super) fn lock_reasons(&self) -> MutexGuard<'_, Reasons> {
+        // No user code runs under the lock (a `String` is not user code):
+        // a poisoned lock still guards consistent reasons.
+        self.reasons.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl RunState {
@@ -168,7 +178,10 @@ impl RunState {
     /// assert_eq!(child.reason().as_deref(), Some("deadline exceeded")); // inherited
     /// ```
     pub fn reason(&self) -> Option<CancelReason> {
-        let reasons = self.lock_reasons();
+        // No cold part: no cancel with a reason ever (it makes the part
+        // before its `fetch_or`), so none to give.
+        let cold = self.cold_ref()?;
+        let reasons = cold.lock_reasons();
         // Acquire: as `cancelled`. Under the lock, the word and the record
         // agree: every change that pairs them (cancel_with, a stop that
         // ends a cancel) holds the lock across both.
@@ -184,10 +197,9 @@ impl RunState {
 
     // --- internals ------------------------------------------------------------
 
+    /// The reasons, locked; makes the cold part if need be.
     pub(super) fn lock_reasons(&self) -> MutexGuard<'_, Reasons> {
-        // No user code runs under the lock (a `String` is not user code):
-        // a poisoned lock still guards consistent reasons.
-        self.reasons.lock().unwrap_or_else(PoisonError::into_inner)
+        self.cold().lock_reasons()
     }
 
     /// Sets `CANCELLED | extra` (`extra`: `FROM_PARENT` for a parent's
@@ -282,28 +294,32 @@ impl RunState {
 
     /// Cancels the children, grandchildren and so on, with this state's
     /// reason, each marked `FROM_PARENT`. An explicit work list, not
-    /// recursion: a deep chain of children cannot overflow the stack. Each
-    /// registry's lock is held only to take strong references to its
-    /// children, never while cancelling one (a child's callbacks or its
-    /// `Drop`, which unlinks it, may take that lock).
+    /// recursion: a deep chain of children cannot overflow the stack.
+    ///
+    /// Without a reason (the common case), each registry's children are
+    /// marked under its lock, one `fetch_or` each, without a reference to
+    /// them (see `mark_children`); only a child that needs more (a wake,
+    /// children of its own, callbacks) is taken, by a strong reference, to
+    /// the work list, whose work runs after the lock is released: a
+    /// child's callbacks or its `Drop` (which unlinks it) may take that
+    /// lock. With a reason, every child goes to the work list, where its
+    /// reason is set under its own lock as its word is.
     #[cold]
     fn cancel_children(&self) {
         let reason = self.reason();
         let mut work = Vec::new();
-        self.push_children(&mut work);
-        while let Some(child) = work.pop() {
-            // Release: as in `cancel`.
-            let prev = match &reason {
-                None => child
-                    .state
-                    .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release),
-                Some(reason) => {
+        self.mark_children(reason.is_some(), &mut work);
+        while let Some((child, marked)) = work.pop() {
+            let prev = match marked {
+                Some(prev) => prev,
+                None => {
+                    // Release: as in `cancel`.
                     let mut reasons = child.lock_reasons();
                     let prev = child
                         .state
                         .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
                     if prev & CANCELLED == 0 {
-                        reasons.current = Some(Arc::clone(reason));
+                        reasons.current.clone_from(&reason);
                     }
                     prev
                 }
@@ -317,10 +333,12 @@ impl RunState {
                 child.state.wake_all();
             }
             if prev & HAS_CHILDREN != 0 {
-                child.push_children(&mut work);
+                child.mark_children(reason.is_some(), &mut work);
             }
-            // Reported by the panic hook only (see `try_cancel`).
-            let _ = child.notify(RunEvent::Cancel);
+            if prev & HAS_CALLBACKS != 0 {
+                // Reported by the panic hook only (see `try_cancel`).
+                let _ = child.notify(RunEvent::Cancel);
+            }
         }
     }
 }

@@ -118,7 +118,7 @@ impl RunState {
     /// # Ok::<(), multiopen::RunStateError>(())
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
-        self.lock_reasons().timer.map(|key| key.at())
+        self.cold_ref()?.lock_reasons().timer.map(|key| key.at())
     }
 
     /// Removes the deadline, if one is pending; returns whether one was
@@ -135,7 +135,10 @@ impl RunState {
     /// # Ok::<(), multiopen::RunStateError>(())
     /// ```
     pub fn clear_deadline(&self) -> bool {
-        let mut reasons = self.lock_reasons();
+        let Some(cold) = self.cold_ref() else {
+            return false; // never had one
+        };
+        let mut reasons = cold.lock_reasons();
         reasons.timer.take().is_some_and(|key| timer::cancel(&key))
     }
 }

@@ -121,28 +121,43 @@ impl RunState {
 
     /// Starts or joins a run for a guard: the number of the run it holds
     /// (if any), whether it started it, and the panics of its callbacks.
+    ///
+    /// A run that ends between our failed start and our join (its last
+    /// guard left meanwhile) is not joined: we start a new one, so a guard
+    /// never holds nothing while the state is stopped because it came a
+    /// moment too late. Each retry follows another thread's start or stop.
     fn guard_start(&self) -> (Option<u64>, bool, Option<CallbackPanicked>) {
-        match self.start_run(true) {
-            Ok((run, callbacks)) => (Some(run), true, callbacks.err()),
-            Err(RunStateError::AlreadyRunning { .. }) => (self.join_run(), false, None),
-            Err(_) => (None, false, None),
+        loop {
+            match self.start_run(true) {
+                Ok((run, callbacks)) => return (Some(run), true, callbacks.err()),
+                Err(RunStateError::AlreadyRunning { .. }) => match self.join_run() {
+                    Ok(run) => return (run, false, None),
+                    Err(_) if mutant("run_state::guard_join_gives_up") => {
+                        // The bug: the run ended under us; hold nothing.
+                        return (None, false, None);
+                    }
+                    Err(_) => continue, // it ended under us: start one
+                },
+                Err(_) => return (None, false, None),
+            }
         }
     }
 
     /// Joins the run in progress as one more holder, if a guard started it:
-    /// its number. `None` if it is not running (any more) or was started by
-    /// `start()`.
-    fn join_run(&self) -> Option<u64> {
-        self.claim(false, None).ok()?;
+    /// its number. `Ok(None)` if `start()` started it (no guard holds it);
+    /// `Err` if it is not running (any more).
+    fn join_run(&self) -> Result<Option<u64>, RunStateError> {
+        self.claim(false, None)?;
         // Relaxed, all: `guards` and `runs` change only under TIMING, which
         // we hold (our Acquire claim follows their last change).
-        let guards = self.guards.load(Ordering::Relaxed);
+        let cold = self.cold();
+        let guards = cold.guards.load(Ordering::Relaxed);
         let run = (guards > 0).then(|| {
-            self.guards.store(guards + 1, Ordering::Relaxed);
-            self.runs.load(Ordering::Relaxed)
+            cold.guards.store(guards + 1, Ordering::Relaxed);
+            cold.runs.load(Ordering::Relaxed)
         });
         self.unclaim();
-        run
+        Ok(run)
     }
 }
 
@@ -158,8 +173,9 @@ fn end_run(runstate: &RunState, run: u64) -> Result<(), RunStateError> {
     }
     let claimed = runstate.claim(false, Some((run, "run_state::guard_ignores_run")))?;
     // Relaxed: under TIMING, as in `join_run`.
-    let left = runstate.guards.load(Ordering::Relaxed).saturating_sub(1);
-    runstate.guards.store(left, Ordering::Relaxed);
+    let cold = runstate.cold();
+    let left = cold.guards.load(Ordering::Relaxed).saturating_sub(1);
+    cold.guards.store(left, Ordering::Relaxed);
     if left > 0 {
         // Others still hold the run.
         runstate.unclaim();

@@ -130,9 +130,7 @@ use std::fmt;
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::CachePadded;
-
-use crate::sync::{AtomicPtr, AtomicU64, Futex, Mutex};
+use crate::sync::{AtomicPtr, AtomicU64, Futex, Mutex, Ordering};
 
 mod callbacks;
 mod cancel;
@@ -156,7 +154,7 @@ use cancel::Reasons;
 use error::CallbackPanicked;
 use state::{RUNNING, STARTED};
 use times::{wall_time, Times};
-use tree::{ParentLink, Registry};
+use tree::{Children, ParentLink};
 
 pub use callbacks::{CallbackId, RunEvent};
 pub use cancel::CancelReason;
@@ -208,39 +206,86 @@ pub use state::RunPhase;
 /// assert!(rs.stop_time() >= rs.start_time());
 /// ```
 pub struct RunState {
-    /// The state word: see the layout at the top of `state.rs`. Padded so
-    /// that pollers of `cancelled()` share its line with nothing else.
-    state: CachePadded<Futex>,
-    /// The two timestamp slots; `EPOCH`'s low bit says which is live.
-    times: [Times; 2],
+    /// Where this state is registered as a child (`None` if it is not
+    /// one). First, so that it drops first: a dropped child leaves its
+    /// parent's registry before any other field goes (see `tree.rs`).
+    _parent: Option<ParentLink>,
+    /// The state word: see the layout at the top of `state.rs`. Not
+    /// padded: the rest of this struct (and the `Arc` counters beside it)
+    /// is written only by slow paths (the cold part, the registry pointer
+    /// are set once), so pollers of `cancelled()` share the line with
+    /// nothing hot, and a child stays one or two cache lines.
+    state: Futex,
     /// How many cancels a start has cleared so far. A start that finds
     /// `CANCELLED` set increments it (Release) before the publish that
     /// clears the flag; a waiter reads it when it begins (see
     /// [`watch`](Self::watch)) and, after each Acquire load of the word, reports
     /// a cancel if the flag is set or this has moved.
     cancels_cleared: AtomicU64,
+    /// This state's children registry (see `tree.rs`), null until the
+    /// first `child()`; orphaned (detaching the children) with this state.
+    children: Children,
+    /// The cold part (times, run count, guards, callbacks, reasons,
+    /// deadline), allocated by the first slow path that needs it (see
+    /// [`Cold`]): a state that is only made, cancelled and dropped (most
+    /// children) never allocates it.
+    cold: ColdPtr,
+    name: Cow<'static, str>,
+}
+
+/// What only slow paths touch, kept out of line (`RunState::cold`) so that
+/// a `RunState` is small and its creation cheap.
+pub(super) struct Cold {
+    /// The two timestamp slots; `EPOCH`'s low bit says which is live.
+    times: [Times; 2],
     /// How many runs have started: the number of the current (or last)
     /// run, which names it for the guards (64 bits: never wraps within a
-    /// program's life, unlike the word's 23-bit EPOCH). Written only by a
+    /// program's life, unlike the word's EPOCH). Written only by a
     /// start, while it holds `TIMING`, before its publish; read only by a
     /// start or stop that holds `TIMING` (so it cannot change meanwhile).
     runs: AtomicU64,
     /// How many run guards hold the current run, if a guard started it
     /// (0 if `start()` did): the last of them to end stops it (see
-    /// [`run`](Self::run)). Read and written only under `TIMING`, as
+    /// [`run`](RunState::run)). Read and written only under `TIMING`, as
     /// `runs`.
     guards: AtomicU64,
-    /// Where ticks count from.
+    /// Where ticks count from: when the cold part was made (before the
+    /// first start).
     base: Instant,
     callbacks: Callbacks,
-    name: Cow<'static, str>,
     /// The reason of the cancel (see `cancel.rs`); only slow paths lock it.
     reasons: Mutex<Reasons>,
-    /// This state's children registry (`Arc::into_raw`), null until the
-    /// first `child()`; freed (detaching the children) with this state.
-    children: AtomicPtr<Registry>,
-    /// Where this state is registered as a child; `None` if it is not one.
-    parent: Option<ParentLink>,
+}
+
+impl Drop for Cold {
+    /// Takes a pending deadline off the timer.
+    fn drop(&mut self) {
+        let timer = self
+            .reasons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .timer
+            .take();
+        if let Some(key) = timer {
+            crate::timer::cancel(&key);
+        }
+    }
+}
+
+/// `RunState::cold`: a `Box<Cold>` (`Box::into_raw`) made on first use, or
+/// null; freed with the state.
+struct ColdPtr(AtomicPtr<Cold>);
+
+impl Drop for ColdPtr {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self`, nobody else can touch it.
+        let ptr = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if !ptr.is_null() {
+            // SAFETY: made by `Box::into_raw` in `RunState::cold`, owned by
+            // this pointer alone, taken out of it above.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    }
 }
 
 impl RunState {
@@ -258,21 +303,59 @@ impl RunState {
     }
 
     /// A pending state with state word `word` (`CANCELLED | FROM_PARENT`
-    /// for a child of a cancelled parent), registered at `parent`.
+    /// for a child of a cancelled parent), registered at `parent`. No
+    /// clock read, no allocation: the cold part comes later, if ever.
     fn build(name: Cow<'static, str>, word: u32, parent: Option<ParentLink>) -> Self {
         Self {
-            state: CachePadded::new(Futex::new(word)),
-            times: [Times::new(), Times::new()],
+            _parent: parent,
+            state: Futex::new(word),
             cancels_cleared: AtomicU64::new(0),
+            children: Children::new(),
+            cold: ColdPtr(AtomicPtr::new(std::ptr::null_mut())),
+            name,
+        }
+    }
+
+    /// The cold part, made now if it was not yet.
+    pub(super) fn cold(&self) -> &Cold {
+        if let Some(cold) = self.cold_ref() {
+            return cold;
+        }
+        let new = Box::into_raw(Box::new(Cold {
+            times: [Times::new(), Times::new()],
             runs: AtomicU64::new(0),
             guards: AtomicU64::new(0),
             base: Instant::now(),
             callbacks: Callbacks::new(),
-            name,
             reasons: Mutex::new(Reasons::default()),
-            children: AtomicPtr::new(std::ptr::null_mut()),
-            parent,
-        }
+        }));
+        // AcqRel: Release publishes the new part; Acquire (also on
+        // failure) sees another thread's.
+        let ptr = match self.cold.0.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => new,
+            Err(theirs) => {
+                // SAFETY: `new` came from `Box::into_raw` just above and was
+                // never shared.
+                drop(unsafe { Box::from_raw(new) });
+                theirs
+            }
+        };
+        // SAFETY: non-null, from `Box::into_raw`, freed only with `self`.
+        unsafe { &*ptr }
+    }
+
+    /// The cold part, if some slow path has made it.
+    #[inline]
+    pub(super) fn cold_ref(&self) -> Option<&Cold> {
+        // Acquire: pairs with the Release of the CAS that stored it.
+        let ptr = self.cold.0.load(Ordering::Acquire);
+        // SAFETY: from `Box::into_raw`, freed only with `self`.
+        (!ptr.is_null()).then(|| unsafe { &*ptr })
     }
 
     /// The name given to [`new`](Self::new).
@@ -282,15 +365,6 @@ impl RunState {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
-    }
-}
-
-impl Drop for RunState {
-    /// Unlinks a child from its parent; detaches this state's children;
-    /// takes a pending deadline off the timer.
-    fn drop(&mut self) {
-        self.unlink();
-        self.clear_deadline();
     }
 }
 
@@ -332,7 +406,7 @@ impl fmt::Debug for RunState {
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (s, t) = self.times();
-        let now = self.ticks();
+        let now = if s & STARTED != 0 { self.ticks() } else { 0 };
         let (run_time, current) = match (s & STARTED != 0, s & RUNNING != 0) {
             (false, _) => (0, 0),
             (true, true) => {

@@ -12,8 +12,8 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 // ---------------------------------------------------------------------------
 // The state word (`RunState::state`, a futex word)
 //
-//   bits 31 .. 9  8         7       6      5       4      3       2      1       0
-//   EPOCH         CHILDREN  PARENT  ENDED  WAITERS TIMING STARTED PAUSED RUNNING CANCELLED
+//   bits 31 .. 10  9          8         7       6      5       4      3       2      1       0
+//   EPOCH          CALLBACKS  CHILDREN  PARENT  ENDED  WAITERS TIMING STARTED PAUSED RUNNING CANCELLED
 //
 // CANCELLED: a cancel that holds for the run in progress or, if none is
 //   running, for the next run ("sticky": a cancel before the start is not
@@ -33,6 +33,11 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 //   registry's lock) by `child`, never cleared. A cancel that sees it in the
 //   word it changed cancels the children (the slow path); a childless
 //   cancel never looks at the registry.
+// CALLBACKS (HAS_CALLBACKS): some callback has been registered; set by
+//   the registration after it publishes its list, never cleared. A
+//   parent's cancel that does not see it in the child's word it changed
+//   skips the child's callbacks (and never needs a strong reference to
+//   the child): most children have none.
 // RUNNING: between a start's publish and a stop's publish.
 // PAUSED: pause() while running and not cancelled; cleared by resume, stop
 //   and start. A cancel leaves it, so "paused" reads as PAUSED and RUNNING
@@ -47,12 +52,12 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 //   clearing it (a `fetch_or` cannot clear), so after a cancel the bit may
 //   be stale until the next start, stop or resume: at worst one needless
 //   wake.
-// EPOCH (bits 9..=31): start and stop publishes so far, mod 2^23. Its low
+// EPOCH (bits 10..=31): start and stop publishes so far, mod 2^22. Its low
 //   bit selects the live timestamp slot (and, as starts and stops
 //   alternate, says whether a run is in progress); a reader whose two loads
 //   of the word see the same EPOCH read a slot nobody wrote meanwhile
-//   (unless 2^23 publishes came between the two loads). It does NOT name a
-//   run (it wraps after 2^22 runs): the 64-bit `RunState::runs` does, checked by a
+//   (unless 2^22 publishes came between the two loads). It does NOT name a
+//   run (it wraps after 2^21 runs): the 64-bit `RunState::runs` does, checked by a
 /// A cancel holds for the run in progress, or for the next run.
 pub(super) const CANCELLED: u32 = 1 << 0;
 /// Between a start and a stop.
@@ -71,10 +76,13 @@ pub(super) const ENDED_CANCELLED: u32 = 1 << 6;
 pub(super) const FROM_PARENT: u32 = 1 << 7;
 /// Some child has been made (never cleared): a cancel cancels children.
 pub(super) const HAS_CHILDREN: u32 = 1 << 8;
+/// Some callback has been registered (never cleared): a parent's cancel
+/// runs the child's callbacks only if it sees this.
+pub(super) const HAS_CALLBACKS: u32 = 1 << 9;
 /// Either kind of cancel: what `cancelled()` tests.
 pub(super) const ANY_CANCEL: u32 = CANCELLED | ENDED_CANCELLED;
 /// Where the publish counter starts.
-const EPOCH_SHIFT: u32 = 9;
+const EPOCH_SHIFT: u32 = 10;
 /// One publish.
 const EPOCH_ONE: u32 = 1 << EPOCH_SHIFT;
 /// Mask of the publish counter.
@@ -221,10 +229,11 @@ impl RunState {
         // Relaxed, all: only a `TIMING` holder touches `runs` and `guards`,
         // and our claim (Acquire) follows the last holder's publish
         // (Release).
-        let run = self.runs.load(Ordering::Relaxed).wrapping_add(1);
-        self.runs.store(run, Ordering::Relaxed);
-        self.guards.store(u64::from(by_guard), Ordering::Relaxed);
-        let live = self.times[live_slot(claimed)].read();
+        let cold = self.cold();
+        let run = cold.runs.load(Ordering::Relaxed).wrapping_add(1);
+        cold.runs.store(run, Ordering::Relaxed);
+        cold.guards.store(u64::from(by_guard), Ordering::Relaxed);
+        let live = cold.times[live_slot(claimed)].read();
         let start_mono = self.ticks().max(live.stop_mono).max(live.start_mono);
         let start_wall = wall_now().max(live.stop_wall).max(live.start_wall);
         self.write_spare(
@@ -288,7 +297,7 @@ impl RunState {
         // coming after the stop: it stays for the next run.
         let reasons =
             (claimed & (CANCELLED | FROM_PARENT) == CANCELLED).then(|| self.lock_reasons());
-        let live = self.times[live_slot(claimed)].read();
+        let live = self.cold().times[live_slot(claimed)].read();
         let stop_mono = self.ticks().max(live.start_mono);
         let run = stop_mono - live.start_mono;
         self.write_spare(
@@ -511,7 +520,7 @@ impl RunState {
             if let Some((run, ignores_run)) = run {
                 // Relaxed: `runs` changes only under TIMING, which we hold,
                 // and our Acquire claim follows its last store.
-                if self.runs.load(Ordering::Relaxed) != run && !mutant(ignores_run) {
+                if self.cold().runs.load(Ordering::Relaxed) != run && !mutant(ignores_run) {
                     // Stopped (and started again) by someone else since.
                     self.unclaim();
                     return Err(RunStateError::NotRunning {
@@ -523,14 +532,18 @@ impl RunState {
         }
     }
 
-    /// Gives back a claim that wrote nothing (a guard that found another
-    /// run): clears `TIMING` and `WAITERS`, and wakes the sleepers if
-    /// `WAITERS` was set (they may be waiting for `TIMING`).
+    /// Gives back a claim that published no transition (a guard that found
+    /// another run, or that joined or left a run others still hold):
+    /// clears `TIMING` and `WAITERS`, and wakes the sleepers if `WAITERS`
+    /// was set (they may be waiting for `TIMING`).
     #[cold]
     pub(super) fn unclaim(&self) {
-        // Relaxed: we wrote nothing under the claim; as an RMW this still
-        // continues the last publish's release sequence.
-        let prev = self.state.fetch_and(!(TIMING | WAITERS), Ordering::Relaxed);
+        // Release: a guard's join or leave wrote the guard count under the
+        // claim; the next claimant (Acquire) must see it, or the last guard
+        // out could read a stale count and leave the run running (loom
+        // `guard_joins_while_the_last_other_guard_ends`).
+        let order = ordering_unless("run_state::unclaim_relaxed", Ordering::Release);
+        let prev = self.state.fetch_and(!(TIMING | WAITERS), order);
         if prev & WAITERS != 0 && !mutant("run_state::unclaim_no_wake") {
             self.state.wake_all();
         }

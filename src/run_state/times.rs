@@ -174,9 +174,10 @@ impl RunState {
 
     // --- internals ------------------------------------------------------------
 
-    /// Ticks now: nanoseconds since `base`, plus one (0 means "never").
+    /// Ticks now: nanoseconds since the cold part's `base`, plus one (0
+    /// means "never"). Makes the cold part if need be (a start does).
     pub(super) fn ticks(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos())
+        u64::try_from(self.cold().base.elapsed().as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_add(1)
     }
@@ -187,7 +188,12 @@ impl RunState {
             // Acquire: pairs with the publish (Release) that made this slot
             // live, so its stores are visible.
             let before = self.state.load(Ordering::Acquire);
-            let times = self.times[live_slot(before)].read();
+            let Some(cold) = self.cold_ref() else {
+                // Never started (a start makes the cold part before its
+                // publish, which our Acquire load would have seen).
+                return (before, TimesRead::default());
+            };
+            let times = cold.times[live_slot(before)].read();
             if mutant("run_state::times_no_recheck") {
                 return (before, times);
             }
@@ -212,6 +218,6 @@ impl RunState {
         if !mutant("run_state::times_no_fence") && !mutant("run_state::times_no_release") {
             fence(Ordering::Release);
         }
-        self.times[1 - live_slot(claimed)].write(times);
+        self.cold().times[1 - live_slot(claimed)].write(times);
     }
 }

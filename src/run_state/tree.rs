@@ -7,16 +7,18 @@
 //!   the `Arc` to share it, e.g. with the worker thread).
 //! - The parent keeps only a `Weak` to each child, in a slab (a `Vec` with a
 //!   free list) inside a registry that the parent allocates on its first
-//!   `child()` and owns (`RunState::children`, one pointer). A child keeps
-//!   a `Weak` to that registry and its index in the slab.
-//! - A dropped child unlinks itself: its `Drop` takes the registry's lock
-//!   and frees its slot (O(1)), so a parent that makes and drops a million
+//!   `child()` (`RunState::children`, one pointer). A child keeps a strong
+//!   reference to that registry and its index in the slab (its
+//!   `ParentLink`, the first of its fields, so the first to drop).
+//! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
+//!   registry's lock and frees its slot (O(1)); until then the rest of the
+//!   child, its state word included, is intact, so a parent that makes and drops a million
 //!   children keeps one slot per child alive at a time (the slab never
 //!   grows past the most children alive at once, and is emptied whenever
 //!   none is).
-//! - A parent dropped before its children detaches them: the registry goes
-//!   with it, the children's `Weak`s no longer upgrade, and the children
-//!   live on as they were (cancelled or not); nothing can cancel them but
+//! - A parent dropped before its children detaches them: nobody can reach
+//!   the registry to cancel through it any more (the children hold it until
+//!   the last of them goes), and the children live on as they were (cancelled or not); nothing can cancel them but
 //!   their own `cancel`.
 //!
 //! # Why a child never misses its parent's cancel
@@ -34,13 +36,26 @@
 //!
 //! `cancelled()` on a child is the same one load as on any state: the
 //! parent's cancel writes each child's word; no query ever walks the tree.
+//!
+//! # The cancel walk
+//!
+//! Under the registry's lock, the cancel sets each child's word with one
+//! `fetch_or`, through a pointer to the word alone, taking no reference:
+//! a slot is occupied while its child's `ParentLink` has not dropped, and
+//! that drop waits for the lock, so the word is there (and nothing else
+//! of a child whose last `Arc` is going is touched). `RunState` has no
+//! `Drop` of its own, so no `&mut` to the whole state is held while the
+//! link waits. Only a child whose old word shows more to do (`WAITERS`,
+//! `HAS_CHILDREN`, `HAS_CALLBACKS`) is upgraded to a strong reference,
+//! and that work runs after the lock is released.
 
 use std::borrow::Cow;
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, PoisonError, Weak};
 
-use super::state::{ANY_CANCEL, CANCELLED, FROM_PARENT, HAS_CHILDREN};
+use super::state::{ANY_CANCEL, CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN, WAITERS};
 use super::RunState;
-use crate::sync::{fence, mutant, Mutex, MutexGuard, Ordering};
+use crate::sync::{fence, mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
 
 /// A parent's children: a slab of `Weak`s under a lock taken only to add,
 /// remove or list children (never on a query, never by a childless cancel).
@@ -48,10 +63,46 @@ pub(super) struct Registry {
     slab: Mutex<Slab>,
 }
 
-/// Where a child is registered: what its `Drop` needs to unlink it.
+/// `RunState::children`: the state's registry (`Arc::into_raw`), made by
+/// its first `child()`, or null. Its `Drop` (the state's) lets go of it,
+/// detaching the children (they hold the registry until they go).
+pub(super) struct Children(AtomicPtr<Registry>);
+
+impl Children {
+    pub(super) fn new() -> Self {
+        Self(AtomicPtr::new(std::ptr::null_mut()))
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self`, nobody else can touch it.
+        let ptr = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if !ptr.is_null() {
+            // SAFETY: the reference `children` held, taken out of it.
+            drop(unsafe { Arc::from_raw(ptr) });
+        }
+    }
+}
+
+/// Where a child is registered: its `Drop` (the first of the child's
+/// fields to drop) unlinks it. Holds a strong reference to the registry, so
+/// that the unlink never needs to upgrade anything.
 pub(super) struct ParentLink {
-    registry: Weak<Registry>,
+    registry: Arc<Registry>,
     index: usize,
+}
+
+impl Drop for ParentLink {
+    /// Frees the child's slot. Runs while the child's other fields (its
+    /// state word) are intact: a parent's cancel that holds the lock may
+    /// still be marking this child's word (see `mark_children`), and the
+    /// slot is freed only once it is done.
+    fn drop(&mut self) {
+        if !mutant("run_state::child_never_unlinks") {
+            self.registry.lock().remove(self.index);
+        }
+    }
 }
 
 /// No free slot.
@@ -176,7 +227,7 @@ impl RunState {
                 name,
                 word,
                 Some(ParentLink {
-                    registry: Arc::downgrade(&registry),
+                    registry: Arc::clone(&*registry),
                     index,
                 }),
             )
@@ -218,11 +269,10 @@ impl RunState {
 
     // --- internals ------------------------------------------------------------
 
-    /// The registry, made on first use. A reference of our own, for the
-    /// child's `Weak`.
-    fn registry(&self) -> Arc<Registry> {
+    /// The registry, made on first use.
+    fn registry(&self) -> ManuallyDrop<Arc<Registry>> {
         // Acquire: pairs with the Release of the CAS that stored it.
-        let mut ptr = self.children.load(Ordering::Acquire);
+        let mut ptr = self.children.0.load(Ordering::Acquire);
         if ptr.is_null() {
             let new = Arc::into_raw(Arc::new(Registry {
                 slab: Mutex::new(Slab {
@@ -234,7 +284,7 @@ impl RunState {
             .cast_mut();
             // AcqRel: Release publishes the registry; Acquire (also on
             // failure) sees another thread's.
-            ptr = match self.children.compare_exchange(
+            ptr = match self.children.0.compare_exchange(
                 std::ptr::null_mut(),
                 new,
                 Ordering::AcqRel,
@@ -250,25 +300,33 @@ impl RunState {
             };
         }
         // SAFETY: `ptr` came from `Arc::into_raw`, and `children` holds
-        // that reference until this `RunState` is dropped (`&mut self`),
-        // so it is alive while we hold `&self`.
-        unsafe {
-            Arc::increment_strong_count(ptr);
-            Arc::from_raw(ptr)
-        }
+        // that reference until this `RunState` is dropped, so it is alive
+        // while we hold `&self`. `ManuallyDrop`: we borrow that reference
+        // (no count), and never drop it.
+        ManuallyDrop::new(unsafe { Arc::from_raw(ptr) })
     }
 
     /// The registry, if any child was ever made.
     fn registry_ref(&self) -> Option<&Registry> {
         // Acquire: as in `registry`.
-        let ptr = self.children.load(Ordering::Acquire);
+        let ptr = self.children.0.load(Ordering::Acquire);
         // SAFETY: as in `registry`: alive as long as `self`.
         (!ptr.is_null()).then(|| unsafe { &*ptr })
     }
 
-    /// Adds strong references to the live children to `work`. Called after
-    /// an RMW of our word that showed `HAS_CHILDREN`.
-    pub(super) fn push_children(&self, work: &mut Vec<Arc<RunState>>) {
+    /// Marks the live children cancelled (`CANCELLED | FROM_PARENT`),
+    /// under the registry lock, without taking a reference to them, and
+    /// adds to `follow` a strong reference to each child that needs more
+    /// than its word written (with the word it had): a wake, children of
+    /// its own, or callbacks to run. With `reason`, every live child goes
+    /// to `follow` unmarked instead (its reason is set under its own lock,
+    /// which needs its cold part). Called after an RMW of our word that
+    /// showed `HAS_CHILDREN`.
+    pub(super) fn mark_children(
+        &self,
+        reason: bool,
+        follow: &mut Vec<(Arc<RunState>, Option<u32>)>,
+    ) {
         // Acquire fence: our caller's RMW read a word whose HAS_CHILDREN
         // came from the Release RMW of a `child()` that stored the
         // registry pointer before it; this makes that store visible.
@@ -290,27 +348,36 @@ impl RunState {
             }
             return;
         }
-        work.extend(slab.entries.iter().filter_map(|entry| match entry {
-            Entry::Child(child) => child.upgrade(),
-            Entry::Free(_) => None,
-        }));
-    }
-
-    /// Unlinks this state from its parent's registry (its `Drop`), and lets
-    /// go of its own registry (detaching its children).
-    pub(super) fn unlink(&mut self) {
-        if let Some(link) = self.parent.take() {
-            if let Some(registry) = link.registry.upgrade() {
-                if !mutant("run_state::child_never_unlinks") {
-                    registry.lock().remove(link.index);
-                }
+        for entry in &slab.entries {
+            let Entry::Child(child) = entry else {
+                continue;
+            };
+            if reason {
+                follow.extend(child.upgrade().map(|child| (child, None)));
+                continue;
             }
-        }
-        // Relaxed: `&mut self`, nobody else can touch it.
-        let ptr = self.children.swap(std::ptr::null_mut(), Ordering::Relaxed);
-        if !ptr.is_null() {
-            // SAFETY: the reference `children` held, taken out of it.
-            drop(unsafe { Arc::from_raw(ptr) });
+            // SAFETY: the child is alive while its slot is occupied, and
+            // its slot is freed (under this lock, which we hold) by the
+            // first of its fields to drop, before anything else of it goes
+            // (see `ParentLink`). Only the word is touched, through a
+            // pointer to that field alone and atomically: a child whose
+            // last `Arc` has just gone (its drop waiting for this lock) is
+            // never read or written anywhere else by us, and its drop
+            // never touches its word again.
+            let word = unsafe { &*std::ptr::addr_of!((*Weak::as_ptr(child)).state) };
+            // Release: as in `cancel`.
+            let prev = word.fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
+            if prev & CANCELLED != 0 {
+                // Cancelled already: by its own cancel, which has cancelled
+                // (or is cancelling) its children.
+                continue;
+            }
+            if prev & (WAITERS | HAS_CHILDREN | HAS_CALLBACKS) != 0 {
+                // A child that is going (no upgrade) has no sleeper (a
+                // sleeper holds a reference) and nobody to call back; its
+                // children are detached as it goes.
+                follow.extend(child.upgrade().map(|child| (child, Some(prev))));
+            }
         }
     }
 }
