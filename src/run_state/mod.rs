@@ -132,13 +132,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicPtr, AtomicU64, Futex, Mutex};
+use crate::sync::{AtomicPtr, AtomicU64, Futex, LazyWakers, Mutex};
 
 mod callbacks;
 mod cancel;
 mod current;
 mod deadline;
 pub(crate) mod error;
+mod futures;
 mod guard;
 mod has_run_state;
 mod iter;
@@ -162,6 +163,7 @@ pub use callbacks::{CallbackId, RunEvent};
 pub use cancel::CancelReason;
 pub use current::CurrentGuard;
 pub use deadline::DEADLINE_EXCEEDED;
+pub use futures::{Cancellation, RunUntilCancelled, WaitCancelled, WaitStopped};
 pub use guard::{DropGuard, OwnedDropGuard, OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
@@ -241,6 +243,9 @@ pub struct RunState {
     children: AtomicPtr<Registry>,
     /// Where this state is registered as a child; `None` if it is not one.
     parent: Option<ParentLink>,
+    /// The wakers of futures awaiting this state (`futures.rs`), allocated
+    /// on the first one that waits: woken with the futex, behind `WAITERS`.
+    wakers: LazyWakers,
 }
 
 impl RunState {
@@ -272,6 +277,7 @@ impl RunState {
             reasons: Mutex::new(Reasons::default()),
             children: AtomicPtr::new(std::ptr::null_mut()),
             parent,
+            wakers: LazyWakers::new(),
         }
     }
 

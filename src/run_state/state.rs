@@ -532,7 +532,7 @@ impl RunState {
         // continues the last publish's release sequence.
         let prev = self.state.fetch_and(!(TIMING | WAITERS), Ordering::Relaxed);
         if prev & WAITERS != 0 && !mutant("run_state::unclaim_no_wake") {
-            self.state.wake_all();
+            self.wake_all_waiters();
         }
     }
 
@@ -576,7 +576,7 @@ impl RunState {
             }
         };
         if prev & WAITERS != 0 && !mutant(no_wake) {
-            self.state.wake_all();
+            self.wake_all_waiters();
         }
         next(prev)
     }
