@@ -144,7 +144,9 @@ impl RunState {
         // from (or follows, in the release sequence of) a future's Release
         // RMW made after it allocated the list; this makes the pointer
         // visible (see `sync/wakers.rs`).
-        fence(Ordering::Acquire);
+        if !mutant("run_state::wake_no_fence") {
+            fence(Ordering::Acquire);
+        }
         if let Some(list) = self.wakers.get() {
             list.wake_all();
         }
