@@ -58,6 +58,7 @@ impl RunState {
     /// assert_eq!(cancellation.reason().as_deref(), Some("ctrl-c"));
     /// canceller.join().unwrap();
     /// ```
+    #[inline]
     pub fn wait_cancelled_async(&self) -> WaitCancelled<'_> {
         WaitCancelled {
             runstate: self,
@@ -94,6 +95,7 @@ impl RunState {
     /// assert_eq!(ended, RunPhase::Cancelled);
     /// worker.join().unwrap();
     /// ```
+    #[inline]
     pub fn wait_stopped_async(&self) -> WaitStopped<'_> {
         WaitStopped {
             runstate: self,
@@ -123,6 +125,7 @@ impl RunState {
     /// let never = futures::executor::block_on(rs.run_until_cancelled(std::future::pending::<()>()));
     /// assert_eq!(never, None);
     /// ```
+    #[inline]
     pub fn run_until_cancelled<F: Future>(&self, future: F) -> RunUntilCancelled<'_, F> {
         RunUntilCancelled {
             cancelled: self.wait_cancelled_async(),
@@ -196,12 +199,19 @@ impl RunState {
         Poll::Pending
     }
 
-    /// Removes a pending future's registration (its `Drop`).
+    /// Removes a pending future's registration (its `Drop`): nothing to do
+    /// (no call) for a future that never had to wait.
+    #[inline]
     fn deregister(&self, key: &mut Option<WakerKey>) {
         if key.is_some() {
-            if let Some(list) = self.wakers.get() {
-                list.deregister(key);
-            }
+            self.deregister_slow(key);
+        }
+    }
+
+    #[cold]
+    fn deregister_slow(&self, key: &mut Option<WakerKey>) {
+        if let Some(list) = self.wakers.get() {
+            list.deregister(key);
         }
     }
 
@@ -329,6 +339,7 @@ impl<'a> WaitCancelled<'a> {
 }
 
 impl Drop for WaitCancelled<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.runstate.deregister(&mut self.key);
     }
@@ -397,6 +408,7 @@ impl Future for WaitStopped<'_> {
 }
 
 impl Drop for WaitStopped<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.runstate.deregister(&mut self.key);
     }
