@@ -460,8 +460,14 @@ fn human(ns: f64) -> String {
     }
 }
 
-/// The `/proc` stat file of the calling thread, if `/proc` is there.
-fn own_stat_path() -> Option<String> {
+/// The `/proc` stat file of the calling thread, if `/proc` is there (for
+/// [`wait_until_asleep`] from another thread: e.g. a tokio worker's, taken
+/// in the runtime's `on_thread_start`).
+///
+/// ```
+/// let _ = multiopen_benches::own_stat_path();
+/// ```
+pub fn own_stat_path() -> Option<String> {
     // `/proc/thread-self` links to `<pid>/task/<tid>`: the thread id
     // without a libc call.
     let link = std::fs::read_link("/proc/thread-self").ok()?;
@@ -471,7 +477,11 @@ fn own_stat_path() -> Option<String> {
 /// Spins until the thread whose stat file is `stat` is asleep in the kernel
 /// (state `S`). Without `/proc`, sleeps 1 ms instead, which on an idle
 /// core is ample time to reach the futex.
-fn wait_until_asleep(stat: Option<&str>) {
+///
+/// ```
+/// multiopen_benches::wait_until_asleep(None); // no /proc: sleeps 1 ms
+/// ```
+pub fn wait_until_asleep(stat: Option<&str>) {
     let Some(path) = stat else {
         std::thread::sleep(Duration::from_millis(1));
         return;

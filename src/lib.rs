@@ -64,6 +64,8 @@ pub use run_state::{
     RunEvent, RunGuard, RunHandle, RunPhase, RunState, SpawnError, UntilCancelled,
     UntilCancelledExt,
 };
+#[cfg(not(all(doctest, loom_build)))]
+pub use run_state::{Cancellation, RunUntilCancelled, WaitCancelled, WaitStopped};
 
 /// The README's examples, run as doctests (`cargo test --doc`); not part of
 /// the API.

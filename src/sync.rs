@@ -650,6 +650,11 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU64};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 
+// The registry of futures' wakers (the waiting core of the async waits):
+// src/sync/wakers.rs.
+mod wakers;
+pub(crate) use wakers::{LazyWakers, WakerKey};
+
 // The timed futex wait, native per platform (and, on macOS, the untimed
 // wait and the wake beside it): src/sync/timed_wait.rs.
 #[cfg(not(loom))]

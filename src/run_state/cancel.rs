@@ -266,7 +266,7 @@ impl RunState {
         // Those who slept on the word while we held TIMING (and, as in
         // `after_cancel`, any sleeper a cancel must release).
         if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-            self.state.wake_all();
+            self.wake_all_waiters();
         }
         if prev & CANCELLED != 0 {
             return Ok(());
@@ -284,7 +284,7 @@ impl RunState {
         // the word is unchanged: our RMW changed it, so a sleeper that has
         // not slept yet will not, and those asleep are woken here.
         if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-            self.state.wake_all();
+            self.wake_all_waiters();
         }
         if prev & HAS_CHILDREN != 0 {
             self.cancel_children();
@@ -330,7 +330,7 @@ impl RunState {
                 continue;
             }
             if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-                child.state.wake_all();
+                child.wake_all_waiters();
             }
             if prev & HAS_CHILDREN != 0 {
                 child.mark_children(reason.is_some(), &mut work);

@@ -130,13 +130,14 @@ use std::fmt;
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicPtr, AtomicU64, Futex, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, Futex, LazyWakers, Mutex, Ordering};
 
 mod callbacks;
 mod cancel;
 mod current;
 mod deadline;
 pub(crate) mod error;
+mod futures;
 mod guard;
 mod has_run_state;
 mod iter;
@@ -160,6 +161,7 @@ pub use callbacks::{CallbackId, RunEvent};
 pub use cancel::CancelReason;
 pub use current::CurrentGuard;
 pub use deadline::DEADLINE_EXCEEDED;
+pub use futures::{Cancellation, RunUntilCancelled, WaitCancelled, WaitStopped};
 pub use guard::{DropGuard, OwnedDropGuard, OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
@@ -230,6 +232,9 @@ pub struct RunState {
     /// [`Cold`]): a state that is only made, cancelled and dropped (most
     /// children) never allocates it.
     cold: ColdPtr,
+    /// The wakers of futures awaiting this state (`futures.rs`), allocated
+    /// on the first one that waits: woken with the futex, behind `WAITERS`.
+    wakers: LazyWakers,
     name: Cow<'static, str>,
 }
 
@@ -312,6 +317,7 @@ impl RunState {
             cancels_cleared: AtomicU64::new(0),
             children: Children::new(),
             cold: ColdPtr(AtomicPtr::new(std::ptr::null_mut())),
+            wakers: LazyWakers::new(),
             name,
         }
     }

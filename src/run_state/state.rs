@@ -545,7 +545,7 @@ impl RunState {
         let order = ordering_unless("run_state::unclaim_relaxed", Ordering::Release);
         let prev = self.state.fetch_and(!(TIMING | WAITERS), order);
         if prev & WAITERS != 0 && !mutant("run_state::unclaim_no_wake") {
-            self.state.wake_all();
+            self.wake_all_waiters();
         }
     }
 
@@ -589,7 +589,7 @@ impl RunState {
             }
         };
         if prev & WAITERS != 0 && !mutant(no_wake) {
-            self.state.wake_all();
+            self.wake_all_waiters();
         }
         next(prev)
     }

@@ -119,7 +119,7 @@ impl RunState {
             ) {
                 Ok(_) => {
                     if s & WAITERS != 0 && !mutant("run_state::resume_no_wake") {
-                        self.state.wake_all();
+                        self.wake_all_waiters();
                     }
                     return Ok(());
                 }
@@ -528,7 +528,7 @@ impl RunState {
     /// `ENDED_CANCELLED` and the waiter returns at once. So the baseline never
     /// hides a cancel that came after `s`, and never reports one that a
     /// start cleared before it.
-    fn watch(&self) -> (u64, u32) {
+    pub(super) fn watch(&self) -> (u64, u32) {
         // Acquire: pairs with a start's Release increment; see (b).
         let mut cleared = self.cancels_cleared.load(Ordering::Acquire);
         loop {
@@ -546,7 +546,7 @@ impl RunState {
     /// Has a cancel come since [`watch`](Self::watch) returned `cleared`?
     /// `s` is a word loaded (Acquire) since: it shows `ANY_CANCEL`, or a start
     /// it synchronises with counted a cancel it then cleared.
-    fn cancelled_since(&self, cleared: u64, s: u32) -> bool {
+    pub(super) fn cancelled_since(&self, cleared: u64, s: u32) -> bool {
         // Relaxed: the Acquire load of `s` orders every increment made
         // before the publishes it sees; a later one is seen next round.
         s & ANY_CANCEL != 0 || self.cancels_cleared.load(Ordering::Relaxed) != cleared

@@ -1,0 +1,382 @@
+//! The crate's one waiting core for futures: a registry of [`Waker`]s that a
+//! primitive's transition wakes, beside the futex its blocked threads sleep
+//! on.
+//!
+//! # The guarantee
+//!
+//! A future that finds its condition false registers its waker here and then
+//! looks at the state word again; a transition that changes the word wakes
+//! every registered waker if the word showed the primitive's "someone waits"
+//! bit. Neither side can miss the other, so no wake-up is lost, and a
+//! transition that nobody waits for never touches the registry: its fast path
+//! is the state word's RMW alone, as before.
+//!
+//! # The protocol (every user of the registry follows it)
+//!
+//! A future's slow path, in this order:
+//! 1. [`WakerList::register`] its waker (under the registry's short lock);
+//! 2. an RMW on the state word that sets the "someone waits" bit (Release,
+//!    and Acquire for what it reads), returning the word: the re-check looks
+//!    at *that* value. If the condition now holds, it deregisters and is
+//!    ready; otherwise it is pending.
+//!
+//! A transition: its RMW on the word; if the value it replaced showed the
+//! bit (or, for a transition that clears the bit, always when it was set),
+//! an Acquire fence and [`WakerList::wake_all`].
+//!
+//! Why no wake-up is lost: the two RMWs on the word are ordered. If the
+//! future's comes first, the transition reads the bit (or a later clearer
+//! read it and woke the registry instead, which also wakes this future), and
+//! its `wake_all` takes the lock after the future's registration released it
+//! (if it took it before, the transition's RMW would happen before the
+//! future's, by the lock's ordering: a contradiction); the Acquire fence
+//! after the RMW that read the future's Release RMW also makes the lazily
+//! allocated registry's pointer visible. If the transition's comes first,
+//! the future's RMW reads the changed word. Checking the state *before*
+//! publishing the registration (even with an Acquire load) is not enough:
+//! the transition can change the word and drain the registry between the
+//! check and the registration (the lost wake-up tokio's reviewers pointed
+//! out in tokio PR #7874); the mutant `run_state::async_check_then_register`
+//! commits it and `loom-tests/async_run_state.rs` catches it.
+//!
+//! # Entries and their keys
+//!
+//! [`wake_all`](WakerList::wake_all) takes every waker out (the list is then
+//! empty, its memory freed) and wakes them after releasing the lock, so a
+//! waker that runs code (an executor's scheduler, or a user's waker that
+//! re-registers) never runs under it. Each registration gets a key (a slot
+//! and the generation of the list it went into); a `wake_all` starts a new
+//! generation, so a key from before it names nothing. A future dropped while
+//! pending [`deregister`](WakerList::deregister)s: its slot is freed if it
+//! is still its own, and nothing else is touched if a `wake_all` has taken it
+//! meanwhile (the slot may hold another future's registration by then:
+//! removing it would lose that one's wake-up, the bug of sqlx#620's kind).
+//! Every waiter is woken, so a dropped future never holds a wake-up meant
+//! for another (there is no "one of them" to pass on).
+//!
+//! Under loom the lock is loom's `Mutex` (through the `sync` shim), so the
+//! models check the protocol itself.
+
+use std::sync::PoisonError;
+use std::task::Waker;
+
+use super::{mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
+
+/// A set of wakers under a short lock: see the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct WakerList {
+    inner: Mutex<Slots>,
+}
+
+/// The registrations of one generation.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Incremented by every `wake_all` that found a registration: keys of
+    /// older generations name nothing.
+    generation: u64,
+    /// Registered wakers; `None`: a free slot (listed in `free`).
+    wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
+    /// Occupied slots.
+    len: usize,
+}
+
+/// Where a future's waker is registered: its slot in one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WakerKey {
+    slot: usize,
+    generation: u64,
+}
+
+impl Slots {
+    /// Is `key` a registration of this generation (not yet woken)?
+    fn holds(&self, key: WakerKey) -> bool {
+        key.generation == self.generation && self.wakers.get(key.slot).is_some_and(Option::is_some)
+    }
+}
+
+impl WakerList {
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Mutex::new(Slots::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // No user code runs under the lock (wakers are cloned before it and
+        // woken or dropped after it), so a poisoned lock still guards
+        // consistent slots.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers `waker` under `key`: a new registration if `key` is `None`
+    /// or names nothing any more (a `wake_all` took it), else an update of
+    /// the waker in place (skipped if it [`will_wake`](Waker::will_wake) the
+    /// same task). Returns `true` for a new registration: the caller must
+    /// then re-check the state with the RMW of the protocol; for an update
+    /// it need not (the entry was registered, with its RMW, all along).
+    pub(crate) fn register(&self, key: &mut Option<WakerKey>, waker: &Waker) -> bool {
+        let mut slots = self.lock();
+        if let Some(current) = *key {
+            if slots.holds(current) {
+                let slot = &mut slots.wakers[current.slot];
+                if slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                    return false;
+                }
+                // A new waker (the task moved, or another one polls):
+                // swap it in, drop the old one after unlocking. Cloning a
+                // waker is the executor's code, but a clone that panics
+                // leaves the slots as they were.
+                let old = slot.replace(waker.clone());
+                drop(slots);
+                drop(old);
+                return false;
+            }
+        }
+        let waker = Some(waker.clone());
+        let slot = match slots.free.pop() {
+            Some(slot) => {
+                slots.wakers[slot] = waker;
+                slot
+            }
+            None => {
+                slots.wakers.push(waker);
+                slots.wakers.len() - 1
+            }
+        };
+        slots.len += 1;
+        *key = Some(WakerKey {
+            slot,
+            generation: slots.generation,
+        });
+        true
+    }
+
+    /// Removes the registration under `key` (and clears `key`), if it is
+    /// still there; does nothing if a `wake_all` has taken it.
+    pub(crate) fn deregister(&self, key: &mut Option<WakerKey>) {
+        let Some(current) = key.take() else {
+            return;
+        };
+        let mut slots = self.lock();
+        let still_ours = slots.holds(current);
+        if mutant("sync::wakers_drop_ignores_generation") {
+            // The bug: free the slot whatever generation it now belongs to.
+            if let Some(slot) = slots.wakers.get_mut(current.slot) {
+                if slot.take().is_some() {
+                    slots.len -= 1;
+                    slots.free.push(current.slot);
+                }
+            }
+            return;
+        }
+        if !still_ours {
+            return;
+        }
+        let old = slots.wakers[current.slot].take();
+        slots.free.push(current.slot);
+        slots.len -= 1;
+        drop(slots);
+        drop(old);
+    }
+
+    /// Wakes every registered waker and empties the list (a new
+    /// generation). The wakers run after the lock is released, each under
+    /// `unwind::catch`: a waker that panics (reported by the panic hook as
+    /// it happens) does not keep the others asleep.
+    pub(crate) fn wake_all(&self) {
+        let wakers = {
+            let mut slots = self.lock();
+            if slots.len == 0 {
+                return;
+            }
+            slots.generation = slots.generation.wrapping_add(1);
+            slots.free = Vec::new();
+            slots.len = 0;
+            std::mem::take(&mut slots.wakers)
+        };
+        for waker in wakers.into_iter().flatten() {
+            let _ = crate::unwind::catch(|| waker.wake());
+        }
+    }
+
+    /// Registrations waiting now (tests and the stress check that memory
+    /// stays flat).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len
+    }
+}
+
+/// A [`WakerList`] allocated on the first registration: a null pointer
+/// until then, so a primitive nobody awaits pays one word for it.
+#[derive(Debug)]
+pub(crate) struct LazyWakers {
+    /// `Box::into_raw` of the list, or null; set once, freed in `Drop`.
+    ptr: AtomicPtr<WakerList>,
+}
+
+impl LazyWakers {
+    pub(crate) fn new() -> Self {
+        Self {
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// The list if it has been allocated. A transition calls this after the
+    /// RMW that showed "someone waits" and an Acquire fence (see the module
+    /// docs), so a list allocated by that waiter is seen.
+    pub(crate) fn get(&self) -> Option<&WakerList> {
+        // Acquire: pairs with the Release of the CAS that stored it, so the
+        // list's initialisation is visible.
+        let ptr = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Box::into_raw` in
+        // `get_or_init` and is freed only in `Drop` (`&mut self`), so it is
+        // alive while we hold `&self`.
+        (!ptr.is_null()).then(|| unsafe { &*ptr })
+    }
+
+    /// The list, allocated now if this is the first registration.
+    pub(crate) fn get_or_init(&self) -> &WakerList {
+        if let Some(list) = self.get() {
+            return list;
+        }
+        self.init()
+    }
+
+    #[cold]
+    fn init(&self) -> &WakerList {
+        let new = Box::into_raw(Box::new(WakerList::new()));
+        // AcqRel: Release publishes the list; Acquire (also on failure) sees
+        // another thread's.
+        let ptr = match self.ptr.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => new,
+            Err(theirs) => {
+                // SAFETY: `new` came from `into_raw` just above and was never
+                // shared.
+                drop(unsafe { Box::from_raw(new) });
+                theirs
+            }
+        };
+        // SAFETY: as in `get`: alive until `Drop`.
+        unsafe { &*ptr }
+    }
+}
+
+impl Drop for LazyWakers {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self`, nobody else can touch it.
+        let ptr = self.ptr.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if !ptr.is_null() {
+            // SAFETY: the list `ptr` held, taken out of it; every future
+            // that registered borrowed the owner, so none is left.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    #[test]
+    fn wake_all_wakes_each_once_and_empties() {
+        let list = WakerList::new();
+        let (a, wa) = counting();
+        let (b, wb) = counting();
+        let (mut ka, mut kb) = (None, None);
+        assert!(list.register(&mut ka, &wa));
+        assert!(list.register(&mut kb, &wb));
+        assert!(!list.register(&mut ka, &wa)); // same task: an update
+        assert_eq!(list.len(), 2);
+        list.wake_all();
+        list.wake_all(); // nothing left: no second wake
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        assert_eq!(list.len(), 0);
+        assert_eq!(list.lock().wakers.capacity(), 0);
+    }
+
+    #[test]
+    fn a_stale_key_never_frees_a_newer_registration() {
+        let list = WakerList::new();
+        let (a, wa) = counting();
+        let (b, wb) = counting();
+        let (mut ka, mut kb) = (None, None);
+        list.register(&mut ka, &wa);
+        list.wake_all();
+        list.register(&mut kb, &wb); // reuses slot 0 in a new generation
+        list.deregister(&mut ka); // stale: must leave b alone
+        assert!(ka.is_none());
+        assert_eq!(list.len(), 1);
+        list.wake_all();
+        assert_eq!(
+            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn deregister_frees_and_reuses_slots() {
+        let list = WakerList::new();
+        let (count, waker) = counting();
+        for _ in 0..1000 {
+            let mut key = None;
+            list.register(&mut key, &waker);
+            list.deregister(&mut key);
+        }
+        assert_eq!(list.len(), 0);
+        assert!(list.lock().wakers.len() <= 1);
+        list.wake_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_panicking_waker_does_not_keep_the_others_asleep() {
+        struct Bad;
+        impl Wake for Bad {
+            fn wake(self: Arc<Self>) {
+                panic!("bad waker");
+            }
+        }
+        let list = WakerList::new();
+        let (count, good) = counting();
+        let bad = Waker::from(Arc::new(Bad));
+        let (mut k1, mut k2) = (None, None);
+        list.register(&mut k1, &bad);
+        list.register(&mut k2, &good);
+        list.wake_all(); // the panic hook prints "bad waker"
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(list.len(), 0);
+    }
+
+    #[test]
+    fn lazy_list_is_allocated_once() {
+        let lazy = LazyWakers::new();
+        assert!(lazy.get().is_none());
+        let a: *const WakerList = lazy.get_or_init();
+        let b: *const WakerList = lazy.get_or_init();
+        assert_eq!(a, b);
+        assert!(lazy.get().is_some());
+    }
+}
