@@ -465,7 +465,8 @@ fn debug_output() {
     let pool = Pool::builder(|| 5u8).reset(|_| ()).build();
     let g = pool.instance();
     assert_eq!(format!("{g:?}"), "PoolGuard(5)");
-    assert!(format!("{pool:?}").starts_with("Pool { max_size: 4, max_live: None, name: \"pool\", stats: PoolStats {"));
+    assert!(format!("{pool:?}")
+        .starts_with("Pool { max_size: 4, max_live: None, name: \"pool\", stats: PoolStats {"));
     drop(g);
     let pool = Arc::new(pool);
     assert_eq!(format!("{:?}", pool.instance_owned()), "OwnedPoolGuard(5)");

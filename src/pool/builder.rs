@@ -86,7 +86,7 @@ impl<T, E> PoolBuilder<T, E> {
     ///
     /// 0 means no cap (the default, as `max_size(0)` means no limit), and
     /// the pool's paths are exactly the uncapped ones; a value above
-    /// [`Pool::MAX_LIVE`] (2,097,151) is taken as `MAX_LIVE`. Only a capped
+    /// [`Pool::MAX_LIVE`] (131,071) is taken as `MAX_LIVE`. Only a capped
     /// pool can be [closed](Pool::close) or [resized](Pool::resize).
     ///
     /// A guard forgotten with `mem::forget` keeps its object's room for

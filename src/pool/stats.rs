@@ -301,7 +301,7 @@ pub struct PoolStats {
     /// more than once; a thread woken finds a barging thread took the
     /// object first, and sleeps again).
     pub sleeps: usize,
-    /// Capped pool: waiters that starved (waited past 1 ms) and turned
+    /// Capped pool: times a waiter that starved (waited past 1 ms) turned
     /// the pool to hand-off (see
     /// [fairness](crate::pool#fairness)).
     pub handoffs: usize,
