@@ -259,18 +259,31 @@ fn close_drops_the_idle_objects() {
     assert_eq!(pool.prefill(1), 0, "a closed pool takes no prefill");
 }
 
+/// `instance` cannot return `Closed`, and must not break the cap: on a
+/// closed pool it waits for room like any acquire, makes a fresh object
+/// (counted), and the object is dropped on return.
 #[test]
-fn instance_on_a_closed_pool_makes_an_unpooled_object() {
+fn instance_on_a_closed_pool_obeys_the_cap() {
     let (pool, live) = counted_pool(1, 4);
+    let held = pool.get().unwrap();
     pool.close().unwrap();
-    let g = pool.instance();
-    assert_eq!(live.load(SeqCst), 1);
-    drop(g);
-    assert_eq!(live.load(SeqCst), 0);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let _g = pool.instance();
+            live.load(SeqCst)
+        });
+        until(|| pool.status().waiting == 1);
+        assert_eq!(live.load(SeqCst), 1, "still only the held one");
+        drop(held); // dropped (closed): its room goes to the waiter
+        assert_eq!(waiter.join().unwrap(), 1, "never two alive");
+    });
+    assert_eq!(live.load(SeqCst), 0, "dropped on return");
     let taken = pool.instance().take();
     drop(taken);
     let s = pool.stats();
+    assert_eq!((s.created, s.taken), (3, 1));
     assert_eq!(s.created, s.retired() + s.idle + s.out, "{s:?}");
+    assert_eq!(pool.status().live, 0);
 }
 
 #[test]
@@ -480,4 +493,118 @@ fn a_starving_waiter_turns_the_pool_to_hand_off() {
     assert_eq!(s.created, 1);
     assert_eq!(s.created, s.retired() + s.idle + s.out);
     assert_eq!(pool.status().waiting, 0);
+}
+
+#[test]
+fn is_valid_rejects_an_idle_object_and_the_get_makes_another() {
+    let (made, checked) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (m, c) = (Arc::clone(&made), Arc::clone(&checked));
+    let pool = Pool::builder(move || m.fetch_add(1, SeqCst))
+        .max_live(1)
+        .is_valid(move |id| {
+            c.fetch_add(1, SeqCst);
+            *id % 2 == 1 // object 0 goes stale, 1 stays good
+        })
+        .build();
+    assert_eq!(*pool.get().unwrap(), 0, "fresh: not checked");
+    assert_eq!(checked.load(SeqCst), 0);
+    assert_eq!(*pool.get().unwrap(), 1, "0 rejected, its room made 1");
+    assert_eq!(*pool.get().unwrap(), 1, "1 passes");
+    let s = pool.stats();
+    assert_eq!((s.created, s.rejected, checked.load(SeqCst)), (2, 1, 2));
+    assert_eq!(s.created, s.retired() + s.idle + s.out, "{s:?}");
+    assert_eq!(pool.status().live, 1);
+}
+
+#[test]
+fn a_rejected_return_frees_room_and_wakes_a_waiter() {
+    let (pool, live) = {
+        let live = Arc::new(AtomicUsize::new(0));
+        let l = Arc::clone(&live);
+        let resets = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::builder(move || {
+            l.fetch_add(1, SeqCst);
+            Counted {
+                live: Arc::clone(&l),
+            }
+        })
+        .max_live(1)
+        .has_broken(|_| true)
+        .reset(move |_| {
+            resets.fetch_add(1, SeqCst);
+            panic!("the reset hook must not run on a broken object");
+        })
+        .build();
+        (Arc::new(pool), live)
+    };
+    let held = pool.get().unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| pool.get().map(|_| live.load(SeqCst)));
+        until(|| pool.status().waiting == 1);
+        drop(held); // broken: dropped, its room wakes the waiter
+        assert_eq!(waiter.join().unwrap(), Ok(1));
+    });
+    let s = pool.stats();
+    assert_eq!((s.created, s.rejected, s.returned), (2, 2, 0));
+    assert_eq!(s.created, s.retired() + s.idle + s.out, "{s:?}");
+    assert_eq!(live.load(SeqCst), 0);
+}
+
+#[test]
+fn a_panicking_validation_hook_gives_the_room_back() {
+    let pool = Pool::builder(|| 0u8)
+        .max_live(1)
+        .is_valid(|_| panic!("is_valid"))
+        .build();
+    drop(pool.get().unwrap());
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.get()));
+    assert!(caught.is_err(), "the hook's panic reaches the caller");
+    let s = pool.stats();
+    assert_eq!((s.rejected, s.idle, s.out), (1, 0, 0));
+    assert_eq!(pool.status().live, 0, "the room is free again");
+    assert!(pool.try_get().is_ok());
+
+    let broken = Pool::builder(|| 0u8)
+        .max_live(1)
+        .has_broken(|v| if *v == 1 { panic!("has_broken") } else { false })
+        .build();
+    let mut g = broken.get().unwrap();
+    *g = 1;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(g)));
+    assert!(caught.is_err());
+    assert_eq!((broken.stats().rejected, broken.status().live), (1, 0));
+    assert!(broken.try_get().is_ok());
+}
+
+#[test]
+fn validation_without_a_cap_counts_up_to_max_live() {
+    let pool = Pool::builder(|| 0u8).has_broken(|v| *v > 0).build();
+    assert_eq!(pool.max_live(), Some(Pool::<u8>::MAX_LIVE));
+    *pool.instance() = 1;
+    drop(pool.instance());
+    let s = pool.stats();
+    assert_eq!((s.created, s.rejected, s.returned), (2, 1, 1));
+}
+
+#[test]
+fn reset_hook_skips_returns_to_a_full_pool() {
+    let resets = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&resets);
+    let pool = Pool::builder(|| 0u8)
+        .reset(move |_| {
+            r.fetch_add(1, SeqCst);
+        })
+        .max_size(1)
+        .max_live(3)
+        .build();
+    let (a, b, c) = (
+        pool.get().unwrap(),
+        pool.get().unwrap(),
+        pool.get().unwrap(),
+    );
+    drop((a, b, c)); // one kept, two dropped as full
+    let s = pool.stats();
+    assert_eq!((s.returned, s.dropped_full), (1, 2));
+    assert_eq!(resets.load(SeqCst), 1, "reset only the one kept");
+    assert_eq!(pool.status().live, 1);
 }

@@ -11,17 +11,13 @@
 use std::mem::ManuallyDrop;
 
 use super::error::PoolError;
-use super::limit::{Limit, Patience, Refused, RoomOnUnwind, Token};
+use super::limit::{Limit, Patience, Refused, RoomOnUnwind, Token, Verdict};
 use super::slots::{NO_HOME, PUT};
 use super::stats::bump;
 use super::take::drop_object;
 use super::Pool;
-use crate::sync::{yield_now, AtomicUsize};
+use crate::sync::{mutant, yield_now, AtomicUsize};
 use crate::unwind;
-
-/// A guard's `home` for an object made by [`instance`](Pool::instance) on
-/// a closed capped pool: not counted, dropped when the guard goes.
-pub(super) const UNPOOLED: usize = usize::MAX - 1;
 
 /// Drops a guard's object, counts it and gives its room back if dropped,
 /// that is, if the reset hook it guards panics; the normal path forgets
@@ -52,53 +48,113 @@ impl<T, E> Pool<T, E> {
                 name: self.name().to_owned(),
                 error,
             }),
-            Some(limit) => self.acquire_capped(limit, patience),
+            Some(limit) => self.acquire_capped(limit, patience, false),
         }
     }
 
-    /// `acquire` of a capped pool: a token, then its object.
+    /// `acquire` of a capped pool: a token, then its object (an idle one
+    /// that passes `is_valid`, or a new one). `closed_ok`: see
+    /// `Limit::acquire`.
     #[inline(never)]
     pub(super) fn acquire_capped(
         &self,
         limit: &Limit,
         patience: Patience,
+        closed_ok: bool,
     ) -> Result<(T, usize), PoolError<E>> {
         let home = self.home();
-        let token = limit
-            .acquire(patience)
-            .map_err(|refused| self.refusal(limit, refused))?;
-        match token {
-            Token::Idle => Ok((self.pop_counted(home), home)),
-            Token::Room => {
-                // A panicking factory gives the room back as it unwinds.
-                let room = RoomOnUnwind(limit);
-                match self.make(Some(&self.rare.made_for_guard)) {
-                    Ok(object) => {
-                        std::mem::forget(room);
-                        Ok((object, home))
-                    }
-                    Err(error) => {
-                        drop(room); // given back, a waiter woken if due
-                        Err(PoolError::Factory {
-                            name: self.name().to_owned(),
-                            error,
-                        })
+        loop {
+            let token = limit
+                .acquire(patience, closed_ok)
+                .map_err(|refused| self.refusal(limit, refused))?;
+            match token {
+                Token::Idle => {
+                    let object = self.pop_counted(home);
+                    match self.checked_out(limit, object) {
+                        Some(object) => return Ok((object, home)),
+                        // Rejected: dropped, its room given back; take
+                        // another token (that room, at least, is free).
+                        None => continue,
                     }
                 }
+                Token::Room => return self.make_counted(limit, home),
             }
         }
     }
 
-    /// `instance` of a capped pool: waits for ever; on a closed pool, a
-    /// fresh object that is not counted and is dropped on return.
+    /// `object`, if `is_valid` (when set) accepts it; else drops it,
+    /// counts it rejected and gives its room back (also if the hook
+    /// panics, whose panic then goes on to the caller).
+    fn checked_out(&self, limit: &Limit, object: T) -> Option<T> {
+        let Some(is_valid) = &self.is_valid else {
+            return Some(object);
+        };
+        let mut object = ManuallyDrop::new(object);
+        // If the hook panics, this drops the object, counts it and gives
+        // its room back as the panic goes on to the caller.
+        let discard = DiscardCappedOnUnwind {
+            object: &mut object,
+            count: &self.rare.rejected,
+            limit,
+        };
+        let valid = is_valid(&mut *discard.object);
+        std::mem::forget(discard);
+        // SAFETY: `object` is moved out once, here, and never used again
+        // (the unwind guard, which would drop it, is forgotten).
+        let object = unsafe { ManuallyDrop::take(&mut object) };
+        if valid {
+            return Some(object);
+        }
+        self.reject(limit, object);
+        None
+    }
+
+    /// Drops an object a validation hook rejected, counts it, and gives
+    /// its room back (waking a waiter if one is due).
+    fn reject(&self, limit: &Limit, object: T) {
+        // The mutant drops it without giving its room back: a waiter for
+        // that room sleeps for ever.
+        if mutant("pool::cap_reject_keeps_room") {
+            bump(&self.rare.rejected);
+            drop_object(object);
+        } else {
+            self.discard(limit, object, &self.rare.rejected);
+        }
+    }
+
+    /// Runs the factory on a room token: a panic or an error gives the
+    /// room back (and wakes a waiter if one is due).
+    fn make_counted(&self, limit: &Limit, home: usize) -> Result<(T, usize), PoolError<E>> {
+        // A panicking factory gives the room back as it unwinds.
+        let room = RoomOnUnwind(limit);
+        match self.make(Some(&self.rare.made_for_guard)) {
+            Ok(object) => {
+                std::mem::forget(room);
+                Ok((object, home))
+            }
+            Err(error) => {
+                drop(room); // given back, a waiter woken if due
+                Err(PoolError::Factory {
+                    name: self.name().to_owned(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// `instance` of a capped pool: waits for ever, and obeys the cap on a
+    /// closed pool too (it cannot return `Closed`): there it waits for
+    /// room, makes a fresh object, and the object is dropped on return.
     #[inline(never)]
     pub(super) fn instance_capped(&self, limit: &Limit) -> Result<(T, usize), E> {
-        match self.acquire_capped(limit, Patience::Until(None)) {
-            Ok(taken) => Ok(taken),
-            Err(PoolError::Factory { error, .. }) => Err(error),
-            Err(_closed) => self
-                .make(Some(&self.rare.made_for_guard))
-                .map(|object| (object, UNPOOLED)),
+        loop {
+            match self.acquire_capped(limit, Patience::Until(None), true) {
+                Ok(taken) => return Ok(taken),
+                Err(PoolError::Factory { error, .. }) => return Err(error),
+                // Never refused (`closed_ok`, no deadline); were it, ask
+                // again rather than break the cap.
+                Err(_) => continue,
+            }
         }
     }
 
@@ -171,8 +227,9 @@ impl<T, E> Pool<T, E> {
     }
 
     /// A guard's return to a capped pool: dropped at once if the pool will
-    /// not keep it (closed, over a shrunk cap: no reset hook wasted on
-    /// it), else reset, stored and counted idle (waking a waiter if due).
+    /// not keep it (closed, over a shrunk cap, `max_size` idle already: no
+    /// hook wasted on it) or `has_broken` says so, else reset, stored and
+    /// counted idle (waking a waiter if due).
     ///
     /// SAFETY (caller): `object` holds a value and is not used again.
     #[inline(never)]
@@ -182,16 +239,40 @@ impl<T, E> Pool<T, E> {
         object: &mut ManuallyDrop<T>,
         home: usize,
     ) {
-        if home == UNPOOLED {
-            bump(&self.rare.dropped_closed);
+        let dropped = match limit.verdict(self.max_size) {
+            Verdict::Keep => None,
+            Verdict::Closed => Some(&self.rare.dropped_closed),
+            Verdict::Full => Some(&self.rare.full_on_return),
+        };
+        if let Some(count) = dropped {
             // SAFETY: the caller gives up `object`; it is moved out once.
-            drop_object(unsafe { ManuallyDrop::take(object) });
-            return;
-        }
-        if !limit.keeps() {
-            // SAFETY: as above.
             let object = unsafe { ManuallyDrop::take(object) };
-            return self.discard(limit, object, &self.rare.dropped_closed);
+            return self.discard(limit, object, count);
+        }
+        if let Some(has_broken) = &self.has_broken {
+            let discard = DiscardCappedOnUnwind {
+                object: &mut *object,
+                count: &self.rare.rejected,
+                limit,
+            };
+            // As for the reset hook below: a panic while unwinding is
+            // caught, and `discard` has then dropped, counted and given back
+            // the object.
+            let broken = match unwind::in_cleanup(|| {
+                let broken = has_broken(&mut *discard.object);
+                (broken, discard)
+            }) {
+                Some((broken, discard)) => {
+                    std::mem::forget(discard);
+                    broken
+                }
+                None => return,
+            };
+            if broken {
+                // SAFETY: as above.
+                let object = unsafe { ManuallyDrop::take(object) };
+                return self.reject(limit, object);
+            }
         }
         if let Some(reset) = &self.reset {
             let discard = DiscardCappedOnUnwind {
@@ -274,9 +355,9 @@ impl<T, E> Pool<T, E> {
 impl<T, E> Pool<T, E> {
     /// Counts an object a guard removed for good; in a capped pool its
     /// room is free again (the object lives on, outside the pool).
-    pub(super) fn note_taken(&self, home: usize) {
+    pub(super) fn note_taken(&self) {
         bump(&self.rare.taken);
-        if let (Some(limit), false) = (&self.limit, home == UNPOOLED) {
+        if let Some(limit) = &self.limit {
             limit.give_room();
         }
     }

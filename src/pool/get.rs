@@ -247,8 +247,11 @@ impl<T, E> Pool<T, E> {
     /// Closes a capped pool: every later `get` (and every one waiting now,
     /// woken at once) returns [`PoolError::Closed`], the idle objects are
     /// dropped, and objects handed out are dropped when they come back.
-    /// [`instance`](Self::instance), which cannot fail, still works on a
-    /// closed pool: it makes a fresh object that is dropped on return.
+    /// [`instance`](Self::instance), the Python API, cannot return an
+    /// error, and the cap still holds after a close: on a closed pool it
+    /// waits for room (the objects handed out free theirs as they come
+    /// back and are dropped), then makes a fresh object, counted, that is
+    /// dropped on return. Use `get` to be told the pool is closed.
     ///
     /// Errors: [`PoolError::Closed`] if it was closed already (nothing
     /// more happens), [`PoolError::Uncapped`] on a pool built without

@@ -65,7 +65,7 @@ impl<'a, T, E> PoolGuard<'a, T, E> {
         // SAFETY: `this` is never dropped or used again, so the object is
         // moved out exactly once.
         let object = unsafe { ManuallyDrop::take(&mut this.object) };
-        this.pool.note_taken(this.home);
+        this.pool.note_taken();
         object
     }
 
@@ -94,7 +94,7 @@ impl<T, E> OwnedPoolGuard<T, E> {
     /// ```
     pub fn take(self) -> T {
         let mut this = ManuallyDrop::new(self);
-        this.pool.note_taken(this.home);
+        this.pool.note_taken();
         // SAFETY: `this` is never dropped or used again, so the object and
         // the Arc are each moved out exactly once.
         // The object first: dropping the last `Arc` may run other objects'

@@ -193,13 +193,26 @@ fn take(w: u64) -> Option<(Token, u64)> {
 }
 
 /// `new`, with `WOKEN` set if a wake is due: waiters registered, a token
-/// for them, no wake in flight, not closed. The second value: wake one.
+/// for them, no wake in flight. The second value: wake one. (On a closed
+/// pool the only waiters left are `instance` calls, which still wait for
+/// room: see `Limit::acquire`.)
 fn settle(new: u64) -> (u64, bool) {
-    if new & (CLOSED | WOKEN) == 0 && waiters(new) > 0 && take(new).is_some() {
+    if new & WOKEN == 0 && waiters(new) > 0 && take(new).is_some() {
         ((new & !BARGE_MASK) | WOKEN, true)
     } else {
         (new, false)
     }
+}
+
+/// What [`Limit::verdict`] expects of a return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Kept, as far as the word tells.
+    Keep,
+    /// Dropped: closed or over a shrunk cap.
+    Closed,
+    /// Dropped: `max_size` idle already.
+    Full,
 }
 
 /// Why [`Limit::acquire`] gave no token.
@@ -328,11 +341,13 @@ impl Limit {
         }
     }
 
-    /// A token, waiting for one as `patience` allows.
+    /// A token, waiting for one as `patience` allows. With `closed_ok`
+    /// (`instance`, which cannot fail) a closed pool is no refusal: the
+    /// call still waits for room, so the cap holds after `close` too.
     #[inline]
-    pub(super) fn acquire(&self, patience: Patience) -> Result<Token, Refused> {
+    pub(super) fn acquire(&self, patience: Patience, closed_ok: bool) -> Result<Token, Refused> {
         let fast = self.update(|w| {
-            if w & CLOSED != 0 {
+            if w & CLOSED != 0 && !closed_ok {
                 return Err(Err(Refused::Closed));
             }
             if !may_barge(w) {
@@ -345,7 +360,7 @@ impl Limit {
         });
         match fast {
             Ok(Some(token)) => Ok(token),
-            Ok(None) => self.acquire_slow(patience),
+            Ok(None) => self.acquire_slow(patience, closed_ok),
             Err(refused) => Err(refused),
         }
     }
@@ -354,7 +369,7 @@ impl Limit {
     /// look again.
     #[cold]
     #[inline(never)]
-    fn acquire_slow(&self, patience: Patience) -> Result<Token, Refused> {
+    fn acquire_slow(&self, patience: Patience, closed_ok: bool) -> Result<Token, Refused> {
         let deadline = match patience {
             Patience::Never => return Err(Refused::Exhausted),
             Patience::Until(Some(deadline)) if deadline <= Instant::now() => {
@@ -382,7 +397,7 @@ impl Limit {
                 if registered {
                     new = looked(new); // awake and looking
                 }
-                if new & CLOSED != 0 {
+                if new & CLOSED != 0 && !closed_ok {
                     if registered {
                         new = unregister(new);
                     }
@@ -558,13 +573,21 @@ impl Limit {
         true
     }
 
-    /// Will a return be kept (not closed, not over a shrunk cap)? A hint
-    /// for the return path, which skips the reset hook on an object it
-    /// will drop; `give_idle` decides.
-    pub(super) fn keeps(&self) -> bool {
+    /// Will a return be kept? A hint for the return path, which skips the
+    /// validation and reset hooks on an object it will drop: not if the
+    /// pool is closed or over a shrunk cap (`give_idle` decides those), nor
+    /// if `max_size` (0: no limit) objects are counted idle already (the
+    /// storage decides that one).
+    pub(super) fn verdict(&self, max_size: usize) -> Verdict {
         // Relaxed: a hint only (see above).
         let w = self.state.load(Ordering::Relaxed);
-        w & CLOSED == 0 && free(w) >= 0
+        if w & CLOSED != 0 || free(w) < 0 {
+            Verdict::Closed
+        } else if max_size != 0 && idle(w) >= max_size as u64 {
+            Verdict::Full
+        } else {
+            Verdict::Keep
+        }
     }
 
     /// Is the pool closed?

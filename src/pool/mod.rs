@@ -197,7 +197,7 @@ pub use get::PoolStatus;
 pub use guard::{OwnedPoolGuard, PoolGuard};
 pub use stats::PoolStats;
 
-use builder::{Factory, Reset};
+use builder::{Check, Factory, Reset};
 use slots::{Front, FULL, NO_HOME};
 use stats::{bump, RareCounts, Stripes};
 
@@ -257,6 +257,9 @@ pub struct Pool<T, E = Infallible> {
     /// values must not abort the process.
     factory: ManuallyDrop<Factory<T, E>>,
     reset: Option<Reset<T>>,
+    /// Validation hooks: read on the counted (capped) paths only.
+    is_valid: Option<Check<T>>,
+    has_broken: Option<Check<T>>,
     /// The cap on live objects, if built with one: chosen at build time,
     /// so an uncapped pool's paths test this one plain field and go on.
     limit: Option<Box<limit::Limit>>,
@@ -304,6 +307,12 @@ impl<T> Pool<T> {
     /// An idle object, or a new one from the factory if none is idle (the
     /// Python `cs.resources`'s `instance()`). Dropping the guard puts the
     /// object back, or drops it if the pool is full.
+    ///
+    /// On a [capped](PoolBuilder::max_live) pool it is
+    /// [`get`](Self::get) that cannot fail: it waits for ever at the cap,
+    /// and on a [closed](Self::close) pool it still obeys the cap (waits
+    /// for room, makes a fresh object that is dropped on return) rather
+    /// than report the close; use `get` and its timed forms for errors.
     ///
     /// Cost: one slot take (a compare-and-swap and a store) when an object
     /// is idle in the thread's home slot, else one queue pop, else a look
@@ -624,6 +633,10 @@ impl<T, E> Drop for Pool<T, E> {
         }
         let reset = &mut self.reset;
         run(&mut || drop(reset.take()));
+        let is_valid = &mut self.is_valid;
+        run(&mut || drop(is_valid.take()));
+        let has_broken = &mut self.has_broken;
+        run(&mut || drop(has_broken.take()));
         let factory = &mut self.factory;
         // SAFETY: the factory is dropped here once and never used again:
         // this is the pool's `Drop`, and the drop glue skips `ManuallyDrop`.
