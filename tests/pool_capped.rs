@@ -608,3 +608,55 @@ fn reset_hook_skips_returns_to_a_full_pool() {
     assert_eq!(resets.load(SeqCst), 1, "reset only the one kept");
     assert_eq!(pool.status().live, 1);
 }
+
+#[test]
+fn retain_drops_idle_objects_on_demand_capped_and_not() {
+    for cap in [0, 4] {
+        let pool = Pool::builder(|| 0u32).max_live(cap).max_size(4).build();
+        let mut held: Vec<_> = (0..4).map(|_| pool.instance()).collect();
+        for (n, g) in held.iter_mut().enumerate() {
+            **g = n as u32;
+        }
+        let last = held.pop().unwrap(); // stays out: retain does not see it
+        drop(held);
+        assert_eq!(pool.retain(|n| *n != 1), 1, "cap {cap}");
+        assert_eq!(pool.len(), 2);
+        drop(last);
+        let s = pool.stats();
+        assert_eq!(
+            (s.cleared, s.idle, s.out, s.returned),
+            (1, 3, 0, 4),
+            "{s:?}"
+        );
+        assert_eq!(s.created, s.retired() + s.idle + s.out);
+        if cap > 0 {
+            assert_eq!(pool.status().live, 3);
+        }
+    }
+}
+
+#[test]
+fn a_panicking_retain_predicate_puts_every_object_back() {
+    let (pool, live) = counted_pool(3, 4);
+    let held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    let mut seen = 0;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.retain(|_| {
+            seen += 1;
+            if seen == 2 {
+                panic!("keep");
+            }
+            true
+        })
+    }));
+    assert!(caught.is_err());
+    assert_eq!(
+        (pool.len(), pool.status().live, live.load(SeqCst)),
+        (3, 3, 3)
+    );
+    let s = pool.stats();
+    assert_eq!((s.cleared, s.idle, s.out), (0, 3, 0));
+    assert_eq!(pool.retain(|_| false), 3);
+    assert_eq!((pool.status().live, live.load(SeqCst)), (0, 0));
+}

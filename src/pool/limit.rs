@@ -641,8 +641,9 @@ fn unregister(w: u64) -> u64 {
 }
 
 fn bump(counter: &AtomicUsize) {
-    // Relaxed: statistics only.
-    counter.fetch_add(1, Ordering::Relaxed);
+    // Release: a `stats` that sees this count (Acquire) also sees the
+    // counts this thread bumped before it (`timed_out` after `waited`).
+    counter.fetch_add(1, Ordering::Release);
 }
 
 /// Gives the room of a token back if dropped, that is, if the factory

@@ -187,6 +187,7 @@ mod error;
 mod get;
 mod guard;
 mod limit;
+mod retain;
 mod slots;
 mod stats;
 mod take;

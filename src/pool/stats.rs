@@ -466,6 +466,13 @@ impl<T, E> Pool<T, E> {
     /// That holds however long the calling thread is descheduled: a
     /// reading that other threads' operations overlap is thrown away.
     ///
+    /// A capped pool's waiting counts (`waited`, `timed_out`,
+    /// `wait_total`, `wait_longest`, `sleeps`, `handoffs`) are reports
+    /// outside these books: read once, after the passes, each is a value it
+    /// had during the call, not necessarily at the moment the passes
+    /// describe (a wait in flight may be counted in `waited` and not yet
+    /// in the others); `timed_out <= waited` always holds.
+    ///
     /// If the counters change in each of 16 attempts (the pool's slow
     /// paths busy throughout), the fallback reports the last attempt's
     /// first pass: each count (`created`, `returned`, `dropped_full`,
@@ -503,18 +510,24 @@ impl<T, E> Pool<T, E> {
 }
 
 impl<T, E> Pool<T, E> {
-    /// `stats` with a capped pool's waiting counts (read once: they are
-    /// reports, outside the books `stats` balances).
+    /// `stats` with a capped pool's waiting counts, read once after the
+    /// passes (see "The error bound" at [`Pool::stats`]): reports outside
+    /// the books the passes balance. `timed_out` is read before `waited`,
+    /// and a wait counts in `waited` when it starts and in `timed_out`
+    /// when it ends, so `timed_out <= waited` in every snapshot.
     fn with_waits(&self, mut stats: PoolStats) -> PoolStats {
         if let Some(limit) = &self.limit {
             let c = &limit.counts;
-            // Relaxed: statistics, each a value it had during the call.
-            stats.waited = c.waited.load(Ordering::Relaxed);
-            stats.timed_out = c.timed_out.load(Ordering::Relaxed);
+            // Acquire: pairs with the Release bump of `timed_out`, so the
+            // `waited` bump its waiter made first is seen by the load of
+            // `waited` below. Relaxed for the rest: each a value it had
+            // during the call.
+            stats.timed_out = c.timed_out.load(Ordering::Acquire);
             stats.wait_total = Duration::from_nanos(c.wait_nanos.load(Ordering::Relaxed));
             stats.wait_longest = Duration::from_nanos(c.longest_nanos.load(Ordering::Relaxed));
             stats.sleeps = c.sleeps.load(Ordering::Relaxed);
             stats.handoffs = c.handoffs.load(Ordering::Relaxed);
+            stats.waited = c.waited.load(Ordering::Relaxed);
         }
         stats
     }
