@@ -660,3 +660,69 @@ fn a_panicking_retain_predicate_puts_every_object_back() {
     assert_eq!(pool.retain(|_| false), 3);
     assert_eq!((pool.status().live, live.load(SeqCst)), (0, 0));
 }
+
+#[test]
+fn max_lifetime_drops_old_objects_at_checkout_and_return() {
+    let (pool, live) = {
+        let live = Arc::new(AtomicUsize::new(0));
+        let l = Arc::clone(&live);
+        let pool = Pool::builder(move || {
+            l.fetch_add(1, SeqCst);
+            Counted {
+                live: Arc::clone(&l),
+            }
+        })
+        .max_live(2)
+        .max_lifetime(Duration::from_millis(20))
+        .build();
+        (Arc::new(pool), live)
+    };
+    drop(pool.get().unwrap()); // young: kept
+    assert_eq!((pool.len(), pool.stats().expired), (1, 0));
+    let old = pool.get().unwrap(); // reused, still young
+    std::thread::sleep(Duration::from_millis(25)); // now past its lifetime
+    drop(old); // dropped on return
+    assert_eq!((pool.len(), pool.stats().expired), (0, 1));
+    drop(pool.get().unwrap()); // a new one, kept
+    std::thread::sleep(Duration::from_millis(25));
+    let fresh = pool.get().unwrap(); // the idle one is too old: a new one
+    let s = pool.stats();
+    assert_eq!((s.created, s.expired, s.reused), (3, 2, 1), "{s:?}");
+    assert_eq!(s.created, s.retired() + s.idle + s.out);
+    assert_eq!(live.load(SeqCst), 1);
+    drop(fresh);
+}
+
+#[test]
+fn idle_timeout_drops_objects_idle_too_long() {
+    let pool = Pool::builder(|| 0u8)
+        .max_live(1)
+        .idle_timeout(Duration::from_millis(20))
+        .build();
+    drop(pool.get().unwrap());
+    assert!(pool.get().is_ok(), "idle briefly: reused");
+    assert_eq!(pool.stats().reused, 1);
+    std::thread::sleep(Duration::from_millis(25));
+    let g = pool.try_get().unwrap(); // the stale one is dropped, its room reused
+    drop(g);
+    let s = pool.stats();
+    assert_eq!((s.created, s.expired, s.reused), (2, 1, 1), "{s:?}");
+    assert_eq!(s.created, s.retired() + s.idle + s.out);
+    assert_eq!(pool.status().live, 1);
+}
+
+#[test]
+fn rejected_and_expired_idle_objects_are_not_counted_as_reused() {
+    let pool = Pool::builder(|| 0u8)
+        .max_live(2)
+        .is_valid(|v| *v == 0)
+        .build();
+    *pool.get().unwrap() = 1; // goes back, will be rejected
+    let _g = pool.get().unwrap();
+    let s = pool.stats();
+    assert_eq!(
+        (s.created, s.rejected, s.reused, s.out),
+        (2, 1, 0, 1),
+        "{s:?}"
+    );
+}

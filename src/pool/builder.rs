@@ -4,9 +4,11 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use super::lifetime::Lifetimes;
 use super::limit::{Limit, MAX_LIVE};
 use super::slots::{Slot, MAX_FRONT};
 use super::stats::{RareCounts, Stripes};
@@ -44,6 +46,8 @@ pub struct PoolBuilder<T, E = Infallible> {
     name: Option<String>,
     is_valid: Option<Check<T>>,
     has_broken: Option<Check<T>>,
+    max_lifetime: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl<T, E> PoolBuilder<T, E> {
@@ -180,6 +184,63 @@ impl<T, E> PoolBuilder<T, E> {
         self
     }
 
+    /// Objects older than `lifetime` (since the factory made them) are
+    /// dropped instead of being handed out or kept (r2d2's, bb8's and
+    /// HikariCP's `max_lifetime`): checked at checkout and at return, with
+    /// no thread of the pool's own, so an object past it that nobody asks
+    /// for stays idle until a checkout, [`retain`](Pool::retain) or
+    /// [`clear`](Pool::clear) finds it. Counted in
+    /// [`PoolStats::expired`](super::PoolStats::expired); its room is
+    /// freed (waking a waiter). `Duration::ZERO`: every object is used
+    /// once.
+    ///
+    /// As with the validation hooks, the pool then counts its objects
+    /// (cap [`Pool::MAX_LIVE`] unless [`max_live`](Self::max_live) is
+    /// set). Cost: a clock read when an object is made, returned or
+    /// reused (about 20 ns); nothing for a pool without it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::Pool;
+    /// let pool = Pool::builder(|| 0u8)
+    ///     .max_live(2)
+    ///     .max_lifetime(Duration::ZERO) // every object used once
+    ///     .build();
+    /// drop(pool.get()?);
+    /// drop(pool.get()?);
+    /// let s = pool.stats();
+    /// assert_eq!((s.created, s.expired, s.reused), (2, 2, 0));
+    /// # Ok::<(), multiopen::PoolError>(())
+    /// ```
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Idle objects that sat in the pool longer than `timeout` are dropped
+    /// at checkout instead of being handed out (r2d2's and HikariCP's
+    /// `idle_timeout`), counted in
+    /// [`PoolStats::expired`](super::PoolStats::expired), their room freed.
+    /// Checked at checkout only (no thread of its own): use
+    /// [`retain`](Pool::retain) to drop such objects on demand. Counting
+    /// and cost as for [`max_lifetime`](Self::max_lifetime).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiopen::Pool;
+    /// let pool = Pool::builder(|| 0u8)
+    ///     .idle_timeout(Duration::from_millis(1))
+    ///     .build();
+    /// drop(pool.instance());
+    /// std::thread::sleep(Duration::from_millis(2)); // idle past the timeout
+    /// drop(pool.instance()); // the idle one was dropped, a new one made
+    /// assert_eq!((pool.stats().created, pool.stats().expired), (2, 1));
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// The pool's name, for error messages and `Debug` (`pool` unless
     /// set).
     ///
@@ -265,7 +326,10 @@ impl<T, E> PoolBuilder<T, E> {
             // free room); without a cap, the cap is MAX_LIVE.
             limit: match (
                 self.max_live,
-                self.is_valid.is_some() || self.has_broken.is_some(),
+                self.is_valid.is_some()
+                    || self.has_broken.is_some()
+                    || self.max_lifetime.is_some()
+                    || self.idle_timeout.is_some(),
             ) {
                 (0, false) => None,
                 (0, true) => Some(Box::new(Limit::new(MAX_LIVE))),
@@ -273,6 +337,8 @@ impl<T, E> PoolBuilder<T, E> {
             },
             is_valid: self.is_valid,
             has_broken: self.has_broken,
+            lifetimes: (self.max_lifetime.is_some() || self.idle_timeout.is_some())
+                .then(|| Lifetimes::new(self.max_lifetime, self.idle_timeout)),
             name: self.name.unwrap_or_else(|| "pool".to_owned()).into(),
         }
     }
@@ -287,6 +353,8 @@ impl<T, E> fmt::Debug for PoolBuilder<T, E> {
             .field("reset", &self.reset.is_some())
             .field("is_valid", &self.is_valid.is_some())
             .field("has_broken", &self.has_broken.is_some())
+            .field("max_lifetime", &self.max_lifetime)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -308,6 +376,8 @@ impl<T> Pool<T> {
             name: None,
             is_valid: None,
             has_broken: None,
+            max_lifetime: None,
+            idle_timeout: None,
         }
     }
 }
@@ -337,6 +407,8 @@ impl<T, E> Pool<T, E> {
             name: None,
             is_valid: None,
             has_broken: None,
+            max_lifetime: None,
+            idle_timeout: None,
         }
     }
 }

@@ -224,10 +224,11 @@ impl<T, E> Pool<T, E> {
     }
 
     fn get_within(&self, patience: Patience) -> Result<PoolGuard<'_, T, E>, PoolError<E>> {
-        let (object, home) = self.acquire_within(patience)?;
+        let (entry, home) = self.acquire_within(patience)?;
         Ok(PoolGuard {
-            object: ManuallyDrop::new(object),
+            object: ManuallyDrop::new(entry.object),
             home,
+            dies: entry.dies,
             pool: self,
         })
     }
@@ -236,10 +237,11 @@ impl<T, E> Pool<T, E> {
         self: &Arc<Self>,
         patience: Patience,
     ) -> Result<OwnedPoolGuard<T, E>, PoolError<E>> {
-        let (object, home) = self.acquire_within(patience)?;
+        let (entry, home) = self.acquire_within(patience)?;
         Ok(OwnedPoolGuard {
-            object: ManuallyDrop::new(object),
+            object: ManuallyDrop::new(entry.object),
             home,
+            dies: entry.dies,
             pool: Arc::clone(self),
         })
     }

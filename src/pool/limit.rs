@@ -117,7 +117,8 @@ const BARGE_LIMIT: u64 = 1023;
 const BARGE_LIMIT: u64 = 1;
 
 /// How long a waiter waits before it turns the pool to hand-off (see the
-/// module doc).
+/// module doc; under loom a count of sleeps stands in: see `starved`).
+#[cfg_attr(loom, allow(dead_code))]
 pub(super) const STARVING: Duration = Duration::from_millis(1);
 
 fn idle(w: u64) -> u64 {
@@ -381,6 +382,7 @@ impl Limit {
         bump(&self.counts.waited);
         let mut registered = false;
         let mut timed_out = false;
+        let mut slept = 0u32;
         loop {
             // Acquire: pairs with `wake`'s Release bump. Read before the
             // look at the state below (the mutant reads it after, and sleeps
@@ -391,7 +393,7 @@ impl Limit {
             } else {
                 self.seq.load(Ordering::Acquire)
             };
-            let starving = registered && start.elapsed() > STARVING;
+            let starving = registered && starved(start, slept);
             let outcome = self.update(|w| {
                 let mut new = w;
                 if registered {
@@ -477,6 +479,7 @@ impl Limit {
                 seen = self.seq.load(Ordering::Acquire);
             }
             bump(&self.counts.sleeps);
+            slept += 1;
             // `false`: the deadline passed (under loom: at the first sleep).
             if !self.seq.wait_deadline(seen, deadline) {
                 timed_out = true;
@@ -628,6 +631,20 @@ impl Limit {
             closed: w & CLOSED != 0,
         }
     }
+}
+
+/// Has a waiter that started at `start` and slept `slept` times starved?
+/// Past [`STARVING`]; under loom, which must not read the clock (a model
+/// has to replay the same way every time), from its second sleep on, so
+/// the models explore the hand-off too.
+#[cfg(not(loom))]
+fn starved(start: Instant, _slept: u32) -> bool {
+    start.elapsed() > STARVING
+}
+
+#[cfg(loom)]
+fn starved(_start: Instant, slept: u32) -> bool {
+    slept >= 2
 }
 
 /// The word with one waiter fewer (and `HANDOFF` off once none is left).

@@ -2,6 +2,7 @@
 
 use std::mem;
 
+use super::lifetime::Entry;
 use super::slots::NO_HOME;
 use super::stats::bump;
 use super::take::drop_object;
@@ -14,9 +15,9 @@ use crate::unwind;
 /// it still holds back into the pool, so none is lost or miscounted.
 struct Examining<'a, T, E> {
     pool: &'a Pool<T, E>,
-    pending: std::vec::IntoIter<T>,
-    current: Option<T>,
-    kept: Vec<T>,
+    pending: std::vec::IntoIter<Entry<T>>,
+    current: Option<Entry<T>>,
+    kept: Vec<Entry<T>>,
 }
 
 impl<T, E> Drop for Examining<'_, T, E> {
@@ -25,10 +26,10 @@ impl<T, E> Drop for Examining<'_, T, E> {
             .into_iter()
             .chain(self.current.take())
             .chain(mem::take(&mut self.pending));
-        for object in back {
+        for entry in back {
             // Runs while a panicking predicate unwinds too: a panic from an
             // object's `Drop` is then caught (an abort otherwise).
-            unwind::in_cleanup(|| self.pool.put_back(object));
+            unwind::in_cleanup(|| self.pool.put_back(entry));
         }
     }
 }
@@ -71,17 +72,17 @@ impl<T, E> Pool<T, E> {
             kept: Vec::new(),
         };
         let mut dropped = 0;
-        for object in examining.pending.by_ref() {
-            let current = examining.current.insert(object);
-            let kept = keep(current);
-            let Some(object) = examining.current.take() else {
+        for entry in examining.pending.by_ref() {
+            let current = examining.current.insert(entry);
+            let kept = keep(&current.object);
+            let Some(entry) = examining.current.take() else {
                 continue;
             };
             if kept {
-                examining.kept.push(object);
+                examining.kept.push(entry);
             } else {
                 dropped += 1;
-                self.drop_idle(object);
+                self.drop_idle(entry.object);
             }
         }
         dropped
@@ -89,7 +90,7 @@ impl<T, E> Pool<T, E> {
 
     /// Takes every object idle now out of the storage (claiming its idle
     /// token in a capped pool).
-    fn take_all_idle(&self) -> Vec<T> {
+    fn take_all_idle(&self) -> Vec<Entry<T>> {
         let mut idle = Vec::new();
         match &self.limit {
             Some(limit) => {
@@ -98,7 +99,7 @@ impl<T, E> Pool<T, E> {
                 }
             }
             None => {
-                idle.extend(self.front.iter().filter_map(|slot| slot.take()));
+                idle.extend(self.front.iter().filter_map(|slot| slot.take_entry()));
                 // At most the number idle now, so returns cannot keep us
                 // looping.
                 for _ in 0..self.idle.len() {
@@ -127,20 +128,20 @@ impl<T, E> Pool<T, E> {
     /// Puts an object taken from the idle ones back, not counted as a
     /// return (as `prefill` places objects); drops it as cleared if the
     /// pool has filled (or closed, or shrunk) meanwhile.
-    fn put_back(&self, object: T) {
-        let placed = match self.put_in_front(object, NO_HOME, 0) {
+    fn put_back(&self, entry: Entry<T>) {
+        let placed = match self.put_entry_in_front(entry, NO_HOME, 0) {
             Ok(()) => Ok(()),
-            Err(object) => self.idle.push(object),
+            Err(entry) => self.idle.push(entry),
         };
         match (placed, &self.limit) {
             (Ok(()), None) => {}
             (Ok(()), Some(limit)) => {
                 if !limit.give_idle() {
-                    let object = self.pop_counted(NO_HOME);
-                    self.discard(limit, object, &self.rare.cleared);
+                    let entry = self.pop_counted(NO_HOME);
+                    self.discard(limit, entry.object, &self.rare.cleared);
                 }
             }
-            (Err(object), _) => self.drop_idle(object),
+            (Err(entry), _) => self.drop_idle(entry.object),
         }
     }
 }

@@ -201,6 +201,12 @@ pub(super) struct RareCounts {
     pub(super) dropped_closed: AtomicUsize,
     /// Capped pool: objects the validation hook rejected.
     pub(super) rejected: AtomicUsize,
+    /// Objects dropped past their `max_lifetime` or `idle_timeout`.
+    pub(super) expired: AtomicUsize,
+    /// Of the rejected and expired, those dropped at checkout: idle
+    /// objects that were not reused (`reused` subtracts them, as it does
+    /// `cleared`).
+    pub(super) dropped_idle: AtomicUsize,
 }
 
 impl RareCounts {
@@ -216,6 +222,8 @@ impl RareCounts {
             cleared: AtomicUsize::new(0),
             dropped_closed: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
+            expired: AtomicUsize::new(0),
+            dropped_idle: AtomicUsize::new(0),
         }
     }
 }
@@ -281,8 +289,13 @@ pub struct PoolStats {
     /// or over a shrunk cap (and objects [`Pool::instance`] made on a
     /// closed pool, dropped on return).
     pub dropped_closed: usize,
-    /// Capped pool: objects the validation hook rejected.
+    /// Objects a validation hook ([`is_valid`](super::PoolBuilder::is_valid),
+    /// [`has_broken`](super::PoolBuilder::has_broken)) rejected.
     pub rejected: usize,
+    /// Objects dropped at checkout or return because they had lived past
+    /// [`max_lifetime`](super::PoolBuilder::max_lifetime) or sat idle past
+    /// [`idle_timeout`](super::PoolBuilder::idle_timeout).
+    pub expired: usize,
     /// Idle objects in the pool ([`Pool::len`]).
     pub idle: usize,
     /// Objects handed out in guards and not yet back (derived:
@@ -339,6 +352,7 @@ impl fmt::Display for PoolStats {
             (self.cleared, "cleared"),
             (self.dropped_closed, "dropped closed"),
             (self.rejected, "rejected"),
+            (self.expired, "expired"),
             (self.waited, "waited"),
             (self.timed_out, "timed out"),
         ] {
@@ -367,6 +381,7 @@ impl PoolStats {
             + self.cleared
             + self.dropped_closed
             + self.rejected
+            + self.expired
     }
 }
 
@@ -382,7 +397,7 @@ const STATS_ATTEMPTS: usize = 1;
 
 /// The rare-path counters, in the order a forward pass reads them:
 /// retirements before makes (see [`Pool::stats`]).
-const RARE: usize = 10;
+const RARE: usize = 12;
 /// Index of the stripes' sum in a [`Pass`]; the slot words follow it.
 const STRIPES: usize = RARE;
 /// Values in a [`Pass`]: the rare counters, the stripes' sum, and up to
@@ -409,8 +424,10 @@ impl<T, E> Pool<T, E> {
             4 => &rare.cleared,
             5 => &rare.dropped_closed,
             6 => &rare.rejected,
-            7 => &rare.made_for_guard,
-            8 => &rare.made_for_prefill,
+            7 => &rare.expired,
+            8 => &rare.dropped_idle,
+            9 => &rare.made_for_guard,
+            10 => &rare.made_for_prefill,
             _ => &rare.failed,
         }
     }
@@ -539,10 +556,11 @@ impl<T, E> Pool<T, E> {
 /// retirements and clears read in `late`, which can only be larger, so
 /// they err low, never high (see [`Pool::stats`]).
 fn snapshot(early: &Pass, late: &Pass, queue_len: usize) -> PoolStats {
-    let [full_on_prefill, full_on_return, taken, reset_panicked, cleared, dropped_closed, rejected, made_for_guard, made_for_prefill, failed] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|k| early[k]);
-    let late_retired = late[..7].iter().fold(0usize, |sum, &n| sum.wrapping_add(n));
-    let late_cleared = late[4];
+    let [full_on_prefill, full_on_return, taken, reset_panicked, cleared, dropped_closed, rejected, expired, _dropped_idle, made_for_guard, made_for_prefill, failed] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map(|k| early[k]);
+    let late_retired = late[..8].iter().fold(0usize, |sum, &n| sum.wrapping_add(n));
+    // Idle objects dropped without a reuse: cleared, or refused at checkout.
+    let late_cleared = late[4].wrapping_add(late[8]);
     let (mut in_front, mut front_returns) = (0, 0usize);
     for &state in &early[STRIPES + 1..] {
         in_front += state & FULL;
@@ -568,6 +586,7 @@ fn snapshot(early: &Pass, late: &Pass, queue_len: usize) -> PoolStats {
         cleared,
         dropped_closed,
         rejected,
+        expired,
         idle,
         // Made, and neither retired nor idle.
         out: created.saturating_sub(late_retired.saturating_add(idle)),
