@@ -176,7 +176,7 @@ impl<T, E> Pool<T, E> {
     #[inline(never)]
     pub(super) fn instance_capped(&self, limit: &Limit) -> Result<(Entry<T>, usize), E> {
         loop {
-            match self.acquire_capped(limit, Patience::Until(None), true) {
+            match self.acquire_capped(limit, Patience::Forever, true) {
                 Ok(taken) => return Ok(taken),
                 Err(PoolError::Factory { error, .. }) => return Err(error),
                 // Never refused (`closed_ok`, no deadline); were it, ask

@@ -136,7 +136,7 @@ impl<T, E> Pool<T, E> {
     /// # Ok::<(), multiopen::PoolError>(())
     /// ```
     pub fn get(&self) -> Result<PoolGuard<'_, T, E>, PoolError<E>> {
-        self.get_within(Patience::Until(None))
+        self.get_within(Patience::Forever)
     }
 
     /// An object without waiting: [`PoolError::Exhausted`] if none is idle
@@ -160,7 +160,9 @@ impl<T, E> Pool<T, E> {
     /// [`PoolError::TimedOut`] (with how long it waited, and the live
     /// objects and cap then) if none came. `Duration::MAX` (or any timeout
     /// past what `Instant` can hold) waits for ever; a zero timeout is
-    /// [`try_get`](Self::try_get).
+    /// [`try_get`](Self::try_get). A positive timeout that runs out before
+    /// the wait begins (the thread descheduled in between) is `TimedOut`,
+    /// not `Exhausted`: the caller asked to wait.
     ///
     /// ```
     /// use std::time::Duration;
@@ -174,7 +176,7 @@ impl<T, E> Pool<T, E> {
     /// # Ok::<(), PoolError>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<PoolGuard<'_, T, E>, PoolError<E>> {
-        self.get_within(Patience::Until(Instant::now().checked_add(timeout)))
+        self.get_within(Patience::timeout(timeout))
     }
 
     /// [`get`](Self::get), waiting until `deadline` at most; a deadline
@@ -188,7 +190,7 @@ impl<T, E> Pool<T, E> {
     /// assert!(pool.get_deadline(deadline).is_ok());
     /// ```
     pub fn get_deadline(&self, deadline: Instant) -> Result<PoolGuard<'_, T, E>, PoolError<E>> {
-        self.get_within(Patience::Until(Some(deadline)))
+        self.get_within(Patience::deadline(deadline))
     }
 
     /// [`get`](Self::get) with an owned guard (see
@@ -203,7 +205,7 @@ impl<T, E> Pool<T, E> {
     /// # Ok::<(), multiopen::PoolError>(())
     /// ```
     pub fn get_owned(self: &Arc<Self>) -> Result<OwnedPoolGuard<T, E>, PoolError<E>> {
-        self.get_owned_within(Patience::Until(None))
+        self.get_owned_within(Patience::Forever)
     }
 
     /// [`get_timeout`](Self::get_timeout) with an owned guard.
@@ -220,7 +222,7 @@ impl<T, E> Pool<T, E> {
         self: &Arc<Self>,
         timeout: Duration,
     ) -> Result<OwnedPoolGuard<T, E>, PoolError<E>> {
-        self.get_owned_within(Patience::Until(Instant::now().checked_add(timeout)))
+        self.get_owned_within(Patience::timeout(timeout))
     }
 
     fn get_within(&self, patience: Patience) -> Result<PoolGuard<'_, T, E>, PoolError<E>> {

@@ -241,10 +241,40 @@ enum Look {
 /// How long an acquire may wait for a token.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Patience {
-    /// Not at all (`try_get`, a deadline already past).
+    /// Not at all (`try_get`, a zero timeout, a deadline already past when
+    /// the call began).
     Never,
-    /// Until the deadline; `None`: for ever.
-    Until(Option<Instant>),
+    /// For ever.
+    Forever,
+    /// Until `deadline`; the call began at `since` (a deadline that passes
+    /// before the wait starts, the thread preempted, is a time-out, not a
+    /// try: the caller asked to wait).
+    Until { deadline: Instant, since: Instant },
+}
+
+impl Patience {
+    /// At most `timeout` from now: zero is a try, one past what `Instant`
+    /// holds is for ever.
+    pub(super) fn timeout(timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            return Self::Never;
+        }
+        let since = Instant::now();
+        match since.checked_add(timeout) {
+            Some(deadline) => Self::Until { deadline, since },
+            None => Self::Forever,
+        }
+    }
+
+    /// Until `deadline`: one already past is a try.
+    pub(super) fn deadline(deadline: Instant) -> Self {
+        let since = Instant::now();
+        if deadline <= since {
+            Self::Never
+        } else {
+            Self::Until { deadline, since }
+        }
+    }
 }
 
 /// The waiting statistics, counted on the slow path only.
@@ -371,14 +401,11 @@ impl Limit {
     #[cold]
     #[inline(never)]
     fn acquire_slow(&self, patience: Patience, closed_ok: bool) -> Result<Token, Refused> {
-        let deadline = match patience {
+        let (deadline, start) = match patience {
             Patience::Never => return Err(Refused::Exhausted),
-            Patience::Until(Some(deadline)) if deadline <= Instant::now() => {
-                return Err(Refused::Exhausted)
-            }
-            Patience::Until(deadline) => deadline,
+            Patience::Forever => (None, Instant::now()),
+            Patience::Until { deadline, since } => (Some(deadline), since),
         };
-        let start = Instant::now();
         bump(&self.counts.waited);
         let mut registered = false;
         let mut timed_out = false;
@@ -691,6 +718,23 @@ mod tests {
         assert_eq!((barges(w), waiters(w), idle(w)), (1023, MAX_WAITERS, 3));
         assert_eq!(free(w), -(MAX_LIVE as i64));
         assert_eq!(w & (WOKEN | HANDOFF | CLOSED), WOKEN | HANDOFF | CLOSED);
+    }
+
+    #[test]
+    fn patience_of_timeouts_and_deadlines() {
+        assert!(matches!(Patience::timeout(Duration::ZERO), Patience::Never));
+        assert!(matches!(
+            Patience::timeout(Duration::MAX),
+            Patience::Forever
+        ));
+        let past = Instant::now();
+        assert!(matches!(Patience::deadline(past), Patience::Never));
+        match Patience::timeout(Duration::from_secs(1)) {
+            Patience::Until { deadline, since } => {
+                assert_eq!(deadline - since, Duration::from_secs(1));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
