@@ -258,8 +258,9 @@ impl<T, E> Pool<T, E> {
     /// dropped on return. Use `get` to be told the pool is closed.
     ///
     /// Errors: [`PoolError::Closed`] if it was closed already (nothing
-    /// more happens), [`PoolError::Uncapped`] on a pool built without
-    /// [`max_live`](super::PoolBuilder::max_live). Cost: one atomic
+    /// more happens), [`PoolError::Uncapped`] on a plain pool (built
+    /// without [`max_live`](super::PoolBuilder::max_live), a validation
+    /// hook or a lifetime). Cost: one atomic
     /// operation and a futex wake of all waiters, then one drop per idle
     /// object.
     ///
