@@ -58,9 +58,15 @@ impl Drop for Probe {
 type Probes = Arc<Pool<Probe>>;
 
 fn pool(cap: usize) -> (Probes, Arc<Counts>) {
+    pool_with(cap, false)
+}
+
+/// A pool of `cap`; with `broken`, `has_broken` rejects every object a
+/// guard gives back.
+fn pool_with(cap: usize, broken: bool) -> (Probes, Arc<Counts>) {
     let counts = Arc::new(Counts::default());
     let c = Arc::clone(&counts);
-    let pool = Pool::builder(move || {
+    let builder = Pool::builder(move || {
         c.made.fetch_add(1, SeqCst);
         Probe {
             uses: UnsafeCell::new(0),
@@ -68,9 +74,13 @@ fn pool(cap: usize) -> (Probes, Arc<Counts>) {
         }
     })
     .max_size(2)
-    .max_live(cap)
-    .build();
-    (Arc::new(pool), counts)
+    .max_live(cap);
+    let builder = if broken {
+        builder.has_broken(|_| true)
+    } else {
+        builder
+    };
+    (Arc::new(builder.build()), counts)
 }
 
 /// The end-of-model books (see the module doc); every guard is gone.
@@ -190,6 +200,28 @@ fn close_races_waiters_and_returns() {
     });
 }
 
+/// `close` racing a waiter with no return to follow (cap 1, the object
+/// held until both are done): only the close can wake the waiter (a return
+/// to a closed pool frees room and wakes waiters too, since `instance`
+/// still waits for room there), which must leave with Closed or have been
+/// served before. Preemption bound 2.
+#[test]
+fn close_wakes_a_sleeping_waiter() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let held = pool.get().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = thread::spawn(move || match p.get() {
+            Ok(g) => g.touch(),
+            Err(e) => assert!(matches!(e, PoolError::Closed { .. }), "{e}"),
+        });
+        pool.close().unwrap();
+        waiter.join().unwrap();
+        drop(held);
+        check(&pool, &counts);
+    });
+}
+
 /// `resize` growing the cap while a waiter sleeps at it (cap 1, the one
 /// object held throughout): the new room must wake it, whether the waiter
 /// registers before or after the resize. Then the cap shrinks back below
@@ -209,6 +241,25 @@ fn resize_races_acquires() {
         waiter.join().unwrap();
         pool.resize(1).unwrap();
         drop(held);
+        check(&pool, &counts);
+    });
+}
+
+/// A return that `has_broken` rejects, racing a waiter on its way to
+/// sleep (cap 1): the rejected object is dropped and its room must wake
+/// the waiter, which makes a new one (every interleaving).
+#[test]
+fn rejected_object_wakes_a_waiter() {
+    model(None, || {
+        let (pool, counts) = pool_with(1, true);
+        let held = pool.get().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = thread::spawn(move || p.get().unwrap().touch());
+        held.touch();
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(pool.stats().rejected, 2, "both returns rejected");
+        assert_eq!(counts.made.load(SeqCst), 2);
         check(&pool, &counts);
     });
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use multiopen::RunState;
 
-use crate::cli::Options;
+use crate::cli::{pool_cap, Options, POOL_WAIT};
 use crate::invariants::finish;
 use crate::report::Outcome;
 use crate::supervise::supervise;
@@ -67,12 +67,57 @@ impl LockedService {
     }
 }
 
-/// A `Mutex<Vec<_>>` pool, clearing buffers on return.
+/// A `Mutex<Vec<_>>` pool with a cap on live buffers and a `Condvar` to
+/// wait on at the cap (`wait_timeout`, as the multiopen design's
+/// `get_timeout`), clearing buffers on return.
 struct LockedPool {
-    idle: Mutex<Vec<Vec<u8>>>,
-    max_idle: usize,
+    /// The idle buffers, and how many are alive.
+    idle: Mutex<(Vec<Vec<u8>>, usize)>,
+    returned: Condvar,
+    cap: usize,
     created: AtomicU64,
     reused: AtomicU64,
+    waits: AtomicU64,
+    timeouts: AtomicU64,
+    longest_wait_ns: AtomicU64,
+}
+
+impl LockedPool {
+    fn take(&self, job_bytes: usize) -> Vec<u8> {
+        let mut idle = self.idle.lock().unwrap();
+        let mut waited_since = None;
+        let buf = loop {
+            if let Some(buf) = idle.0.pop() {
+                break buf;
+            }
+            if idle.1 < self.cap {
+                idle.1 += 1;
+                self.created.fetch_add(1, Ordering::Relaxed);
+                break Vec::with_capacity(job_bytes);
+            }
+            if waited_since.is_none() {
+                waited_since = Some(Instant::now());
+                self.waits.fetch_add(1, Ordering::Relaxed);
+            }
+            let (guard, waited) = self.returned.wait_timeout(idle, POOL_WAIT).unwrap();
+            idle = guard;
+            if waited.timed_out() {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        drop(idle);
+        if let Some(since) = waited_since {
+            let ns = since.elapsed().as_nanos() as u64;
+            self.longest_wait_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+        buf
+    }
+
+    fn give_back(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        self.idle.lock().unwrap().0.push(buf);
+        self.returned.notify_one();
+    }
 }
 
 /// A cancel flag in a `Mutex`, with a `Condvar` to idle on.
@@ -125,24 +170,14 @@ fn locked_worker(
                 break;
             }
         };
-        let pool = &world.buffers;
-        let mut buf = pool.idle.lock().unwrap().pop().unwrap_or_else(|| {
-            pool.created.fetch_add(1, Ordering::Relaxed);
-            Vec::with_capacity(world.job_bytes)
-        });
+        let mut buf = world.buffers.take(world.job_bytes);
         let checksum = do_job(job, &mut buf, world.job_bytes);
         batch.push((job, checksum));
         if batch.len() == SINK_BATCH {
             sink.send(&mut batch);
         }
         report.checksum = report.checksum.wrapping_add(checksum);
-        buf.clear();
-        {
-            let mut idle = pool.idle.lock().unwrap();
-            if idle.len() < pool.max_idle {
-                idle.push(buf);
-            }
-        }
+        world.buffers.give_back(buf);
         match world.service.close(sink) {
             Ok(true) => report.shutdowns += 1,
             Ok(false) => {}
@@ -189,10 +224,14 @@ pub fn run_baseline(options: &Options, demo: &RunState) -> Outcome {
             tally: Arc::clone(&tally),
         },
         buffers: LockedPool {
-            idle: Mutex::new(Vec::new()),
-            max_idle: options.threads,
+            idle: Mutex::new((Vec::new(), 0)),
+            returned: Condvar::new(),
+            cap: pool_cap(options.threads),
             created: AtomicU64::new(0),
             reused: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            longest_wait_ns: AtomicU64::new(0),
         },
         next_job: AtomicU64::new(0),
         jobs: options.jobs,
@@ -290,4 +329,10 @@ pub fn run_baseline(options: &Options, demo: &RunState) -> Outcome {
         },
     )
     .with_failures(failures)
+    .with_pool_waits(
+        world.buffers.cap,
+        world.buffers.waits.load(Ordering::SeqCst),
+        world.buffers.timeouts.load(Ordering::SeqCst),
+        Duration::from_nanos(world.buffers.longest_wait_ns.load(Ordering::SeqCst)),
+    )
 }

@@ -74,6 +74,16 @@ where
     text.parse().map_err(|e| format!("{flag} {text}: {e}"))
 }
 
+/// The buffer pool's cap: half the workers (at least 1), so that some
+/// workers wait for a buffer.
+pub fn pool_cap(threads: usize) -> usize {
+    (threads / 2).max(1)
+}
+
+/// How long a worker waits for a buffer before it gives up, counts a
+/// time-out, and asks again.
+pub const POOL_WAIT: Duration = Duration::from_micros(200);
+
 /// About 1–1.5 s per design on 2 cores (4–5 M jobs/s).
 pub const DEFAULT_JOBS: u64 = 5_000_000;
 

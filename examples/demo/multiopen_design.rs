@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use multiopen::{CloseOutcome, MultiOpen, Pool, Resource, RunState};
+use multiopen::{CloseOutcome, MultiOpen, Pool, PoolError, PoolGuard, Resource, RunState};
 
-use crate::cli::Options;
+use crate::cli::{pool_cap, Options, POOL_WAIT};
 use crate::invariants::finish;
 use crate::report::Outcome;
 use crate::supervise::{supervise, StopReason};
@@ -51,6 +51,18 @@ struct MultiOpenWorld {
     job_bytes: usize,
 }
 
+/// A buffer. The pool has fewer buffers than there are workers: wait for
+/// one, at most `POOL_WAIT` at a time (a time-out is counted in the pool's
+/// statistics; then ask again).
+fn buffer(pool: &Pool<Vec<u8>>) -> Result<PoolGuard<'_, Vec<u8>>, PoolError> {
+    loop {
+        match pool.get_timeout(POOL_WAIT) {
+            Err(PoolError::TimedOut { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
 fn multiopen_worker(
     world: &MultiOpenWorld,
     rs: &RunState,
@@ -75,7 +87,13 @@ fn multiopen_worker(
                 break;
             }
         };
-        let mut buf = world.buffers.instance();
+        let mut buf = match buffer(&world.buffers) {
+            Ok(buf) => buf,
+            Err(e) => {
+                report.error = Some(format!("buffer: {e}"));
+                break;
+            }
+        };
         if !buf.is_empty() {
             world
                 .service
@@ -129,7 +147,9 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
     let world = Arc::new(MultiOpenWorld {
         service: Arc::clone(&service),
         buffers: Pool::builder(move || Vec::with_capacity(job_bytes))
-            .max_size(options.threads)
+            .name("buffers")
+            .max_size(pool_cap(options.threads))
+            .max_live(pool_cap(options.threads))
             .reset(|buf| buf.clear())
             .build(),
         next_job: AtomicU64::new(0),
@@ -242,11 +262,15 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
             // The pool's books.
             let s = world.buffers.stats();
             let instances = reports.iter().map(|r| r.jobs as usize).sum::<usize>();
+            let status = world.buffers.status();
             if s.out != 0
                 || s.created != s.retired() + s.idle + s.out
                 || s.created + s.reused != instances
                 || s.returned + s.dropped_full != instances
                 || s.idle > options.threads
+                || s.timed_out > s.waited
+                || status.live > pool_cap(options.threads)
+                || status.waiting != 0
             {
                 failures.push(format!(
                     "pool books do not add up ({instances} instances): {s:?}"
@@ -267,4 +291,10 @@ pub fn run_multiopen(options: &Options, demo: &RunState) -> Outcome {
         },
     )
     .with_failures(failures)
+    .with_pool_waits(
+        pool_cap(options.threads),
+        world.buffers.stats().waited as u64,
+        world.buffers.stats().timed_out as u64,
+        world.buffers.stats().wait_longest,
+    )
 }

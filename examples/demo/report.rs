@@ -24,6 +24,14 @@ pub struct Outcome {
     pub shutdowns: usize,
     pub reuse_rate: f64,
     pub buffers_created: u64,
+    /// The buffer pool's cap on live buffers (below the worker count).
+    pub pool_cap: usize,
+    /// Takes that found every buffer out and waited, and waits that gave
+    /// up at their timeout (the worker then asked again).
+    pub pool_waits: u64,
+    pub pool_timeouts: u64,
+    /// The longest single wait for a buffer.
+    pub pool_longest_wait: Duration,
     /// Each worker's run time (from its `RunState` for multiopen, from
     /// `Instant`s for the baseline), sorted.
     pub run_times: Vec<Duration>,
@@ -45,6 +53,21 @@ pub fn spread<T: Copy>(sorted: &[T]) -> Option<(T, T, T)> {
 impl Outcome {
     pub fn with_failures(mut self, failures: Vec<String>) -> Self {
         self.failures = failures;
+        self
+    }
+
+    /// The buffer pool's waiting figures.
+    pub fn with_pool_waits(
+        mut self,
+        cap: usize,
+        waits: u64,
+        timeouts: u64,
+        longest: Duration,
+    ) -> Self {
+        self.pool_cap = cap;
+        self.pool_waits = waits;
+        self.pool_timeouts = timeouts;
+        self.pool_longest_wait = longest;
         self
     }
 }
@@ -87,6 +110,13 @@ pub fn print_table(threads: usize, job_bytes: usize, outcomes: &[Outcome]) {
         format!("{:.4} %", o.reuse_rate * 100.0)
     });
     row("buffers created", &|o| o.buffers_created.to_string());
+    row("buffer cap (live at most)", &|o| o.pool_cap.to_string());
+    row("buffer waits / timeouts", &|o| {
+        format!("{} / {}", o.pool_waits, o.pool_timeouts)
+    });
+    row("longest buffer wait", &|o| {
+        format!("{:.3} ms", o.pool_longest_wait.as_secs_f64() * 1e3)
+    });
     row(
         "worker run time min/med/max ms",
         &|o| match spread(&o.run_times) {

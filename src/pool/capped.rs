@@ -11,17 +11,14 @@
 use std::mem::ManuallyDrop;
 
 use super::error::PoolError;
-use super::limit::{Limit, Patience, Refused, RoomOnUnwind, Token};
+use super::lifetime::Entry;
+use super::limit::{Limit, Patience, Refused, RoomOnUnwind, Token, Verdict};
 use super::slots::{NO_HOME, PUT};
 use super::stats::bump;
-use super::take::drop_object;
+use super::take::{drop_object, CountOnUnwind};
 use super::Pool;
-use crate::sync::{yield_now, AtomicUsize};
+use crate::sync::{mutant, yield_now, AtomicUsize};
 use crate::unwind;
-
-/// A guard's `home` for an object made by [`instance`](Pool::instance) on
-/// a closed capped pool: not counted, dropped when the guard goes.
-pub(super) const UNPOOLED: usize = usize::MAX - 1;
 
 /// Drops a guard's object, counts it and gives its room back if dropped,
 /// that is, if the reset hook it guards panics; the normal path forgets
@@ -46,59 +43,146 @@ impl<T> Drop for DiscardCappedOnUnwind<'_, T> {
 impl<T, E> Pool<T, E> {
     /// An object (and the home slot for its guard) within `patience`, or
     /// why not. Any pool: an uncapped one never waits.
-    pub(super) fn acquire_within(&self, patience: Patience) -> Result<(T, usize), PoolError<E>> {
+    pub(super) fn acquire_within(
+        &self,
+        patience: Patience,
+    ) -> Result<(Entry<T>, usize), PoolError<E>> {
         match &self.limit {
-            None => self.acquire().map_err(|error| PoolError::Factory {
-                name: self.name().to_owned(),
-                error,
-            }),
-            Some(limit) => self.acquire_capped(limit, patience),
+            None => self
+                .acquire()
+                .map(|(object, home)| (Entry::timeless(object), home))
+                .map_err(|error| PoolError::Factory {
+                    name: self.name().to_owned(),
+                    error,
+                }),
+            Some(limit) => self.acquire_capped(limit, patience, false),
         }
     }
 
-    /// `acquire` of a capped pool: a token, then its object.
+    /// `acquire` of a capped pool: a token, then its object (an idle one
+    /// that has not gone stale and passes `is_valid`, or a new one).
+    /// `closed_ok`: see `Limit::acquire`.
     #[inline(never)]
     pub(super) fn acquire_capped(
         &self,
         limit: &Limit,
         patience: Patience,
-    ) -> Result<(T, usize), PoolError<E>> {
+        closed_ok: bool,
+    ) -> Result<(Entry<T>, usize), PoolError<E>> {
         let home = self.home();
-        let token = limit
-            .acquire(patience)
-            .map_err(|refused| self.refusal(limit, refused))?;
-        match token {
-            Token::Idle => Ok((self.pop_counted(home), home)),
-            Token::Room => {
-                // A panicking factory gives the room back as it unwinds.
-                let room = RoomOnUnwind(limit);
-                match self.make(Some(&self.rare.made_for_guard)) {
-                    Ok(object) => {
-                        std::mem::forget(room);
-                        Ok((object, home))
-                    }
-                    Err(error) => {
-                        drop(room); // given back, a waiter woken if due
-                        Err(PoolError::Factory {
-                            name: self.name().to_owned(),
-                            error,
-                        })
+        loop {
+            let token = limit
+                .acquire(patience, closed_ok)
+                .map_err(|refused| self.refusal(limit, refused))?;
+            match token {
+                Token::Idle => {
+                    let entry = self.pop_counted(home);
+                    match self.checked_out(limit, entry) {
+                        Some(entry) => return Ok((entry, home)),
+                        // Expired or rejected: dropped, its room given
+                        // back; take another token (that room, at least,
+                        // is free).
+                        None => continue,
                     }
                 }
+                Token::Room => return self.make_counted(limit, home),
             }
         }
     }
 
-    /// `instance` of a capped pool: waits for ever; on a closed pool, a
-    /// fresh object that is not counted and is dropped on return.
+    /// `entry`, if it has not gone stale (`max_lifetime`, `idle_timeout`)
+    /// and `is_valid` (when set) accepts it; else drops it, counts it
+    /// expired or rejected and gives its room back (also if the hook
+    /// panics, whose panic then goes on to the caller).
+    fn checked_out(&self, limit: &Limit, entry: Entry<T>) -> Option<Entry<T>> {
+        if let Some(lifetimes) = &self.lifetimes {
+            if lifetimes.passed(entry.stale_at) {
+                bump(&self.rare.dropped_idle);
+                self.discard(limit, entry.object, &self.rare.expired);
+                return None;
+            }
+        }
+        let Some(is_valid) = &self.is_valid else {
+            return Some(entry);
+        };
+        let Entry {
+            object,
+            dies,
+            stale_at,
+        } = entry;
+        let mut object = ManuallyDrop::new(object);
+        // If the hook panics, this drops the object, counts it and gives
+        // its room back as the panic goes on to the caller.
+        let idle_dropped = CountOnUnwind(&self.rare.dropped_idle);
+        let discard = DiscardCappedOnUnwind {
+            object: &mut object,
+            count: &self.rare.rejected,
+            limit,
+        };
+        let valid = is_valid(&mut *discard.object);
+        std::mem::forget(discard);
+        std::mem::forget(idle_dropped);
+        // SAFETY: `object` is moved out once, here, and never used again
+        // (the unwind guard, which would drop it, is forgotten).
+        let object = unsafe { ManuallyDrop::take(&mut object) };
+        if valid {
+            return Some(Entry {
+                object,
+                dies,
+                stale_at,
+            });
+        }
+        bump(&self.rare.dropped_idle);
+        self.reject(limit, object);
+        None
+    }
+
+    /// Drops an object a validation hook rejected, counts it, and gives
+    /// its room back (waking a waiter if one is due).
+    fn reject(&self, limit: &Limit, object: T) {
+        // The mutant drops it without giving its room back: a waiter for
+        // that room sleeps for ever.
+        if mutant("pool::cap_reject_keeps_room") {
+            bump(&self.rare.rejected);
+            drop_object(object);
+        } else {
+            self.discard(limit, object, &self.rare.rejected);
+        }
+    }
+
+    /// Runs the factory on a room token: a panic or an error gives the
+    /// room back (and wakes a waiter if one is due).
+    fn make_counted(&self, limit: &Limit, home: usize) -> Result<(Entry<T>, usize), PoolError<E>> {
+        // A panicking factory gives the room back as it unwinds.
+        let room = RoomOnUnwind(limit);
+        match self.make(Some(&self.rare.made_for_guard)) {
+            Ok(object) => {
+                std::mem::forget(room);
+                Ok((self.new_entry(object), home))
+            }
+            Err(error) => {
+                drop(room); // given back, a waiter woken if due
+                Err(PoolError::Factory {
+                    name: self.name().to_owned(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// `instance` of a capped pool: waits for ever, and obeys the cap on a
+    /// closed pool too (it cannot return `Closed`): there it waits for
+    /// room, makes a fresh object, and the object is dropped on return.
     #[inline(never)]
-    pub(super) fn instance_capped(&self, limit: &Limit) -> Result<(T, usize), E> {
-        match self.acquire_capped(limit, Patience::Until(None)) {
-            Ok(taken) => Ok(taken),
-            Err(PoolError::Factory { error, .. }) => Err(error),
-            Err(_closed) => self
-                .make(Some(&self.rare.made_for_guard))
-                .map(|object| (object, UNPOOLED)),
+    pub(super) fn instance_capped(&self, limit: &Limit) -> Result<(Entry<T>, usize), E> {
+        loop {
+            match self.acquire_capped(limit, Patience::Forever, true) {
+                Ok(taken) => return Ok(taken),
+                Err(PoolError::Factory { error, .. }) => return Err(error),
+                // Never refused (`closed_ok`, no deadline); were it, ask
+                // again rather than break the cap.
+                Err(_) => continue,
+            }
         }
     }
 
@@ -124,17 +208,17 @@ impl<T, E> Pool<T, E> {
     /// Pops an object the caller holds an idle token for (or one it put
     /// in uncounted and must take back out): it is in the storage, though
     /// perhaps not where this thread looked first, so look until found.
-    pub(super) fn pop_counted(&self, home: usize) -> T {
+    pub(super) fn pop_counted(&self, home: usize) -> Entry<T> {
         loop {
-            if let Some(object) = self.front.get(home).and_then(|slot| slot.take()) {
-                return object;
+            if let Some(entry) = self.front.get(home).and_then(|slot| slot.take_entry()) {
+                return entry;
             }
-            if let Some(object) = self.idle.pop() {
-                return object;
+            if let Some(entry) = self.idle.pop() {
+                return entry;
             }
             for slot in self.front.iter() {
-                if let Some(object) = slot.take() {
-                    return object;
+                if let Some(entry) = slot.take_entry() {
+                    return entry;
                 }
             }
             // Another token holder took the one we would have found, and
@@ -145,20 +229,35 @@ impl<T, E> Pool<T, E> {
 
     /// Puts `object` into the storage (home slot, queue, other slots),
     /// counting it as returned; hands it back if every place was full.
-    fn store(&self, object: T, home: usize) -> Result<(), T> {
-        let object = match self.front.get(home) {
-            Some(slot) => match slot.put(object, PUT) {
+    fn store(&self, entry: Entry<T>, home: usize) -> Result<(), Entry<T>> {
+        let entry = match self.front.get(home) {
+            Some(slot) => match slot.put_entry(entry, PUT) {
                 Ok(()) => return Ok(()),
-                Err(object) => object,
+                Err(entry) => entry,
             },
-            None => object,
+            None => entry,
         };
-        match self.idle.push(object) {
+        match self.idle.push(entry) {
             Ok(()) => {
                 self.stripes.count();
                 Ok(())
             }
-            Err(object) => self.put_in_front(object, home, PUT),
+            Err(entry) => self.put_entry_in_front(entry, home, PUT),
+        }
+    }
+
+    /// An entry for an object made now: it dies `max_lifetime` from now.
+    fn new_entry(&self, object: T) -> Entry<T> {
+        match &self.lifetimes {
+            None => Entry::timeless(object),
+            Some(lifetimes) => {
+                let dies = lifetimes.dies_if_made_now();
+                Entry {
+                    object,
+                    dies,
+                    stale_at: dies,
+                }
+            }
         }
     }
 
@@ -171,8 +270,10 @@ impl<T, E> Pool<T, E> {
     }
 
     /// A guard's return to a capped pool: dropped at once if the pool will
-    /// not keep it (closed, over a shrunk cap: no reset hook wasted on
-    /// it), else reset, stored and counted idle (waking a waiter if due).
+    /// not keep it (closed, over a shrunk cap, `max_size` idle already, past
+    /// its `max_lifetime`: no hook wasted on it) or `has_broken` says so,
+    /// else reset, stored (with the instant it goes stale) and counted idle
+    /// (waking a waiter if due).
     ///
     /// SAFETY (caller): `object` holds a value and is not used again.
     #[inline(never)]
@@ -181,17 +282,45 @@ impl<T, E> Pool<T, E> {
         limit: &Limit,
         object: &mut ManuallyDrop<T>,
         home: usize,
+        dies: u64,
     ) {
-        if home == UNPOOLED {
-            bump(&self.rare.dropped_closed);
+        let dropped = match limit.verdict(self.max_size) {
+            Verdict::Keep => match &self.lifetimes {
+                Some(lifetimes) if lifetimes.passed(dies) => Some(&self.rare.expired),
+                _ => None,
+            },
+            Verdict::Closed => Some(&self.rare.dropped_closed),
+            Verdict::Full => Some(&self.rare.full_on_return),
+        };
+        if let Some(count) = dropped {
             // SAFETY: the caller gives up `object`; it is moved out once.
-            drop_object(unsafe { ManuallyDrop::take(object) });
-            return;
-        }
-        if !limit.keeps() {
-            // SAFETY: as above.
             let object = unsafe { ManuallyDrop::take(object) };
-            return self.discard(limit, object, &self.rare.dropped_closed);
+            return self.discard(limit, object, count);
+        }
+        if let Some(has_broken) = &self.has_broken {
+            let discard = DiscardCappedOnUnwind {
+                object: &mut *object,
+                count: &self.rare.rejected,
+                limit,
+            };
+            // As for the reset hook below: a panic while unwinding is
+            // caught, and `discard` has then dropped, counted and given back
+            // the object.
+            let broken = match unwind::in_cleanup(|| {
+                let broken = has_broken(&mut *discard.object);
+                (broken, discard)
+            }) {
+                Some((broken, discard)) => {
+                    std::mem::forget(discard);
+                    broken
+                }
+                None => return,
+            };
+            if broken {
+                // SAFETY: as above.
+                let object = unsafe { ManuallyDrop::take(object) };
+                return self.reject(limit, object);
+            }
         }
         if let Some(reset) = &self.reset {
             let discard = DiscardCappedOnUnwind {
@@ -209,18 +338,26 @@ impl<T, E> Pool<T, E> {
                 None => return,
             }
         }
-        // SAFETY: the caller gives up `object`; it is moved out once.
-        let object = unsafe { ManuallyDrop::take(object) };
-        match self.store(object, home) {
+        let stale_at = match &self.lifetimes {
+            Some(lifetimes) => lifetimes.stale_if_idle_now(dies),
+            None => dies,
+        };
+        let entry = Entry {
+            // SAFETY: the caller gives up `object`; it is moved out once.
+            object: unsafe { ManuallyDrop::take(object) },
+            dies,
+            stale_at,
+        };
+        match self.store(entry, home) {
             Ok(()) => {
                 if !limit.give_idle() {
-                    // Closed or shrunk since `keeps`: take one back out
+                    // Closed or shrunk since `verdict`: take one back out
                     // (ours or another uncounted one) and drop it.
-                    let object = self.pop_counted(home);
-                    self.discard(limit, object, &self.rare.cleared);
+                    let entry = self.pop_counted(home);
+                    self.discard(limit, entry.object, &self.rare.cleared);
                 }
             }
-            Err(object) => self.discard(limit, object, &self.rare.full_on_return),
+            Err(entry) => self.discard(limit, entry.object, &self.rare.full_on_return),
         }
     }
 
@@ -229,8 +366,8 @@ impl<T, E> Pool<T, E> {
     pub(super) fn drain(&self, limit: &Limit, over_cap: bool) -> usize {
         let mut dropped = 0;
         while limit.claim_idle(over_cap) {
-            let object = self.pop_counted(NO_HOME);
-            self.discard(limit, object, &self.rare.cleared);
+            let entry = self.pop_counted(NO_HOME);
+            self.discard(limit, entry.object, &self.rare.cleared);
             dropped += 1;
         }
         dropped
@@ -244,24 +381,28 @@ impl<T, E> Pool<T, E> {
             let room = RoomOnUnwind(limit);
             let object = self.make(None)?; // an error drops `room`: given back
             std::mem::forget(room);
-            let placed = match self.put_in_front(object, NO_HOME, 0) {
+            let mut entry = self.new_entry(object);
+            if let Some(lifetimes) = &self.lifetimes {
+                entry.stale_at = lifetimes.stale_if_idle_now(entry.dies);
+            }
+            let placed = match self.put_entry_in_front(entry, NO_HOME, 0) {
                 Ok(()) => Ok(()),
-                Err(object) => self.idle.push(object),
+                Err(entry) => self.idle.push(entry),
             };
             match placed {
                 Ok(()) => {
                     // Counted as made once placed, as in `try_prefill`.
                     bump(&self.rare.made_for_prefill);
                     if !limit.give_idle() {
-                        let object = self.pop_counted(NO_HOME);
-                        self.discard(limit, object, &self.rare.cleared);
+                        let entry = self.pop_counted(NO_HOME);
+                        self.discard(limit, entry.object, &self.rare.cleared);
                         break;
                     }
                     added += 1;
                 }
-                Err(object) => {
+                Err(entry) => {
                     // Dropped before made, as `stats` reads them.
-                    self.discard(limit, object, &self.rare.full_on_prefill);
+                    self.discard(limit, entry.object, &self.rare.full_on_prefill);
                     bump(&self.rare.made_for_prefill);
                     break;
                 }
@@ -274,9 +415,9 @@ impl<T, E> Pool<T, E> {
 impl<T, E> Pool<T, E> {
     /// Counts an object a guard removed for good; in a capped pool its
     /// room is free again (the object lives on, outside the pool).
-    pub(super) fn note_taken(&self, home: usize) {
+    pub(super) fn note_taken(&self) {
         bump(&self.rare.taken);
-        if let (Some(limit), false) = (&self.limit, home == UNPOOLED) {
+        if let Some(limit) = &self.limit {
             limit.give_room();
         }
     }

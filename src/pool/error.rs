@@ -65,7 +65,9 @@ pub enum PoolError<E = std::convert::Infallible> {
         error: E,
     },
     /// [`close`](super::Pool::close) or [`resize`](super::Pool::resize) on
-    /// a pool built without [`max_live`](super::PoolBuilder::max_live):
+    /// a plain pool, built without [`max_live`](super::PoolBuilder::max_live),
+    /// a validation hook or a lifetime (any of those makes the pool count
+    /// its objects):
     /// such a pool keeps no count of its objects (its take and return
     /// paths stay as fast as they are), so it cannot close or change a cap.
     Uncapped {

@@ -27,6 +27,8 @@ pub struct PoolGuard<'a, T, E = Infallible> {
     pub(super) object: ManuallyDrop<T>,
     /// The front slot to try first on return (`NO_HOME`: none).
     pub(super) home: usize,
+    /// When the object dies (`lifetime::NEVER` unless `max_lifetime`).
+    pub(super) dies: u64,
     pub(super) pool: &'a Pool<T, E>,
 }
 
@@ -47,6 +49,7 @@ pub struct OwnedPoolGuard<T, E = Infallible> {
     pub(super) object: ManuallyDrop<T>,
     /// As in [`PoolGuard`].
     pub(super) home: usize,
+    pub(super) dies: u64,
     pub(super) pool: Arc<Pool<T, E>>,
 }
 
@@ -65,7 +68,7 @@ impl<'a, T, E> PoolGuard<'a, T, E> {
         // SAFETY: `this` is never dropped or used again, so the object is
         // moved out exactly once.
         let object = unsafe { ManuallyDrop::take(&mut this.object) };
-        this.pool.note_taken(this.home);
+        this.pool.note_taken();
         object
     }
 
@@ -94,7 +97,7 @@ impl<T, E> OwnedPoolGuard<T, E> {
     /// ```
     pub fn take(self) -> T {
         let mut this = ManuallyDrop::new(self);
-        this.pool.note_taken(this.home);
+        this.pool.note_taken();
         // SAFETY: `this` is never dropped or used again, so the object and
         // the Arc are each moved out exactly once.
         // The object first: dropping the last `Arc` may run other objects'
@@ -168,7 +171,7 @@ impl<T, E> Drop for PoolGuard<'_, T, E> {
     fn drop(&mut self) {
         // SAFETY: the object is given up only here and in `take`, which
         // never lets the guard drop.
-        unsafe { self.pool.release(&mut self.object, self.home) };
+        unsafe { self.pool.release(&mut self.object, self.home, self.dies) };
     }
 }
 
@@ -176,7 +179,7 @@ impl<T, E> Drop for OwnedPoolGuard<T, E> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: as for `PoolGuard`.
-        unsafe { self.pool.release(&mut self.object, self.home) };
+        unsafe { self.pool.release(&mut self.object, self.home, self.dies) };
     }
 }
 

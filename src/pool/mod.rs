@@ -186,7 +186,9 @@ mod capped;
 mod error;
 mod get;
 mod guard;
+mod lifetime;
 mod limit;
+mod retain;
 mod slots;
 mod stats;
 mod take;
@@ -197,7 +199,8 @@ pub use get::PoolStatus;
 pub use guard::{OwnedPoolGuard, PoolGuard};
 pub use stats::PoolStats;
 
-use builder::{Factory, Reset};
+use builder::{Check, Factory, Reset};
+use lifetime::Entry;
 use slots::{Front, FULL, NO_HOME};
 use stats::{bump, RareCounts, Stripes};
 
@@ -245,7 +248,7 @@ pub struct Pool<T, E = Infallible> {
     /// Idle objects in front of the queue: see the layout comment at `Slot`.
     front: Front<T>,
     /// The other idle objects.
-    idle: ObjectQueue<T>,
+    idle: ObjectQueue<Entry<T>>,
     /// At most this many idle objects, front and queue together; 0 for no
     /// limit.
     max_size: usize,
@@ -257,6 +260,12 @@ pub struct Pool<T, E = Infallible> {
     /// values must not abort the process.
     factory: ManuallyDrop<Factory<T, E>>,
     reset: Option<Reset<T>>,
+    /// Validation hooks: read on the counted (capped) paths only.
+    is_valid: Option<Check<T>>,
+    has_broken: Option<Check<T>>,
+    /// `max_lifetime` and `idle_timeout`, if set: read on the counted
+    /// paths only.
+    lifetimes: Option<lifetime::Lifetimes>,
     /// The cap on live objects, if built with one: chosen at build time,
     /// so an uncapped pool's paths test this one plain field and go on.
     limit: Option<Box<limit::Limit>>,
@@ -304,6 +313,12 @@ impl<T> Pool<T> {
     /// An idle object, or a new one from the factory if none is idle (the
     /// Python `cs.resources`'s `instance()`). Dropping the guard puts the
     /// object back, or drops it if the pool is full.
+    ///
+    /// On a [capped](PoolBuilder::max_live) pool it is
+    /// [`get`](Self::get) that cannot fail: it waits for ever at the cap,
+    /// and on a [closed](Self::close) pool it still obeys the cap (waits
+    /// for room, makes a fresh object that is dropped on return) rather
+    /// than report the close; use `get` and its timed forms for errors.
     ///
     /// Cost: one slot take (a compare-and-swap and a store) when an object
     /// is idle in the thread's home slot, else one queue pop, else a look
@@ -417,13 +432,16 @@ impl<T, E> Pool<T, E> {
     /// ```
     #[inline]
     pub fn try_instance(&self) -> Result<PoolGuard<'_, T, E>, E> {
-        let (object, home) = match &self.limit {
-            None => self.acquire()?,
+        let (entry, home) = match &self.limit {
+            None => self
+                .acquire()
+                .map(|(object, home)| (Entry::timeless(object), home))?,
             Some(limit) => self.instance_capped(limit)?,
         };
         Ok(PoolGuard {
-            object: ManuallyDrop::new(object),
+            object: ManuallyDrop::new(entry.object),
             home,
+            dies: entry.dies,
             pool: self,
         })
     }
@@ -439,13 +457,16 @@ impl<T, E> Pool<T, E> {
     /// ```
     #[inline]
     pub fn try_instance_owned(self: &Arc<Self>) -> Result<OwnedPoolGuard<T, E>, E> {
-        let (object, home) = match &self.limit {
-            None => self.acquire()?,
+        let (entry, home) = match &self.limit {
+            None => self
+                .acquire()
+                .map(|(object, home)| (Entry::timeless(object), home))?,
             Some(limit) => self.instance_capped(limit)?,
         };
         Ok(OwnedPoolGuard {
-            object: ManuallyDrop::new(object),
+            object: ManuallyDrop::new(entry.object),
             home,
+            dies: entry.dies,
             pool: Arc::clone(self),
         })
     }
@@ -471,14 +492,14 @@ impl<T, E> Pool<T, E> {
             let object = self.make(None)?;
             let placed = match self.put_in_front(object, NO_HOME, 0) {
                 Ok(()) => Ok(()),
-                Err(object) => self.idle.push(object),
+                Err(object) => self.idle.push(Entry::timeless(object)),
             };
             match placed {
                 Ok(()) => {
                     bump(&self.rare.made_for_prefill);
                     added += 1;
                 }
-                Err(object) => {
+                Err(entry) => {
                     // Returns filled the pool since the room check. The
                     // mutant trusts the check and loses track of the object.
                     // Dropped before made, as `stats` reads them.
@@ -486,7 +507,7 @@ impl<T, E> Pool<T, E> {
                         bump(&self.rare.full_on_prefill);
                     }
                     bump(&self.rare.made_for_prefill);
-                    take::drop_object(object);
+                    take::drop_object(entry.object);
                     break;
                 }
             }
@@ -565,9 +586,9 @@ impl<T, E> Pool<T, E> {
         }
         // At most the number idle now, so returns cannot keep us looping.
         for _ in 0..self.idle.len() {
-            let Some(object) = self.idle.pop() else { break };
+            let Some(entry) = self.idle.pop() else { break };
             bump(&self.rare.cleared);
-            take::drop_object(object);
+            take::drop_object(entry.object);
             dropped += 1;
         }
         dropped
@@ -624,6 +645,10 @@ impl<T, E> Drop for Pool<T, E> {
         }
         let reset = &mut self.reset;
         run(&mut || drop(reset.take()));
+        let is_valid = &mut self.is_valid;
+        run(&mut || drop(is_valid.take()));
+        let has_broken = &mut self.has_broken;
+        run(&mut || drop(has_broken.take()));
         let factory = &mut self.factory;
         // SAFETY: the factory is dropped here once and never used again:
         // this is the pool's `Drop`, and the drop glue skips `ManuallyDrop`.

@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
+use super::lifetime::{Entry, NEVER};
 use super::Pool;
 use crate::sync::{mutant, ordering_unless, thread_index, AtomicUsize, Ordering, UnsafeCell};
 
@@ -54,6 +55,11 @@ pub(super) struct Slot<T> {
     state: AtomicUsize,
     /// Initialised exactly while `FULL` is set (and `BUSY` clear).
     object: UnsafeCell<MaybeUninit<T>>,
+    /// The object's instants (`lifetime::Entry`): written and read only by
+    /// a pool's counted paths (`put_entry`, `take_entry`), under `BUSY` as
+    /// the object is; a plain pool never touches them (they stay `NEVER`),
+    /// so its hot path moves the object alone.
+    stamps: UnsafeCell<(u64, u64)>,
 }
 
 // SAFETY: a slot moves `T` values between threads (so `T: Send`), and only
@@ -67,13 +73,53 @@ impl<T> Slot<T> {
         Self {
             state: AtomicUsize::new(0),
             object: UnsafeCell::new(MaybeUninit::uninit()),
+            stamps: UnsafeCell::new((NEVER, NEVER)),
         }
+    }
+
+    /// [`take`](Self::take) with the object's instants.
+    pub(super) fn take_entry(&self) -> Option<Entry<T>> {
+        let object = self.take_then(|stamps| {
+            // SAFETY: called by `take_then` while this thread holds BUSY,
+            // so no other thread touches the stamps.
+            stamps.with(|stamps| unsafe { *stamps })
+        })?;
+        let (object, (dies, stale_at)) = object;
+        Some(Entry {
+            object,
+            dies,
+            stale_at,
+        })
+    }
+
+    /// [`put`](Self::put) with the object's instants.
+    pub(super) fn put_entry(&self, entry: Entry<T>, count: usize) -> Result<(), Entry<T>> {
+        let Entry {
+            object,
+            dies,
+            stale_at,
+        } = entry;
+        self.put_then(object, count, |stamps| {
+            // SAFETY: called by `put_then` while this thread holds BUSY.
+            stamps.with_mut(|stamps| unsafe { *stamps = (dies, stale_at) });
+        })
+        .map_err(|object| Entry {
+            object,
+            dies,
+            stale_at,
+        })
     }
 
     /// Takes the slot's object, if it holds one and no other thread is at
     /// it; never waits.
     #[inline(always)]
     pub(super) fn take(&self) -> Option<T> {
+        self.take_then(|_| ()).map(|(object, ())| object)
+    }
+
+    /// `take`, also running `also` on the stamps while the slot is ours.
+    #[inline(always)]
+    fn take_then<R>(&self, also: impl FnOnce(&UnsafeCell<(u64, u64)>) -> R) -> Option<(T, R)> {
         // Relaxed: a guess for the CAS, which decides.
         let state = self.state.load(Ordering::Relaxed);
         if state & (FULL | BUSY) != FULL {
@@ -94,13 +140,14 @@ impl<T> Slot<T> {
         let object = self
             .object
             .with(|object| unsafe { std::ptr::read(object).assume_init() });
+        let also = also(&self.stamps);
         // Release: our read happens before the next put's write (its CAS
         // Acquires this store).
         self.state.store(
             state & !FULL,
             ordering_unless("pool::slot_free_relaxed", Ordering::Release),
         );
-        Some(object)
+        Some((object, also))
     }
 
     /// Puts `object` into the slot if it is empty and no other thread is at
@@ -109,6 +156,17 @@ impl<T> Slot<T> {
     /// count is of returns alone, and only ever grows).
     #[inline(always)]
     pub(super) fn put(&self, object: T, count: usize) -> Result<(), T> {
+        self.put_then(object, count, |_| ())
+    }
+
+    /// `put`, also running `also` on the stamps while the slot is ours.
+    #[inline(always)]
+    fn put_then(
+        &self,
+        object: T,
+        count: usize,
+        also: impl FnOnce(&UnsafeCell<(u64, u64)>),
+    ) -> Result<(), T> {
         // Relaxed: a guess for the CAS, which decides.
         let state = self.state.load(Ordering::Relaxed);
         if state & (FULL | BUSY) != 0 {
@@ -136,6 +194,7 @@ impl<T> Slot<T> {
         // holds no object to overwrite.
         self.object
             .with_mut(|slot| unsafe { slot.write(MaybeUninit::new(object)) });
+        also(&self.stamps);
         // Release: publishes the object to the next take's Acquire CAS.
         self.state.store(
             state.wrapping_add(count) | FULL,

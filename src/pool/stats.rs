@@ -201,6 +201,12 @@ pub(super) struct RareCounts {
     pub(super) dropped_closed: AtomicUsize,
     /// Capped pool: objects the validation hook rejected.
     pub(super) rejected: AtomicUsize,
+    /// Objects dropped past their `max_lifetime` or `idle_timeout`.
+    pub(super) expired: AtomicUsize,
+    /// Of the rejected and expired, those dropped at checkout: idle
+    /// objects that were not reused (`reused` subtracts them, as it does
+    /// `cleared`).
+    pub(super) dropped_idle: AtomicUsize,
 }
 
 impl RareCounts {
@@ -216,6 +222,8 @@ impl RareCounts {
             cleared: AtomicUsize::new(0),
             dropped_closed: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
+            expired: AtomicUsize::new(0),
+            dropped_idle: AtomicUsize::new(0),
         }
     }
 }
@@ -281,8 +289,13 @@ pub struct PoolStats {
     /// or over a shrunk cap (and objects [`Pool::instance`] made on a
     /// closed pool, dropped on return).
     pub dropped_closed: usize,
-    /// Capped pool: objects the validation hook rejected.
+    /// Objects a validation hook ([`is_valid`](super::PoolBuilder::is_valid),
+    /// [`has_broken`](super::PoolBuilder::has_broken)) rejected.
     pub rejected: usize,
+    /// Objects dropped at checkout or return because they had lived past
+    /// [`max_lifetime`](super::PoolBuilder::max_lifetime) or sat idle past
+    /// [`idle_timeout`](super::PoolBuilder::idle_timeout).
+    pub expired: usize,
     /// Idle objects in the pool ([`Pool::len`]).
     pub idle: usize,
     /// Objects handed out in guards and not yet back (derived:
@@ -301,7 +314,7 @@ pub struct PoolStats {
     /// more than once; a thread woken finds a barging thread took the
     /// object first, and sleeps again).
     pub sleeps: usize,
-    /// Capped pool: waiters that starved (waited past 1 ms) and turned
+    /// Capped pool: times a waiter that starved (waited past 1 ms) turned
     /// the pool to hand-off (see
     /// [fairness](crate::pool#fairness)).
     pub handoffs: usize,
@@ -339,6 +352,7 @@ impl fmt::Display for PoolStats {
             (self.cleared, "cleared"),
             (self.dropped_closed, "dropped closed"),
             (self.rejected, "rejected"),
+            (self.expired, "expired"),
             (self.waited, "waited"),
             (self.timed_out, "timed out"),
         ] {
@@ -367,6 +381,7 @@ impl PoolStats {
             + self.cleared
             + self.dropped_closed
             + self.rejected
+            + self.expired
     }
 }
 
@@ -382,7 +397,7 @@ const STATS_ATTEMPTS: usize = 1;
 
 /// The rare-path counters, in the order a forward pass reads them:
 /// retirements before makes (see [`Pool::stats`]).
-const RARE: usize = 10;
+const RARE: usize = 12;
 /// Index of the stripes' sum in a [`Pass`]; the slot words follow it.
 const STRIPES: usize = RARE;
 /// Values in a [`Pass`]: the rare counters, the stripes' sum, and up to
@@ -409,8 +424,10 @@ impl<T, E> Pool<T, E> {
             4 => &rare.cleared,
             5 => &rare.dropped_closed,
             6 => &rare.rejected,
-            7 => &rare.made_for_guard,
-            8 => &rare.made_for_prefill,
+            7 => &rare.expired,
+            8 => &rare.dropped_idle,
+            9 => &rare.made_for_guard,
+            10 => &rare.made_for_prefill,
             _ => &rare.failed,
         }
     }
@@ -466,6 +483,13 @@ impl<T, E> Pool<T, E> {
     /// That holds however long the calling thread is descheduled: a
     /// reading that other threads' operations overlap is thrown away.
     ///
+    /// A capped pool's waiting counts (`waited`, `timed_out`,
+    /// `wait_total`, `wait_longest`, `sleeps`, `handoffs`) are reports
+    /// outside these books: read once, after the passes, each is a value it
+    /// had during the call, not necessarily at the moment the passes
+    /// describe (a wait in flight may be counted in `waited` and not yet
+    /// in the others); `timed_out <= waited` always holds.
+    ///
     /// If the counters change in each of 16 attempts (the pool's slow
     /// paths busy throughout), the fallback reports the last attempt's
     /// first pass: each count (`created`, `returned`, `dropped_full`,
@@ -503,18 +527,24 @@ impl<T, E> Pool<T, E> {
 }
 
 impl<T, E> Pool<T, E> {
-    /// `stats` with a capped pool's waiting counts (read once: they are
-    /// reports, outside the books `stats` balances).
+    /// `stats` with a capped pool's waiting counts, read once after the
+    /// passes (see "The error bound" at [`Pool::stats`]): reports outside
+    /// the books the passes balance. `timed_out` is read before `waited`,
+    /// and a wait counts in `waited` when it starts and in `timed_out`
+    /// when it ends, so `timed_out <= waited` in every snapshot.
     fn with_waits(&self, mut stats: PoolStats) -> PoolStats {
         if let Some(limit) = &self.limit {
             let c = &limit.counts;
-            // Relaxed: statistics, each a value it had during the call.
-            stats.waited = c.waited.load(Ordering::Relaxed);
-            stats.timed_out = c.timed_out.load(Ordering::Relaxed);
+            // Acquire: pairs with the Release bump of `timed_out`, so the
+            // `waited` bump its waiter made first is seen by the load of
+            // `waited` below. Relaxed for the rest: each a value it had
+            // during the call.
+            stats.timed_out = c.timed_out.load(Ordering::Acquire);
             stats.wait_total = Duration::from_nanos(c.wait_nanos.load(Ordering::Relaxed));
             stats.wait_longest = Duration::from_nanos(c.longest_nanos.load(Ordering::Relaxed));
             stats.sleeps = c.sleeps.load(Ordering::Relaxed);
             stats.handoffs = c.handoffs.load(Ordering::Relaxed);
+            stats.waited = c.waited.load(Ordering::Relaxed);
         }
         stats
     }
@@ -526,10 +556,11 @@ impl<T, E> Pool<T, E> {
 /// retirements and clears read in `late`, which can only be larger, so
 /// they err low, never high (see [`Pool::stats`]).
 fn snapshot(early: &Pass, late: &Pass, queue_len: usize) -> PoolStats {
-    let [full_on_prefill, full_on_return, taken, reset_panicked, cleared, dropped_closed, rejected, made_for_guard, made_for_prefill, failed] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|k| early[k]);
-    let late_retired = late[..7].iter().fold(0usize, |sum, &n| sum.wrapping_add(n));
-    let late_cleared = late[4];
+    let [full_on_prefill, full_on_return, taken, reset_panicked, cleared, dropped_closed, rejected, expired, _dropped_idle, made_for_guard, made_for_prefill, failed] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map(|k| early[k]);
+    let late_retired = late[..8].iter().fold(0usize, |sum, &n| sum.wrapping_add(n));
+    // Idle objects dropped without a reuse: cleared, or refused at checkout.
+    let late_cleared = late[4].wrapping_add(late[8]);
     let (mut in_front, mut front_returns) = (0, 0usize);
     for &state in &early[STRIPES + 1..] {
         in_front += state & FULL;
@@ -555,6 +586,7 @@ fn snapshot(early: &Pass, late: &Pass, queue_len: usize) -> PoolStats {
         cleared,
         dropped_closed,
         rejected,
+        expired,
         idle,
         // Made, and neither retired nor idle.
         out: created.saturating_sub(late_retired.saturating_add(idle)),

@@ -5,6 +5,7 @@
 
 use std::mem::ManuallyDrop;
 
+use super::lifetime::Entry;
 use super::slots::PUT;
 use super::stats::bump;
 use super::Pool;
@@ -13,7 +14,7 @@ use crate::unwind;
 
 /// Bumps a counter if dropped, that is, if the code it guards panics; the
 /// normal path forgets it.
-struct CountOnUnwind<'a>(&'a AtomicUsize);
+pub(super) struct CountOnUnwind<'a>(pub(super) &'a AtomicUsize);
 
 impl Drop for CountOnUnwind<'_> {
     fn drop(&mut self) {
@@ -51,8 +52,8 @@ impl<T, E> Pool<T, E> {
         if let Some(object) = self.front.get(home).and_then(|slot| slot.take()) {
             return Ok((object, home));
         }
-        if let Some(object) = self.idle.pop() {
-            return Ok((object, home));
+        if let Some(entry) = self.idle.pop() {
+            return Ok((entry.object, home));
         }
         self.take_elsewhere_or_make(home)
             .map(|object| (object, home))
@@ -86,6 +87,25 @@ impl<T, E> Pool<T, E> {
         Err(object)
     }
 
+    /// [`put_in_front`](Self::put_in_front) with the object's instants
+    /// (a pool's counted paths).
+    pub(super) fn put_entry_in_front(
+        &self,
+        mut entry: Entry<T>,
+        skip: usize,
+        count: usize,
+    ) -> Result<(), Entry<T>> {
+        for (index, slot) in self.front.iter().enumerate() {
+            if index != skip {
+                match slot.put_entry(entry, count) {
+                    Ok(()) => return Ok(()),
+                    Err(back) => entry = back,
+                }
+            }
+        }
+        Err(entry)
+    }
+
     /// `release` when the home slot and the queue were full: the other
     /// front slots, or drop it.
     #[inline(never)]
@@ -100,12 +120,16 @@ impl<T, E> Pool<T, E> {
     /// full. The reset hook runs on the object where it lies, and the
     /// object moves once, into its place.
     ///
+    /// `dies`: when the object dies (see `lifetime.rs`), carried by the
+    /// guard.
+    ///
     /// SAFETY (caller): `object` holds a value and is not used again.
     #[inline]
-    pub(super) unsafe fn release(&self, object: &mut ManuallyDrop<T>, home: usize) {
+    pub(super) unsafe fn release(&self, object: &mut ManuallyDrop<T>, home: usize, dies: u64) {
+        // `dies` matters to a counted pool only; a plain one has none.
         if let Some(limit) = &self.limit {
             // SAFETY: passed on from our caller.
-            return unsafe { self.release_capped(limit, object, home) };
+            return unsafe { self.release_capped(limit, object, home, dies) };
         }
         if let Some(reset) = &self.reset {
             // If the hook panics, this drops the object and counts it.
@@ -134,9 +158,9 @@ impl<T, E> Pool<T, E> {
             },
             None => object,
         };
-        match self.idle.push(object) {
+        match self.idle.push(Entry::timeless(object)) {
             Ok(()) => self.stripes.count(),
-            Err(object) => self.put_elsewhere_or_drop(object, home),
+            Err(entry) => self.put_elsewhere_or_drop(entry.object, home),
         }
     }
 
