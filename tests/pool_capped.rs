@@ -661,6 +661,12 @@ fn a_panicking_retain_predicate_puts_every_object_back() {
     assert_eq!((pool.status().live, live.load(SeqCst)), (0, 0));
 }
 
+/// The lifetime and idle timeout of the two tests below: long enough that
+/// an object is still young between two steps of a test on a loaded
+/// machine or under Miri (20 ms was not); and a sleep past it.
+const LIFETIME: Duration = Duration::from_millis(300);
+const PAST_LIFETIME: Duration = Duration::from_millis(320);
+
 #[test]
 fn max_lifetime_drops_old_objects_at_checkout_and_return() {
     let (pool, live) = {
@@ -673,18 +679,18 @@ fn max_lifetime_drops_old_objects_at_checkout_and_return() {
             }
         })
         .max_live(2)
-        .max_lifetime(Duration::from_millis(20))
+        .max_lifetime(LIFETIME)
         .build();
         (Arc::new(pool), live)
     };
     drop(pool.get().unwrap()); // young: kept
     assert_eq!((pool.len(), pool.stats().expired), (1, 0));
     let old = pool.get().unwrap(); // reused, still young
-    std::thread::sleep(Duration::from_millis(25)); // now past its lifetime
+    std::thread::sleep(PAST_LIFETIME); // now past its lifetime
     drop(old); // dropped on return
     assert_eq!((pool.len(), pool.stats().expired), (0, 1));
     drop(pool.get().unwrap()); // a new one, kept
-    std::thread::sleep(Duration::from_millis(25));
+    std::thread::sleep(PAST_LIFETIME);
     let fresh = pool.get().unwrap(); // the idle one is too old: a new one
     let s = pool.stats();
     assert_eq!((s.created, s.expired, s.reused), (3, 2, 1), "{s:?}");
@@ -697,12 +703,12 @@ fn max_lifetime_drops_old_objects_at_checkout_and_return() {
 fn idle_timeout_drops_objects_idle_too_long() {
     let pool = Pool::builder(|| 0u8)
         .max_live(1)
-        .idle_timeout(Duration::from_millis(20))
+        .idle_timeout(LIFETIME)
         .build();
     drop(pool.get().unwrap());
     assert!(pool.get().is_ok(), "idle briefly: reused");
     assert_eq!(pool.stats().reused, 1);
-    std::thread::sleep(Duration::from_millis(25));
+    std::thread::sleep(PAST_LIFETIME);
     let g = pool.try_get().unwrap(); // the stale one is dropped, its room reused
     drop(g);
     let s = pool.stats();
