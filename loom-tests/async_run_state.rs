@@ -62,8 +62,12 @@ fn bounded() -> loom::model::Builder {
 
 /// A future's first poll races a cancel: if it was pending, the cancel woke
 /// it exactly once and it is ready now; nothing stays registered.
+/// Only a future waits, so the cancel sees `ASYNC_WAITERS` alone: it must
+/// wake the registry by that bit, not by the threads' `WAITERS`.
 /// Mutants: `run_state::async_check_then_register` (looks before publishing
-/// its registration), `run_state::wake_skips_wakers`.
+/// its registration), `run_state::wake_skips_wakers`,
+/// `run_state::wake_by_thread_bit` (the registry woken only when a thread
+/// sleeps too), `run_state::wake_no_fence`.
 #[test]
 fn registration_races_cancel() {
     loom::model(|| {
@@ -147,8 +151,9 @@ fn pending_future_dropped_while_stop_wakes() {
 
 /// A thread blocked in `wait_cancelled` and a future on the same state:
 /// one cancel wakes both (the thread returns, the future is woken once).
-/// Mutant: `run_state::wake_skips_wakers` (and `run_state::cancel_no_wake`
-/// strands both).
+/// The cancel sees both bits, `WAITERS` and `ASYNC_WAITERS`: it wakes the
+/// futex and the registry. Mutant: `run_state::wake_skips_wakers` (and
+/// `run_state::cancel_no_wake` strands both).
 #[test]
 fn sync_and_async_waiters_both_woken() {
     bounded().check(|| {

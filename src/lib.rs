@@ -50,8 +50,8 @@ pub use error::{
 pub use error::{CallbackPanicked, Cancelled, RunStateError, WaitTimedOut};
 #[cfg(not(all(doctest, loom_build)))]
 pub use multi_open::{
-    CloseOptions, CloseOutcome, DynFnResource, FnMultiOpen, FnResource, MultiOpen, MultiOpenState,
-    OpenGuard, Openable, OwnedOpenGuard, Phase, Resource, Wrapped,
+    CloseOptions, CloseOutcome, DynFnResource, FnMultiOpen, FnResource, JoinFuture, MultiOpen,
+    MultiOpenState, OpenGuard, Openable, OwnedOpenGuard, Phase, Resource, Wrapped,
 };
 #[cfg(not(all(doctest, loom_build)))]
 pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolError, PoolGuard, PoolStats, PoolStatus};

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use super::close::Caller;
 use super::deadline::{Deadline, Wait};
 use super::resource::Resource;
-use super::state::{EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK, SEALED};
+use super::state::{
+    ANY_JOIN_WAITERS, ASYNC_JOIN_WAITERS, EVER_OPENED, IDLE, JOIN_WAITERS, PHASE_MASK, SEALED,
+    SEQUENCE_ONE,
+};
 use super::MultiOpen;
 use crate::error::{FinaliseError, JoinError};
 use crate::sync::{is_busy, mutant, ordering_unless, Ordering};
@@ -18,7 +21,8 @@ impl<R: Resource> MultiOpen<R> {
     /// [`finalise`](Self::finalise) call). Sleeps on a futex, with no
     /// timeout: [`try_join`](Self::try_join),
     /// [`join_timeout`](Self::join_timeout) and
-    /// [`join_deadline`](Self::join_deadline) bound the wait.
+    /// [`join_deadline`](Self::join_deadline) bound the wait;
+    /// [`join_async`](Self::join_async) awaits it from async code.
     ///
     /// On a [sealed](Self::seal) object that never opened and is not
     /// starting, returns `Ok` at once: no cycle can come to wait for.
@@ -131,21 +135,9 @@ impl<R: Resource> MultiOpen<R> {
         let mut deadline = Deadline::new(wait);
         // A timed sleep ran out (the OS says so; under loom, at once).
         let mut timed_out = false;
-        // Acquire: pairs with the Release that set EVER_OPENED, which the
-        // starter made after counting its cycle, so `cycles` below is at
-        // least that cycle.
-        let state = self.state.load(Ordering::Acquire);
-        if state & EVER_OPENED == 0 {
-            // Sealed and idle, never opened: no cycle ran and none can
-            // start (an open would be refused), so nothing to wait for.
-            if state & (SEALED | PHASE_MASK) == SEALED | IDLE {
-                return Ok(());
-            }
-            return Err(JoinError::NeverOpened(self.never_opened_error()));
-        }
-        // Relaxed: ordered after the Acquire above; a later cycle seen here
-        // is fine too (it is the current one).
-        let target = self.cycles.load(Ordering::Relaxed);
+        let Some(target) = self.join_target()? else {
+            return Ok(());
+        };
         // Acquire: pairs with the finaliser's Release bump of the word (see
         // the protocol in `state.rs`).
         let mut word = self.finalised.load(Ordering::Acquire);
@@ -212,6 +204,27 @@ impl<R: Resource> MultiOpen<R> {
             // Acquire: as above.
             word = self.finalised.load(Ordering::Acquire);
         }
+    }
+
+    /// Where every form of join (the future too) begins: the cycle to wait
+    /// for (`Some`), `None` if there is nothing to wait for (sealed and idle,
+    /// never opened), or `NeverOpened`.
+    pub(super) fn join_target(&self) -> Result<Option<u64>, JoinError> {
+        // Acquire: pairs with the Release that set EVER_OPENED, which the
+        // starter made after counting its cycle, so `cycles` below is at
+        // least that cycle.
+        let state = self.state.load(Ordering::Acquire);
+        if state & EVER_OPENED == 0 {
+            // Sealed and idle, never opened: no cycle ran and none can
+            // start (an open would be refused), so nothing to wait for.
+            if state & (SEALED | PHASE_MASK) == SEALED | IDLE {
+                return Ok(None);
+            }
+            return Err(JoinError::NeverOpened(self.never_opened_error()));
+        }
+        // Relaxed: ordered after the Acquire above; a later cycle seen here
+        // is fine too (it is the current one).
+        Ok(Some(self.cycles.load(Ordering::Relaxed)))
     }
 
     /// Finalises every cycle that has shut down and is not yet finalised,
@@ -286,8 +299,9 @@ impl<R: Resource> MultiOpen<R> {
                 Err(now) => done = now,
             }
         }
-        // The wake signal: bump SEQUENCE and clear JOIN_WAITERS in one RMW.
-        let bump = |word: u32| (word & !JOIN_WAITERS).wrapping_add(2);
+        // The wake signal: bump SEQUENCE and clear both waiter bits in one
+        // RMW.
+        let bump = |word: u32| (word & !ANY_JOIN_WAITERS).wrapping_add(SEQUENCE_ONE);
         let prev = if mutant("multi_open::finalise_check_then_act") {
             // The bug: a load and a store, which can overwrite a joiner's
             // announce made in between (and then not wake it).
@@ -314,6 +328,9 @@ impl<R: Resource> MultiOpen<R> {
         if prev & JOIN_WAITERS != 0 && !mutant("multi_open::finalise_no_wake") {
             self.finalised.wake_all();
         }
+        if prev & ASYNC_JOIN_WAITERS != 0 && !mutant("multi_open::finalise_skips_join_wakers") {
+            self.wake_join_futures();
+        }
         true
     }
 }
@@ -323,7 +340,7 @@ mod tests {
     use std::sync::{mpsc, Arc};
     use std::time::Duration;
 
-    use super::super::state::JOIN_WAITERS;
+    use super::super::state::{ANY_JOIN_WAITERS, JOIN_WAITERS};
     use crate::sync::Ordering::SeqCst;
     use crate::MultiOpen;
 
@@ -353,7 +370,7 @@ mod tests {
         // As the code before this test had it (the count mod 2^31 in the
         // word); now only a wake signal.
         mo.finalised
-            .store(((finalised as u32) << 1) & !JOIN_WAITERS, SeqCst);
+            .store(((finalised as u32) << 2) & !ANY_JOIN_WAITERS, SeqCst);
     }
 
     /// A joiner reads its target cycle `t`, is descheduled, and 2^30 cycles

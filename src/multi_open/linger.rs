@@ -64,7 +64,9 @@ use std::time::{Duration, Instant};
 
 use super::close::{Caller, CloseOutcome};
 use super::resource::Resource;
-use super::state::{COUNT_MASK, JOIN_WAITERS, LINGERING, OPEN, PHASE_MASK, SEALED, SHUTTING_DOWN};
+use super::state::{
+    ANY_JOIN_WAITERS, COUNT_MASK, LINGERING, OPEN, PHASE_MASK, SEALED, SHUTTING_DOWN,
+};
 use super::MultiOpen;
 use crate::error::{CloseError, CloseHow, CloseSite};
 use crate::sync::{mutant, AtomicU32, AtomicU64, Mutex, Ordering};
@@ -288,7 +290,7 @@ impl<R: Resource> MultiOpen<R> {
         // Relaxed: our CAS above read (Acquire) any joiner's RMW that came
         // before it, after that joiner's announce; a later joiner sees
         // LINGERING itself.
-        if self.finalised.load(Ordering::Relaxed) & JOIN_WAITERS != 0
+        if self.finalised.load(Ordering::Relaxed) & ANY_JOIN_WAITERS != 0
             && !mutant("multi_open::linger_close_ignores_joiners")
         {
             if let Some(result) = self.end_linger(caller) {

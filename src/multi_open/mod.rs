@@ -59,6 +59,7 @@
 
 mod close;
 mod deadline;
+mod futures;
 mod guard;
 mod join;
 mod linger;
@@ -68,6 +69,7 @@ mod seal;
 mod state;
 
 pub use close::{CloseOptions, CloseOutcome};
+pub use futures::JoinFuture;
 pub use guard::{OpenGuard, OwnedOpenGuard};
 pub use resource::{DynFnResource, FnResource, Openable, Resource, Wrapped};
 pub use state::{MultiOpenState, Phase};
@@ -84,7 +86,8 @@ use self::state::{COUNT_LIMIT, EVER_OPENED, IDLE, OPEN, PHASE_MASK};
 use crate::error::OpenError;
 use crate::error::{BoxError, CloseHow, CloseSite, ClosedError, NeverOpenedError};
 use crate::sync::{
-    ordering_unless, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Futex, Ordering, UnsafeCell,
+    ordering_unless, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Futex, LazyWakers, Ordering,
+    UnsafeCell,
 };
 use crate::unwind;
 
@@ -163,6 +166,9 @@ pub struct MultiOpen<R: Resource> {
     handle: UnsafeCell<Option<R::Handle>>,
     /// The join wake word: see its layout at the top of `state.rs`.
     finalised: Futex,
+    /// The wakers of join futures (`futures.rs`), allocated on the first
+    /// one that waits: woken by the finalise, behind `ASYNC_JOIN_WAITERS`.
+    join_wakers: LazyWakers,
     /// Cycles finalised: never decreases. 64 bits, compared exactly: see
     /// "Counters that never wrap" in `state.rs`.
     finalised_cycles: AtomicU64,
@@ -345,6 +351,7 @@ impl<R: Resource> MultiOpen<R> {
             state: CachePadded::new(Futex::new(IDLE)),
             handle: UnsafeCell::new(None),
             finalised: Futex::new(0),
+            join_wakers: LazyWakers::new(),
             finalised_cycles: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             shutdowns: AtomicU64::new(0),

@@ -76,15 +76,29 @@ pub(super) const WAITERS: u32 = 1 << 31;
 // ---------------------------------------------------------------------------
 // The join wake word (`MultiOpen::finalised`, a futex word)
 //
-//   bits 31 .. 1: SEQUENCE, bumped by every finalise (wraps: a signal only)
+//   bits 31 .. 2: SEQUENCE, bumped by every finalise (wraps: a signal only)
+//   bit 1:        ASYNC_JOIN_WAITERS, some join future's waker is (or is
+//                 about to be) registered in `MultiOpen::join_wakers`
 //   bit 0:        JOIN_WAITERS, some joiner sleeps on this word
 //
 // Which cycles are finalised is `finalised_cycles`, a 64-bit count; this
 // word only wakes joiners. A joiner reads the word (Acquire), then the
 // count, then announces itself (JOIN_WAITERS, a CAS from the value it read)
 // and sleeps on the word; a finaliser raises the count (Release), then
-// bumps SEQUENCE and clears JOIN_WAITERS in one Release RMW and wakes if the
-// bit was set. Every write to the word is an RMW, so if that bump came
+// bumps SEQUENCE and clears both waiter bits in one Release RMW and wakes
+// the futex if JOIN_WAITERS was set, the join futures' registry if
+// ASYNC_JOIN_WAITERS was (so a finalise that only futures await makes no
+// futex syscall, and one that only threads await takes no lock).
+//
+// A join future (`futures.rs`) follows the registry's protocol
+// (`sync/wakers.rs`): it registers its waker, then sets ASYNC_JOIN_WAITERS
+// with an AcqRel RMW, then reads the count (Acquire). If its RMW comes
+// before the finaliser's bump, the bump reads the bit and wakes the
+// registry (after the registration); if after, the RMW reads the bump
+// (Release, made after the count's raise), so the count read sees the
+// raise. The bit is cleared only by a finalise; a future dropped while
+// pending leaves it set until then (at worst one needless wake, and a
+// lingering object's last close ends the linger as for a joiner). Every write to the word is an RMW, so if that bump came
 // before the joiner's read, the read sees the count; if between the read
 // and the announce, the announce fails and the joiner reads again; if
 // after, the bump sees the bit and wakes.
@@ -95,10 +109,10 @@ pub(super) const WAITERS: u32 = 1 << 31;
 //   or finaliser descheduled across any number of cycles still compares
 //   right (the 31-bit cycle numbers before could not: at 2^30 cycles apart
 //   a joiner slept forever and a finaliser moved the count backwards).
-// - SEQUENCE wraps after 2^31 finalises, harmlessly: joiners never compare
+// - SEQUENCE wraps after 2^30 finalises, harmlessly: joiners never compare
 //   it to anything but the value they sleep on. The one effect would be the
 //   futex's own ABA: a joiner whose re-read of the count and futex sleep
-//   are separated by exactly k * 2^31 finalises with JOIN_WAITERS set again
+//   are separated by exactly k * 2^30 finalises with JOIN_WAITERS set again
 //   at the end would sleep until the next finalise. (Every 32-bit futex has
 //   this window, a few instructions wide.)
 // - COUNT (the state word): an opener past COUNT_LIMIT takes its increment
@@ -114,6 +128,13 @@ pub(super) const WAITERS: u32 = 1 << 31;
 
 /// Some joiner sleeps on the join wake word.
 pub(super) const JOIN_WAITERS: u32 = 1;
+/// Some join future's waker is registered (or being registered).
+pub(super) const ASYNC_JOIN_WAITERS: u32 = 1 << 1;
+/// Either kind of joiner: a finalise clears both; a lingering close that
+/// sees either ends the linger.
+pub(super) const ANY_JOIN_WAITERS: u32 = JOIN_WAITERS | ASYNC_JOIN_WAITERS;
+/// One finalise's bump of SEQUENCE (bits 2..=31).
+pub(super) const SEQUENCE_ONE: u32 = 1 << 2;
 /// The snapshot's cycle number is kept mod 2^31 ([`MultiOpenState::cycle`]).
 pub(super) const CYCLE_MASK: u64 = (u32::MAX >> 1) as u64;
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, PoisonError};
 
 use super::error::CallbackPanicked;
 use super::state::{
-    CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN, TIMING, WAITERS,
+    ANY_WAITERS, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN, TIMING,
 };
 use super::{RunEvent, RunState};
 use crate::sync::{mutant, ordering_unless, MutexGuard, Ordering};
@@ -247,10 +247,11 @@ impl RunState {
             let mut reasons = self.lock_reasons();
             let mut s = claimed;
             let prev = loop {
-                // Release: as `cancel`. Clearing WAITERS: we wake below.
+                // Release: as `cancel`. Clearing the waiter bits: we wake
+                // below.
                 match self.state.compare_exchange_weak(
                     s,
-                    (s | CANCELLED) & !(TIMING | WAITERS),
+                    (s | CANCELLED) & !(TIMING | ANY_WAITERS),
                     Ordering::Release,
                     Ordering::Relaxed,
                 ) {
@@ -265,9 +266,7 @@ impl RunState {
         };
         // Those who slept on the word while we held TIMING (and, as in
         // `after_cancel`, any sleeper a cancel must release).
-        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-            self.wake_all_waiters();
-        }
+        self.wake_waiters(prev, "run_state::cancel_no_wake");
         if prev & CANCELLED != 0 {
             return Ok(());
         }
@@ -280,12 +279,11 @@ impl RunState {
     /// What follows setting `CANCELLED` over word `prev` (which did not have
     /// it): the wake, the children, the callbacks.
     fn after_cancel(&self, prev: u32) -> Result<(), CallbackPanicked> {
-        // Every sleeper set WAITERS before sleeping and sleeps only while
-        // the word is unchanged: our RMW changed it, so a sleeper that has
-        // not slept yet will not, and those asleep are woken here.
-        if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-            self.wake_all_waiters();
-        }
+        // Every sleeper set WAITERS (every waiting future ASYNC_WAITERS,
+        // after registering) before sleeping and sleeps only while the word
+        // is unchanged: our RMW changed it, so a sleeper that has not slept
+        // yet will not, and those asleep are woken here.
+        self.wake_waiters(prev, "run_state::cancel_no_wake");
         if prev & HAS_CHILDREN != 0 {
             self.cancel_children();
         }
@@ -329,9 +327,7 @@ impl RunState {
                 // (or is cancelling) its children.
                 continue;
             }
-            if prev & WAITERS != 0 && !mutant("run_state::cancel_no_wake") {
-                child.wake_all_waiters();
-            }
+            child.wake_waiters(prev, "run_state::cancel_no_wake");
             if prev & HAS_CHILDREN != 0 {
                 child.mark_children(reason.is_some(), &mut work);
             }

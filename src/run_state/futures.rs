@@ -6,12 +6,14 @@
 //! A future looks at the state word first (one Acquire load: a state
 //! already cancelled costs that and a return). Only if it must wait does it
 //! register its waker in the state's waker list (`sync/wakers.rs`, allocated
-//! on the first registration) and set `WAITERS` in the word with an RMW whose
-//! result it checks again: the protocol of that file, so a cancel, a stop or
-//! a start racing the registration is never missed. A transition that saw
-//! `WAITERS` wakes the futex sleepers and the registered wakers together
-//! ([`wake_all_waiters`](RunState::wake_all_waiters)); a transition nobody
-//! waits for is unchanged. A future dropped while pending removes its waker.
+//! on the first registration) and set `ASYNC_WAITERS` in the word with an
+//! RMW whose result it checks again: the protocol of that file, so a cancel,
+//! a stop or a start racing the registration is never missed. A transition
+//! wakes the futex sleepers if its RMW saw `WAITERS` and the registered
+//! wakers if it saw `ASYNC_WAITERS` ([`wake_waiters`](RunState::wake_waiters)):
+//! a cancel that only futures await makes no futex syscall, one that only
+//! threads await takes no lock, and a transition nobody waits for is
+//! unchanged. A future dropped while pending removes its waker.
 //!
 //! [`wait_cancelled_async`]: RunState::wait_cancelled_async
 //! [`wait_stopped_async`]: RunState::wait_stopped_async
@@ -24,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::cancel::CancelReason;
 use super::error::Cancelled;
-use super::state::{ANY_CANCEL, EPOCH_MASK, RUNNING, STARTED, WAITERS};
+use super::state::{ANY_CANCEL, ANY_WAITERS, ASYNC_WAITERS, EPOCH_MASK, RUNNING, STARTED, WAITERS};
 use super::{RunPhase, RunState};
 use crate::sync::{fence, mutant, Ordering, WakerKey};
 
@@ -133,20 +135,45 @@ impl RunState {
         }
     }
 
-    /// The wake of a transition whose RMW replaced a word with `WAITERS`:
-    /// the threads asleep on the futex, then the futures' wakers. Every
-    /// place that wakes the state word's sleepers calls this.
+    /// The wake of a transition whose RMW replaced word `prev`: the
+    /// threads asleep on the futex if `prev` shows `WAITERS`, the futures'
+    /// wakers if it shows `ASYNC_WAITERS`, nothing (and no call) if neither.
+    /// Every place that wakes the state word's waiters calls this, with the
+    /// mutant that skips its wake (`no_wake`).
+    #[inline]
+    pub(super) fn wake_waiters(&self, prev: u32, no_wake: &str) {
+        if prev & ANY_WAITERS != 0 && !mutant(no_wake) {
+            self.wake_waiters_slow(prev);
+        }
+    }
+
     #[cold]
     #[inline(never)]
-    pub(super) fn wake_all_waiters(&self) {
-        self.state.wake_all();
-        if mutant("run_state::wake_skips_wakers") {
+    fn wake_waiters_slow(&self, prev: u32) {
+        // The bug of `futex_wake_by_async_bit`: the futex woken by the
+        // futures' bit.
+        let threads = if mutant("run_state::futex_wake_by_async_bit") {
+            prev & ASYNC_WAITERS != 0
+        } else {
+            prev & WAITERS != 0
+        };
+        if threads {
+            self.state.wake_all();
+        }
+        // The bug of `wake_by_thread_bit`: the registry woken only when a
+        // thread sleeps too (the bits shared, as before they were split).
+        let futures = if mutant("run_state::wake_by_thread_bit") {
+            prev & WAITERS != 0
+        } else {
+            prev & ASYNC_WAITERS != 0
+        };
+        if !futures || mutant("run_state::wake_skips_wakers") {
             return;
         }
-        // Acquire fence: our caller's RMW read a word whose `WAITERS` came
-        // from (or follows, in the release sequence of) a future's Release
-        // RMW made after it allocated the list; this makes the pointer
-        // visible (see `sync/wakers.rs`).
+        // Acquire fence: our caller's RMW read a word whose `ASYNC_WAITERS`
+        // came from (or follows, in the release sequence of) a future's
+        // Release RMW made after it allocated the list; this makes the
+        // pointer visible (see `sync/wakers.rs`).
         if !mutant("run_state::wake_no_fence") {
             fence(Ordering::Acquire);
         }
@@ -156,7 +183,7 @@ impl RunState {
     }
 
     /// The slow path of a poll: registers `waker` under `key`, then (for a
-    /// new registration) sets `WAITERS` with an RMW and checks `done` on the
+    /// new registration) sets `ASYNC_WAITERS` with an RMW and checks `done` on the
     /// word it read. `Ready(word)` if `done` holds (the registration
     /// removed), else `Pending` with the waker registered.
     fn poll_registered(
@@ -171,7 +198,7 @@ impl RunState {
             // after, with no look after it: a transition in between finds
             // the bit and an empty list.
             // AcqRel: as below.
-            let s = self.state.fetch_or(WAITERS, Ordering::AcqRel);
+            let s = self.state.fetch_or(ASYNC_WAITERS, Ordering::AcqRel);
             if done(s) {
                 list.deregister(key);
                 return Poll::Ready(s);
@@ -185,7 +212,7 @@ impl RunState {
             // load, so the caller sees what the transition published. An
             // RMW, not a load: it reads the latest word, after our
             // registration was published.
-            self.state.fetch_or(WAITERS, Ordering::AcqRel)
+            self.state.fetch_or(ASYNC_WAITERS, Ordering::AcqRel)
         } else {
             // Registered all along (no wake since its RMW): the transition
             // that ends the wait will wake the updated waker. Acquire: as
@@ -321,6 +348,18 @@ impl<'a> WaitCancelled<'a> {
     fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Cancellation<'a>> {
         let runstate = self.runstate;
         let cleared = match self.cleared {
+            Some(cleared) if self.key.is_some() => {
+                // Polled again after a wake: done already? Then no
+                // re-registration (the wake took the entry: its removal is
+                // one load, see `WakerList::deregister`). Acquire: as
+                // `cancelled()`.
+                let s = runstate.state.load(Ordering::Acquire);
+                if runstate.cancelled_since(cleared, s) {
+                    runstate.deregister(&mut self.key);
+                    return Poll::Ready(Cancellation { runstate });
+                }
+                cleared
+            }
             Some(cleared) => cleared,
             None => {
                 let (cleared, s) = runstate.watch();

@@ -233,7 +233,8 @@ pub struct RunState {
     /// children) never allocates it.
     cold: ColdPtr,
     /// The wakers of futures awaiting this state (`futures.rs`), allocated
-    /// on the first one that waits: woken with the futex, behind `WAITERS`.
+    /// on the first one that waits: woken by the transitions that wake the
+    /// futex, behind its own bit, `ASYNC_WAITERS`.
     wakers: LazyWakers,
     name: Cow<'static, str>,
 }

@@ -12,8 +12,8 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 // ---------------------------------------------------------------------------
 // The state word (`RunState::state`, a futex word)
 //
-//   bits 31 .. 10  9          8         7       6      5       4      3       2      1       0
-//   EPOCH          CALLBACKS  CHILDREN  PARENT  ENDED  WAITERS TIMING STARTED PAUSED RUNNING CANCELLED
+//   bits 31 .. 11  10      9          8         7       6      5       4      3       2      1       0
+//   EPOCH          FUTURES CALLBACKS  CHILDREN  PARENT  ENDED  WAITERS TIMING STARTED PAUSED RUNNING CANCELLED
 //
 // CANCELLED: a cancel that holds for the run in progress or, if none is
 //   running, for the next run ("sticky": a cancel before the start is not
@@ -48,16 +48,31 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 //   or stop that needs to claim waits for it (nothing else does).
 // WAITERS: some thread sleeps (or is about to) on this word: in sleep(),
 //   while paused, in `wait_cancelled`/`wait_stopped`, or waiting for TIMING.
-//   Whoever clears it wakes all sleepers; cancel() wakes them without
-//   clearing it (a `fetch_or` cannot clear), so after a cancel the bit may
-//   be stale until the next start, stop or resume: at worst one needless
-//   wake.
-// EPOCH (bits 10..=31): start and stop publishes so far, mod 2^22. Its low
-//   bit selects the live timestamp slot (and, as starts and stops
+//   Whoever clears it wakes all sleepers (the futex); cancel() wakes them
+//   without clearing it (a `fetch_or` cannot clear), so after a cancel the
+//   bit may be stale until the next start, stop or resume: at worst one
+//   needless wake.
+// FUTURES (ASYNC_WAITERS): some future's waker is (or is about to be)
+//   registered in `RunState::wakers` (`futures.rs`): set by the RMW of the
+//   registration protocol (`sync/wakers.rs`), after the registration. The
+//   same rules as WAITERS, for the registry instead of the futex: whoever
+//   clears it wakes the registry, cancel() wakes it without clearing. Apart
+//   from WAITERS so that a transition makes the futex's wake syscall only if
+//   a thread sleeps, and takes the registry's lock only if a future waits
+//   (`RunState::wake_waiters`).
+// EPOCH (bits 11..=31, 21 bits): start and stop publishes so far, mod 2^21.
+//   Its low bit selects the live timestamp slot (and, as starts and stops
 //   alternate, says whether a run is in progress); a reader whose two loads
 //   of the word see the same EPOCH read a slot nobody wrote meanwhile
-//   (unless 2^22 publishes came between the two loads). It does NOT name a
-//   run (it wraps after 2^21 runs): the 64-bit `RunState::runs` does, checked by a
+//   (unless exactly a multiple of 2^21 publishes, 2^20 runs, came between
+//   its two loads, a few instructions apart: a torn read of the times, not
+//   UB, since the slots are atomics). It does NOT name a run: the 64-bit
+//   `RunState::runs` does, checked under `TIMING` by the guards and
+//   `cancel_run`. `wait_stopped` and `wait_stopped_async` count publishes
+//   in it between their looks at the word, mod 2^21: a waiter that misses
+//   the stop it waited for AND a multiple of 2^21 further publishes (one
+//   would have to be descheduled through 2^20 runs) waits for the next stop
+//   instead; no other use depends on its width.
 /// A cancel holds for the run in progress, or for the next run.
 pub(super) const CANCELLED: u32 = 1 << 0;
 /// Between a start and a stop.
@@ -79,10 +94,16 @@ pub(super) const HAS_CHILDREN: u32 = 1 << 8;
 /// Some callback has been registered (never cleared): a parent's cancel
 /// runs the child's callbacks only if it sees this.
 pub(super) const HAS_CALLBACKS: u32 = 1 << 9;
+/// Some future's waker is registered (or being registered): a transition
+/// that replaced a word with it wakes the registry.
+pub(super) const ASYNC_WAITERS: u32 = 1 << 10;
+/// Either kind of waiter: a transition that sees one wakes
+/// ([`RunState::wake_waiters`]); a clearing transition clears both.
+pub(super) const ANY_WAITERS: u32 = WAITERS | ASYNC_WAITERS;
 /// Either kind of cancel: what `cancelled()` tests.
 pub(super) const ANY_CANCEL: u32 = CANCELLED | ENDED_CANCELLED;
 /// Where the publish counter starts.
-const EPOCH_SHIFT: u32 = 10;
+const EPOCH_SHIFT: u32 = 11;
 /// One publish.
 const EPOCH_ONE: u32 = 1 << EPOCH_SHIFT;
 /// Mask of the publish counter.
@@ -216,8 +237,8 @@ impl RunState {
         Ok(())
     }
 
-    /// [`start`](Self::start), returning the EPOCH its publish made current
-    /// (the run's name for the guards), and separately the callbacks'
+    /// [`start`](Self::start), returning the run number it started (see
+    /// `RunState::runs`: the run's name for the guards), and separately the callbacks'
     /// result.
     /// `by_guard`: a run guard starts it, and is its first holder (see
     /// `RunState::guards`).
@@ -246,7 +267,7 @@ impl RunState {
         );
         self.publish(
             |s| {
-                ((s | RUNNING | STARTED) & !(ENDED_CANCELLED | PAUSED | TIMING | WAITERS))
+                ((s | RUNNING | STARTED) & !(ENDED_CANCELLED | PAUSED | TIMING | ANY_WAITERS))
                     .wrapping_add(EPOCH_ONE)
             },
             true,
@@ -317,7 +338,7 @@ impl RunState {
                 } else {
                     s
                 };
-                (s & !(RUNNING | PAUSED | TIMING | WAITERS)).wrapping_add(EPOCH_ONE)
+                (s & !(RUNNING | PAUSED | TIMING | ANY_WAITERS)).wrapping_add(EPOCH_ONE)
             },
             false,
             "run_state::stop_no_wake",
@@ -534,8 +555,8 @@ impl RunState {
 
     /// Gives back a claim that published no transition (a guard that found
     /// another run, or that joined or left a run others still hold):
-    /// clears `TIMING` and `WAITERS`, and wakes the sleepers if `WAITERS`
-    /// was set (they may be waiting for `TIMING`).
+    /// clears `TIMING` and both waiter bits, and wakes the waiters it saw
+    /// (threads may be waiting for `TIMING`).
     #[cold]
     pub(super) fn unclaim(&self) {
         // Release: a guard's join or leave wrote the guard count under the
@@ -543,16 +564,14 @@ impl RunState {
         // out could read a stale count and leave the run running (loom
         // `guard_joins_while_the_last_other_guard_ends`).
         let order = ordering_unless("run_state::unclaim_relaxed", Ordering::Release);
-        let prev = self.state.fetch_and(!(TIMING | WAITERS), order);
-        if prev & WAITERS != 0 && !mutant("run_state::unclaim_no_wake") {
-            self.wake_all_waiters();
-        }
+        let prev = self.state.fetch_and(!(TIMING | ANY_WAITERS), order);
+        self.wake_waiters(prev, "run_state::unclaim_no_wake");
     }
 
     /// Publishes a claimed start (`starting`) or stop: `next` sets the
-    /// flags, clears `TIMING` and `WAITERS` and bumps `EPOCH` (making the
-    /// spare slot live), in one RMW; then wakes every sleeper if `WAITERS`
-    /// was set. Returns the word published.
+    /// flags, clears `TIMING` and both waiter bits and bumps `EPOCH` (making
+    /// the spare slot live), in one RMW; then wakes the waiters it saw.
+    /// Returns the word published.
     ///
     /// A start that will clear `ENDED_CANCELLED` first counts it in
     /// `cancels_cleared`. While we hold `TIMING` nobody else clears (or
@@ -588,9 +607,7 @@ impl RunState {
                 Err(now) => s = now,
             }
         };
-        if prev & WAITERS != 0 && !mutant(no_wake) {
-            self.wake_all_waiters();
-        }
+        self.wake_waiters(prev, no_wake);
         next(prev)
     }
 

@@ -46,14 +46,14 @@
 //! of a child whose last `Arc` is going is touched). `RunState` has no
 //! `Drop` of its own, so no `&mut` to the whole state is held while the
 //! link waits. Only a child whose old word shows more to do (`WAITERS`,
-//! `HAS_CHILDREN`, `HAS_CALLBACKS`) is upgraded to a strong reference,
+//! `ASYNC_WAITERS`, `HAS_CHILDREN`, `HAS_CALLBACKS`) is upgraded to a strong reference,
 //! and that work runs after the lock is released.
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, PoisonError, Weak};
 
-use super::state::{ANY_CANCEL, CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN, WAITERS};
+use super::state::{ANY_CANCEL, ANY_WAITERS, CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN};
 use super::RunState;
 use crate::sync::{fence, mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
 
@@ -372,7 +372,7 @@ impl RunState {
                 // (or is cancelling) its children.
                 continue;
             }
-            if prev & (WAITERS | HAS_CHILDREN | HAS_CALLBACKS) != 0 {
+            if prev & (ANY_WAITERS | HAS_CHILDREN | HAS_CALLBACKS) != 0 {
                 // A child that is going (no upgrade) has no sleeper (a
                 // sleeper holds a reference) and nobody to call back; its
                 // children are detached as it goes.

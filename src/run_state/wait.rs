@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use super::error::{Cancelled, RunStateError, WaitTimedOut};
-use super::state::{ANY_CANCEL, CANCELLED, EPOCH_MASK, PAUSED, RUNNING, STARTED, WAITERS};
+use super::state::{
+    ANY_CANCEL, ANY_WAITERS, CANCELLED, EPOCH_MASK, PAUSED, RUNNING, STARTED, WAITERS,
+};
 use super::{RunEvent, RunState};
 use crate::sync::{mutant, Ordering};
 
@@ -113,14 +115,12 @@ impl RunState {
             // threads it releases (they load Acquire).
             match self.state.compare_exchange_weak(
                 s,
-                s & !(PAUSED | WAITERS),
+                s & !(PAUSED | ANY_WAITERS),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    if s & WAITERS != 0 && !mutant("run_state::resume_no_wake") {
-                        self.wake_all_waiters();
-                    }
+                    self.wake_waiters(s, "run_state::resume_no_wake");
                     return Ok(());
                 }
                 Err(now) => s = now,

@@ -60,12 +60,16 @@
 use std::sync::PoisonError;
 use std::task::Waker;
 
-use super::{mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
+use super::{mutant, AtomicPtr, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// A set of wakers under a short lock: see the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct WakerList {
     inner: Mutex<Slots>,
+    /// `Slots::generation`, mirrored (stored under the lock by `wake_all`
+    /// before it wakes anyone): a future woken by that `wake_all` reads the
+    /// new value, knows its key is stale, and deregisters without the lock.
+    generation: AtomicU64,
 }
 
 /// The registrations of one generation.
@@ -99,6 +103,7 @@ impl WakerList {
     pub(crate) fn new() -> Self {
         Self {
             inner: Mutex::new(Slots::default()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -153,11 +158,22 @@ impl WakerList {
     }
 
     /// Removes the registration under `key` (and clears `key`), if it is
-    /// still there; does nothing if a `wake_all` has taken it.
+    /// still there; does nothing if a `wake_all` has taken it (and, if this
+    /// thread sees that `wake_all`'s generation, takes no lock).
     pub(crate) fn deregister(&self, key: &mut Option<WakerKey>) {
         let Some(current) = key.take() else {
             return;
         };
+        // A `wake_all` since the registration (the usual case for a future
+        // that finishes after its wake): nothing of ours is left, so no
+        // lock. Relaxed: only a hint; a stale read (the old generation)
+        // takes the lock below, which decides. Generations only move on, so
+        // a different one is never ours.
+        if current.generation != self.generation.load(Ordering::Relaxed)
+            && !mutant("sync::wakers_drop_ignores_generation")
+        {
+            return;
+        }
         let mut slots = self.lock();
         let still_ours = slots.holds(current);
         if mutant("sync::wakers_drop_ignores_generation") {
@@ -191,6 +207,8 @@ impl WakerList {
                 return;
             }
             slots.generation = slots.generation.wrapping_add(1);
+            // Relaxed: a hint for `deregister` (see `generation`).
+            self.generation.store(slots.generation, Ordering::Relaxed);
             slots.free = Vec::new();
             slots.len = 0;
             std::mem::take(&mut slots.wakers)
