@@ -65,8 +65,12 @@ fn stress_polling_while_others_cancel_and_restart() {
                     // progress reads the clock at each call, so its
                     // run_time/total_time are not checked against a stop
                     // that races them: see the module doc.)
-                    let start = rs.start_time();
+                    // Stop first: a start is never undone, so a stop read
+                    // first implies its start is visible to the next read
+                    // (read the other way round, a whole start and stop
+                    // can land between the two reads).
                     let stop = rs.stop_time();
+                    let start = rs.start_time();
                     let _ = (rs.run_time(), rs.total_time());
                     assert!(start >= last_start, "start_time went back");
                     assert!(stop >= last_stop, "stop_time went back");
