@@ -33,7 +33,10 @@ while read -r name target filter; do
     elif grep -qE "panicked|deadlock|Causality|FAILED" "${log}"; then
         # The first loom report or failed assertion (expected panics that a
         # model catches itself also print "panicked at", so prefer these).
-        why=$(grep -m1 -E "deadlock|Causality|assertion|race" "${log}" | cut -c1-100 || true)
+        # ("race" alone matched "stack backtrace"; a model's own assert!
+        # message is the line after its "panicked at".)
+        why=$( { grep -m1 -E "deadlock|Causality|data race" "${log}" \
+            || grep -m1 -A1 "panicked at" "${log}" | tail -1; } | cut -c1-100 || true)
         echo "mutant ${name}: caught by ${target} ${filter:-} in $(( $(date +%s) - start ))s (${why})"
         caught=$((caught + 1))
     else

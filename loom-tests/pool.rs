@@ -6,7 +6,8 @@
 //! other's, and a queue of 1); and a factory and a reset hook that panic
 //! while another thread uses the pool.
 //!
-//! Every object is a [`Probe`] whose `uses` is a loom `UnsafeCell` that each
+//! Every object is a [`Probe`] (`pool_probe.rs`, shared with
+//! `pool_capped.rs`) whose `uses` is a loom `UnsafeCell` that each
 //! holder (and the reset hook) writes: if two threads ever held one object
 //! at once, or a hand-over through the pool's queue lacked a
 //! happens-before edge, loom reports a data race. After the threads are
@@ -30,53 +31,16 @@ use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
-use loom::cell::UnsafeCell;
 use loom::thread;
 use multiopen::{Pool, PoolStats};
 
-/// Real counts, outside loom's view (std atomics): read only after every
-/// thread has been joined.
-#[derive(Default)]
-struct Counts {
-    made: StdAtomicUsize,
-    dropped: StdAtomicUsize,
-}
-
-/// A pooled object: `uses` is written by every holder, under loom's eye.
-struct Probe {
-    uses: UnsafeCell<usize>,
-    counts: Arc<Counts>,
-}
-
-// SAFETY: `uses` is the one non-Sync field; every access goes through loom,
-// which reports any access not ordered by the pool's hand-over.
-unsafe impl Sync for Probe {}
-
-impl Probe {
-    /// Writes the object as its one holder.
-    fn touch(&self) {
-        // SAFETY: loom checks this access against every other one.
-        self.uses.with_mut(|uses| unsafe { *uses += 1 });
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.counts.dropped.fetch_add(1, SeqCst);
-    }
-}
+#[path = "pool_probe.rs"]
+mod pool_probe;
+use pool_probe::{Counts, Probe};
 
 fn pool(max_size: usize, reset: bool) -> (Arc<Pool<Probe>>, Arc<Counts>) {
-    let counts = Arc::new(Counts::default());
-    let c = Arc::clone(&counts);
-    let mut builder = Pool::builder(move || {
-        c.made.fetch_add(1, SeqCst);
-        Probe {
-            uses: UnsafeCell::new(0),
-            counts: Arc::clone(&c),
-        }
-    })
-    .max_size(max_size);
+    let (counts, factory) = pool_probe::factory();
+    let mut builder = Pool::builder(factory).max_size(max_size);
     if reset {
         builder = builder.reset(|probe: &mut Probe| probe.touch());
     }
@@ -384,22 +348,17 @@ fn panicking_factory_and_reset_hook() {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(PREEMPTIONS);
     builder.check(|| {
-        let counts = Arc::new(Counts::default());
+        let (counts, make) = pool_probe::factory();
         // Per execution: which calls have happened (std atomics: the
         // panics' choice is not what is being modelled).
         let factory_calls = Arc::new(StdAtomicUsize::new(0));
         let reset_calls = Arc::new(StdAtomicUsize::new(0));
-        let c = Arc::clone(&counts);
         let pool = Arc::new(
             Pool::builder(move || {
                 if factory_calls.fetch_add(1, SeqCst) == 0 {
                     panic!("{}", DELIBERATE);
                 }
-                c.made.fetch_add(1, SeqCst);
-                Probe {
-                    uses: UnsafeCell::new(0),
-                    counts: Arc::clone(&c),
-                }
+                make()
             })
             .reset(move |probe: &mut Probe| {
                 probe.touch();

@@ -3,18 +3,22 @@
 //! close and resize. Each model has a mutant in `loom-tests/mutants.txt`
 //! (`bash loom-tests/mutants.sh pool::cap_`).
 //!
-//! Every object is a [`Probe`] (a loom `UnsafeCell` written by each
-//! holder, so two holders at once, or a hand-over without a
-//! happens-before edge, is a data race loom reports) that counts itself
-//! made and dropped outside loom's view. After the threads are joined,
-//! each model checks that no object was lost (made − dropped = idle + out,
-//! and the pool's own count of live objects agrees), that nobody is left
-//! registered as waiting, and that the pool can serve again. A missing
-//! wake shows up as a loom deadlock.
+//! Every object is a [`Probe`] (`pool_probe.rs`, shared with `pool.rs`: a
+//! loom `UnsafeCell` written by each holder, so two holders at once, or a
+//! hand-over without a happens-before edge, is a data race loom reports)
+//! that counts itself made and dropped outside loom's view. After the
+//! threads are joined, each model checks that no object was lost (made −
+//! dropped = idle + out, and the pool's own count of live objects agrees),
+//! that nobody is left registered as waiting and no waiting mode outlived
+//! the waiters (no wake in flight, no barges counted, not in hand-off), and
+//! that the pool can serve again. A missing wake shows up as a loom
+//! deadlock.
 //!
 //! Under loom a timed wait times out at its first sleep (see
 //! `sync::Futex::wait_deadline`), so a time-out is explored at every point
-//! a timed waiter could sleep.
+//! a timed waiter could sleep. The barge limit is 1 under loom (1023
+//! shipped), and a waiter starves (turns the pool to hand-off) at its
+//! third look, after two sleeps (1 ms shipped), so the models reach both.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_pool_capped`.
 #![cfg(loom)]
@@ -24,36 +28,12 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
-use loom::cell::UnsafeCell;
 use loom::thread;
 use multiopen::{Pool, PoolError};
 
-#[derive(Default)]
-struct Counts {
-    made: StdAtomicUsize,
-    dropped: StdAtomicUsize,
-}
-
-struct Probe {
-    uses: UnsafeCell<usize>,
-    counts: Arc<Counts>,
-}
-
-// SAFETY: `uses` is the one non-Sync field; loom checks every access.
-unsafe impl Sync for Probe {}
-
-impl Probe {
-    fn touch(&self) {
-        // SAFETY: loom checks this access against every other one.
-        self.uses.with_mut(|uses| unsafe { *uses += 1 });
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.counts.dropped.fetch_add(1, SeqCst);
-    }
-}
+#[path = "pool_probe.rs"]
+mod pool_probe;
+use pool_probe::{Counts, Probe};
 
 type Probes = Arc<Pool<Probe>>;
 
@@ -64,17 +44,8 @@ fn pool(cap: usize) -> (Probes, Arc<Counts>) {
 /// A pool of `cap`; with `broken`, `has_broken` rejects every object a
 /// guard gives back.
 fn pool_with(cap: usize, broken: bool) -> (Probes, Arc<Counts>) {
-    let counts = Arc::new(Counts::default());
-    let c = Arc::clone(&counts);
-    let builder = Pool::builder(move || {
-        c.made.fetch_add(1, SeqCst);
-        Probe {
-            uses: UnsafeCell::new(0),
-            counts: Arc::clone(&c),
-        }
-    })
-    .max_size(2)
-    .max_live(cap);
+    let (counts, factory) = pool_probe::factory();
+    let builder = Pool::builder(factory).max_size(2).max_live(cap);
     let builder = if broken {
         builder.has_broken(|_| true)
     } else {
@@ -86,8 +57,14 @@ fn pool_with(cap: usize, broken: bool) -> (Probes, Arc<Counts>) {
 /// The end-of-model books (see the module doc); every guard is gone.
 fn check(pool: &Pool<Probe>, counts: &Counts) {
     let status = pool.status();
-    let alive = counts.made.load(SeqCst) - counts.dropped.load(SeqCst);
+    let alive = counts.alive();
     assert_eq!(status.waiting, 0, "{status:?}");
+    // Nobody waits: no wake in flight, no barges counted, not in hand-off.
+    let mode = pool.loom_mode().expect("a capped pool");
+    assert!(
+        !mode.woken && !mode.handoff && mode.barges == 0,
+        "a waiting mode outlived the waiters: {mode:?}, {status:?}"
+    );
     assert_eq!(status.out, 0, "{status:?}");
     assert_eq!(status.live, alive, "the word's count is off: {status:?}");
     assert_eq!(pool.len(), status.idle, "{status:?}");
@@ -260,6 +237,128 @@ fn rejected_object_wakes_a_waiter() {
         waiter.join().unwrap();
         assert_eq!(pool.stats().rejected, 2, "both returns rejected");
         assert_eq!(counts.made.load(SeqCst), 2);
+        check(&pool, &counts);
+    });
+}
+
+/// Waits (a loom yield loop) until `n` threads are registered as waiting.
+fn until_waiting(pool: &Pool<Probe>, n: usize) {
+    while pool.status().waiting < n {
+        thread::yield_now();
+    }
+}
+
+/// With the pool's object held by the caller (the barger): a waiter that
+/// waits in `get`, registered before this returns, and reports how many
+/// takes the barger had counted in the first value when it was served.
+fn waiter_behind_a_barger(pool: &Probes) -> (Arc<StdAtomicUsize>, thread::JoinHandle<usize>) {
+    let barged = Arc::new(StdAtomicUsize::new(0));
+    let (p, b) = (Arc::clone(pool), Arc::clone(&barged));
+    let waiter = thread::spawn(move || {
+        let g = p.get().unwrap();
+        g.touch();
+        b.load(SeqCst) // taken by the barger before this waiter
+    });
+    until_waiting(pool, 1);
+    (barged, waiter)
+}
+
+/// Sleeps after which a waiter turns the pool to hand-off, under loom (see
+/// `starved` in `src/pool/limit.rs`: at its look after the second sleep).
+const STARVING_SLEEPS: usize = 2;
+
+/// The barge limit (cap 1, 1 under loom): a waiter registers; then the main
+/// thread returns the object (waking it) and tries three times to take it
+/// with `try_get`, which never registers nor sleeps, so every futex sleep
+/// is the waiter's. Each of the waiter's looks ends one wake and starts
+/// the count again, so before it is served the barger may have taken the
+/// object at most `barge_limit` times per sleep of the waiter; with no
+/// limit (the mutant `pool::cap_barge_past_limit`) it takes it all three
+/// times while the woken waiter does not run. Preemption bound 2.
+#[test]
+fn barge_limit_hands_the_object_to_the_woken_waiter() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let held = pool.get().unwrap();
+        let (barged, waiter) = waiter_behind_a_barger(&pool);
+        drop(held);
+        for _ in 0..3 {
+            if let Ok(g) = pool.try_get() {
+                barged.fetch_add(1, SeqCst);
+                g.touch();
+            }
+        }
+        let passed = waiter.join().unwrap();
+        let limit = pool.loom_mode().unwrap().barge_limit as usize;
+        let sleeps = pool.stats().sleeps;
+        assert!(
+            passed <= limit * sleeps,
+            "barged {passed} times past a waiter that slept {sleeps} times"
+        );
+        check(&pool, &counts);
+    });
+}
+
+/// The switch to hand-off (cap 1): a waiter registers, and the main thread
+/// returns the object and takes it again with `get` three times, barging
+/// past the woken waiter. A waiter that finds the object taken at its look
+/// after its second sleep starves and turns the pool to hand-off: the
+/// barger then queues behind it and the object goes to the waiter. So the
+/// barger takes it at most `barge_limit` × 2 times before the waiter is
+/// served, and the mode ends with the waiters (the books at rest). A
+/// barger that takes during hand-off (the mutant `pool::cap_barge_in_handoff`)
+/// takes it a third time. Preemption bound 2.
+#[test]
+fn starving_waiter_turns_the_pool_to_hand_off() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let mut held = pool.get().unwrap();
+        let (barged, waiter) = waiter_behind_a_barger(&pool);
+        for _ in 0..3 {
+            drop(held);
+            held = pool.get().unwrap();
+            barged.fetch_add(1, SeqCst);
+            held.touch();
+        }
+        drop(held);
+        let passed = waiter.join().unwrap();
+        let limit = pool.loom_mode().unwrap().barge_limit as usize;
+        assert!(
+            passed <= limit * STARVING_SLEEPS,
+            "barged {passed} times past a starving waiter: {:?}",
+            pool.stats()
+        );
+        check(&pool, &counts);
+    });
+}
+
+/// Hand-off mode ends when the waiters drain, however they leave (cap 1):
+/// as in the model above the barger may starve the waiter into hand-off,
+/// and then closes the pool while it holds the object, so the starving
+/// waiter leaves refused (Closed) instead of served. The last waiter gone,
+/// the mode must be off (the mutant `pool::cap_handoff_outlives_waiters`
+/// leaves it on with nobody waiting), and every object is dropped.
+/// Preemption bound 2.
+#[test]
+fn hand_off_mode_ends_when_the_waiters_drain() {
+    model(Some(2), || {
+        let (pool, counts) = pool(1);
+        let mut held = pool.get().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = thread::spawn(move || match p.get() {
+            Ok(g) => g.touch(),
+            Err(e) => assert!(matches!(e, PoolError::Closed { .. }), "{e}"),
+        });
+        until_waiting(&pool, 1);
+        for _ in 0..2 {
+            drop(held);
+            held = pool.get().unwrap();
+            held.touch();
+        }
+        pool.close().unwrap();
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(counts.alive(), 0, "closed: every object dropped");
         check(&pool, &counts);
     });
 }

@@ -5,9 +5,11 @@
 //! objects count themselves, so the test checks live ≤ cap at every
 //! moment (each holder checks after it got its object), that nothing is
 //! lost, that every waiter finishes, and that the books balance at rest.
+//! Barging: a waiter among threads that take every returned object first
+//! is served (the barge limit and the hand-off, in the shipped build).
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use multiopen::{Pool, PoolError};
@@ -120,6 +122,93 @@ fn sixty_four_threads_on_a_cap_of_two() {
     assert_eq!(s.timed_out, timed_out);
     pool.close().unwrap();
     assert_eq!(live.load(SeqCst), 0, "close dropped every idle object");
+}
+
+/// The kind: a waiter starved by barging, running threads taking each
+/// returned object before the woken waiter runs. Eight threads spin on
+/// `try_get` on a pool of cap 1 (never registering, so the waiter is the
+/// only one registered and each barger's return wakes it), returning each
+/// object at once, while one thread waits in `get`. Only the barge limit
+/// (1023 barges past a woken waiter, then bargers are refused until it
+/// has looked) and the hand-off after 1 ms can serve it: 20 rounds, a
+/// fresh waiter each, each must be served before a watchdog of 60 s (a
+/// hang fails it, not a slow machine; no duration is asserted).
+#[test]
+fn a_waiter_is_served_while_threads_barge_at_the_cap() {
+    const BARGERS: usize = 8;
+    const ROUNDS: usize = 20;
+    const WATCHDOG: Duration = Duration::from_secs(60);
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = Arc::new(
+        Pool::builder(move || {
+            l.fetch_add(1, SeqCst);
+            Counted {
+                live: Arc::clone(&l),
+                broken: false,
+            }
+        })
+        .max_live(1)
+        .max_size(1)
+        .build(),
+    );
+    let (stop, barges) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let bargers: Vec<_> = (0..BARGERS)
+        .map(|_| {
+            let (pool, stop, barges) = (Arc::clone(&pool), Arc::clone(&stop), Arc::clone(&barges));
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    match pool.try_get() {
+                        Ok(g) => {
+                            assert!(g.live.load(SeqCst) <= 1);
+                            barges.fetch_add(1, SeqCst);
+                        }
+                        Err(PoolError::Exhausted { .. }) => std::hint::spin_loop(),
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        // The bargers are at it before the waiter comes.
+        let before = barges.load(SeqCst);
+        while barges.load(SeqCst) < before + 100 {
+            std::thread::yield_now();
+        }
+        let (tx, rx) = mpsc::channel();
+        let p = Arc::clone(&pool);
+        let waiter = std::thread::spawn(move || {
+            let g = p.get().unwrap();
+            tx.send(g.live.load(SeqCst)).unwrap();
+        });
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(alive) => assert_eq!(alive, 1, "round {round}"),
+            Err(_) => {
+                stop.store(true, SeqCst);
+                panic!(
+                    "round {round}: a waiter among {BARGERS} barging threads was not served \
+                     within {WATCHDOG:?}: {:?}, {:?}",
+                    pool.status(),
+                    pool.stats()
+                );
+            }
+        }
+        waiter.join().unwrap();
+    }
+    stop.store(true, SeqCst);
+    for b in bargers {
+        b.join().unwrap();
+    }
+    let st = pool.status();
+    assert_eq!((st.waiting, st.out, st.live), (0, 0, live.load(SeqCst)));
+    let s = pool.stats();
+    assert_eq!(s.created, 1, "one object, never lost: {s:?}");
+    assert_eq!(s.created, s.retired() + s.idle + s.out, "{s:?}");
+    assert_eq!(s.created + s.reused, barges.load(SeqCst) + ROUNDS, "{s:?}");
 }
 
 /// One step of the property test.

@@ -346,6 +346,14 @@ impl<T, E> Pool<T, E> {
         Ok(old)
     }
 
+    /// Under loom only, for the loom models: the waiting mode of a capped
+    /// pool's state word (`None` uncapped), which must be clear at rest.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_mode(&self) -> Option<super::limit::LoomMode> {
+        self.limit.as_ref().map(|limit| limit.mode())
+    }
+
     /// Live, idle, handed-out and waiting counts now. Capped pool: one
     /// load of the state word, a consistent reading of one moment. Uncapped
     /// pool: from [`stats`](Self::stats) (and its error bound).

@@ -146,8 +146,10 @@ fn may_barge(w: u64) -> bool {
     if waiters(w) == 0 {
         return true;
     }
-    let starving = w & HANDOFF != 0;
-    let passed = w & WOKEN != 0 && barges(w) >= BARGE_LIMIT;
+    // The mutants: a barger takes during hand-off, or past the limit.
+    let starving = w & HANDOFF != 0 && !mutant("pool::cap_barge_in_handoff");
+    let passed =
+        w & WOKEN != 0 && barges(w) >= BARGE_LIMIT && !mutant("pool::cap_barge_past_limit");
     !(starving || passed)
 }
 
@@ -169,6 +171,22 @@ fn looked(w: u64) -> u64 {
 /// The word with `free` set to `value` (in `[-MAX_LIVE, MAX_LIVE]`).
 fn with_free(w: u64, value: i64) -> u64 {
     (w & !FREE_MASK) | (((value + FREE_BIAS) as u64) << FREE_SHIFT)
+}
+
+/// Under loom only: the waiting mode's bits of the state word
+/// ([`Pool::loom_mode`](super::Pool::loom_mode)).
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoomMode {
+    /// `WOKEN`: a wake is in flight.
+    pub woken: bool,
+    /// `HANDOFF`: a starving waiter turned the pool to hand-off.
+    pub handoff: bool,
+    /// Tokens barged past the wake in flight.
+    pub barges: u64,
+    /// [`BARGE_LIMIT`] as built (1 under loom).
+    pub barge_limit: u64,
 }
 
 /// What a token entitles its holder to.
@@ -645,6 +663,20 @@ impl Limit {
         old
     }
 
+    /// Under loom only, for the models' books at rest: the wake in flight,
+    /// hand-off mode, the barges counted, and the barge limit.
+    #[cfg(loom)]
+    pub(super) fn mode(&self) -> LoomMode {
+        // Acquire: as in `reading`.
+        let w = self.state.load(Ordering::Acquire);
+        LoomMode {
+            woken: w & WOKEN != 0,
+            handoff: w & HANDOFF != 0,
+            barges: barges(w),
+            barge_limit: BARGE_LIMIT,
+        }
+    }
+
     /// The state now, for `status` and error messages.
     pub(super) fn reading(&self) -> Reading {
         // Acquire: see the events the counts cover.
@@ -674,10 +706,11 @@ fn starved(_start: Instant, slept: u32) -> bool {
     slept >= 2
 }
 
-/// The word with one waiter fewer (and `HANDOFF` off once none is left).
+/// The word with one waiter fewer (and `HANDOFF` off once none is left;
+/// the mutant leaves it on, with nobody waiting).
 fn unregister(w: u64) -> u64 {
     let w = w - WAITER_ONE;
-    if waiters(w) == 0 {
+    if waiters(w) == 0 && !mutant("pool::cap_handoff_outlives_waiters") {
         w & !HANDOFF
     } else {
         w
