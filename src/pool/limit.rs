@@ -108,8 +108,11 @@ const CLOSED: u64 = 1 << 63;
 pub(super) const MAX_LIVE: usize = (1 << IDLE_BITS) - 1;
 
 /// How many tokens running threads may take past a woken waiter that has
-/// not yet run (see the module doc): 128, about 2 to 4 wake latencies of
-/// this machine at a 0.25 µs hold, 1.3 ms at a 20 µs hold on a cap of 2.
+/// not yet run (see the module doc): 1023, the barge field's largest
+/// value. Lower limits (128, 255) were measured first and made waiters
+/// sleep 2 to 7 times as often (BENCHMARKS.md, "The cap over-subscribed",
+/// its design notes); at long holds the 1 ms [`STARVING`] switch bounds a
+/// waiter's wait before this count does.
 /// Under loom, 1, so that the models reach the limit.
 #[cfg(not(loom))]
 const BARGE_LIMIT: u64 = 1023;
