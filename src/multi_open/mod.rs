@@ -10,6 +10,12 @@
 //! `open_timeout`, `open_deadline`; `try_join`, `join_timeout`,
 //! `join_deadline`), which say why they returned
 //! ([`OpenError::TimedOut`], [`JoinError::TimedOut`](crate::JoinError::TimedOut)).
+//! From async code, [`open_async`](MultiOpen::open_async),
+//! [`open_owned_async`](MultiOpen::open_owned_async) and
+//! [`join_async`](MultiOpen::join_async) are futures of the same waits,
+//! woken by the same transitions as the blocked threads (the startup and
+//! shutdown themselves stay synchronous: see `open_async` for where they
+//! run).
 //!
 //! ```
 //! use std::sync::Arc;
