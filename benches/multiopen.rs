@@ -14,7 +14,9 @@
 //!   close, against the bare futex hand-off (the floor), plus a futex
 //!   ping-pong round trip for reference.
 //! - `timed_open/{1,2}t`: `open_timeout` and `try_open` on an open object
-//!   beside `open` (the same fast path: no clock is read).
+//!   beside `open` (the same fast path: no clock is read), and
+//!   `open_async` (make the future, poll it once: ready, the same one RMW;
+//!   drop the guard).
 //! - `linger/{1,2}t`: open+close on an object held open, with a linger set
 //!   and without (the hot path must not move); `linger_idle/1t`: open+close
 //!   with no other open, on a lingering object (every open ends a linger,
@@ -34,9 +36,12 @@
 //! Run: `cargo bench -p multiopen-benches --bench multiopen`.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
@@ -202,7 +207,17 @@ fn lingering(
     trivial().with_linger(Duration::from_secs(3600))
 }
 
-/// (f): a timed open on an open object against `open`.
+/// `open_async` on an open object: the future made, polled once (ready at
+/// once: the same `fetch_add` as `open`), its guard dropped.
+fn open_async_once<R: multiopen::Resource>(mo: &MultiOpen<R>) {
+    let mut open = mo.open_async();
+    match Pin::new(&mut open).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(guard) => drop(guard.expect("open")),
+        Poll::Pending => unreachable!("an open object opens at the first poll"),
+    }
+}
+
+/// (f): a timed open on an open object against `open`, and `open_async`.
 fn timed_open(c: &mut Criterion) {
     for threads in [1, 2] {
         let mut group = c.benchmark_group(format!("timed_open/{threads}t"));
@@ -221,6 +236,9 @@ fn timed_open(c: &mut Criterion) {
         });
         group.bench_function("try_open", |b| {
             b.iter_custom(|iters| parallel(threads, iters, |_| drop(mo.try_open().expect("open"))))
+        });
+        group.bench_function("open_async", |b| {
+            b.iter_custom(|iters| parallel(threads, iters, |_| open_async_once(&mo)))
         });
         group.finish();
     }
@@ -374,6 +392,7 @@ fn timed_open_check() {
             })
         };
         let try_open = |iters| parallel(threads, iters, |_| drop(mo.try_open().expect("open")));
+        let open_async = |iters| parallel(threads, iters, |_| open_async_once(&mo));
         let spreads = interleaved(
             rounds,
             iters,
@@ -381,6 +400,7 @@ fn timed_open_check() {
                 ("open", &open),
                 ("open_timeout", &timed),
                 ("try_open", &try_open),
+                ("open_async", &open_async),
             ],
         );
         println!("### timed_open/{threads}t ({rounds} rounds of {iters})\n");

@@ -51,7 +51,8 @@ pub use error::{CallbackPanicked, Cancelled, RunStateError, WaitTimedOut};
 #[cfg(not(all(doctest, loom_build)))]
 pub use multi_open::{
     CloseOptions, CloseOutcome, DynFnResource, FnMultiOpen, FnResource, JoinFuture, MultiOpen,
-    MultiOpenState, OpenGuard, Openable, OwnedOpenGuard, Phase, Resource, Wrapped,
+    MultiOpenState, OpenFuture, OpenGuard, Openable, OwnedOpenFuture, OwnedOpenGuard, Phase,
+    Resource, Wrapped,
 };
 #[cfg(not(all(doctest, loom_build)))]
 pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolError, PoolGuard, PoolStats, PoolStatus};

@@ -10,6 +10,12 @@
 //! `open_timeout`, `open_deadline`; `try_join`, `join_timeout`,
 //! `join_deadline`), which say why they returned
 //! ([`OpenError::TimedOut`], [`JoinError::TimedOut`](crate::JoinError::TimedOut)).
+//! From async code, [`open_async`](MultiOpen::open_async),
+//! [`open_owned_async`](MultiOpen::open_owned_async) and
+//! [`join_async`](MultiOpen::join_async) are futures of the same waits,
+//! woken by the same transitions as the blocked threads (the startup and
+//! shutdown themselves stay synchronous: see `open_async` for where they
+//! run).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -64,6 +70,7 @@ mod guard;
 mod join;
 mod linger;
 mod open;
+mod open_async;
 mod resource;
 mod seal;
 mod state;
@@ -71,6 +78,7 @@ mod state;
 pub use close::{CloseOptions, CloseOutcome};
 pub use futures::JoinFuture;
 pub use guard::{OpenGuard, OwnedOpenGuard};
+pub use open_async::{OpenFuture, OwnedOpenFuture};
 pub use resource::{DynFnResource, FnResource, Openable, Resource, Wrapped};
 pub use state::{MultiOpenState, Phase};
 
@@ -169,6 +177,11 @@ pub struct MultiOpen<R: Resource> {
     /// The wakers of join futures (`futures.rs`), allocated on the first
     /// one that waits: woken by the finalise, behind `ASYNC_JOIN_WAITERS`.
     join_wakers: LazyWakers,
+    /// The wakers of open futures (`open_async.rs`) waiting for a startup
+    /// or shutdown to end, allocated on the first one that waits: woken by
+    /// the phase's end (and `seal`), behind `ASYNC_OPEN_WAITERS` of the
+    /// state word.
+    open_wakers: LazyWakers,
     /// Cycles finalised: never decreases. 64 bits, compared exactly: see
     /// "Counters that never wrap" in `state.rs`.
     finalised_cycles: AtomicU64,
@@ -316,15 +329,16 @@ impl<O: Openable> MultiOpen<Wrapped<O>> {
 }
 
 impl<R: Resource> MultiOpen<R> {
-    /// The most opens that can be held at once (2^25: two bits of the state
-    /// word went to [`seal`](Self::seal) and [`with_linger`](Self::with_linger));
+    /// The most opens that can be held at once (2^24: three bits of the
+    /// state word went to [`seal`](Self::seal),
+    /// [`with_linger`](Self::with_linger) and [`open_async`](Self::open_async));
     /// one more is refused with [`OpenError::TooManyOpens`].
     ///
     /// ```
     /// use multiopen::MultiOpen;
     /// let mo = MultiOpen::from_fns(|| Ok::<_, std::io::Error>(()), |_| Ok(()));
     /// fn max_opens<R: multiopen::Resource>(_: &MultiOpen<R>) -> usize { MultiOpen::<R>::MAX_OPENS }
-    /// assert_eq!(max_opens(&mo), 1 << 25);
+    /// assert_eq!(max_opens(&mo), 1 << 24);
     /// ```
     pub const MAX_OPENS: usize = COUNT_LIMIT as usize;
 
@@ -352,6 +366,7 @@ impl<R: Resource> MultiOpen<R> {
             handle: UnsafeCell::new(None),
             finalised: Futex::new(0),
             join_wakers: LazyWakers::new(),
+            open_wakers: LazyWakers::new(),
             finalised_cycles: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             shutdowns: AtomicU64::new(0),

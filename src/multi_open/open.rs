@@ -398,8 +398,15 @@ impl<R: Resource> MultiOpen<R> {
     #[cold]
     #[track_caller]
     fn back_out(&self) {
+        self.back_out_at(Location::caller());
+    }
+
+    /// [`back_out`](Self::back_out), recording `location` as the open call
+    /// taken back (an open future's: where it was made).
+    #[cold]
+    pub(super) fn back_out_at(&self, location: &'static Location<'static>) {
         let site = CloseSite {
-            location: Location::caller(),
+            location,
             how: CloseHow::TakenBack,
         };
         // A panicking shutdown or hook while this thread unwinds must not
@@ -441,7 +448,7 @@ impl<R: Resource> MultiOpen<R> {
     /// An open from inside this object's own startup or shutdown, in the
     /// thread running it: takes our increment back and refuses.
     #[cold]
-    fn refuse_reentrant_open(&self) -> OpenError<R::Error> {
+    pub(super) fn refuse_reentrant_open(&self) -> OpenError<R::Error> {
         // Relaxed: only takes back our own registration; we never touched
         // the handle, and the phase (STARTING or SHUTTING_DOWN) is this
         // thread's, so it cannot end under us and no close action is due.
@@ -454,7 +461,7 @@ impl<R: Resource> MultiOpen<R> {
     /// Runs startup; we are the one thread in STARTING and own the handle
     /// cell. On success publishes the handle and moves to OPEN; on error or
     /// panic, `StartupRollback` takes our open back and returns to IDLE.
-    fn run_startup(&self) -> Result<(), OpenError<R::Error>> {
+    pub(super) fn run_startup(&self) -> Result<(), OpenError<R::Error>> {
         let rollback = StartupRollback { owner: self };
         // Marks this thread as the starter while startup runs (cleared even
         // if it panics), so that a re-entrant open or join refuses at once.

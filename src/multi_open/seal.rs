@@ -13,7 +13,7 @@
 
 use super::close::Caller;
 use super::resource::Resource;
-use super::state::{SEALED, WAITERS};
+use super::state::{ASYNC_OPEN_WAITERS, SEALED, WAITERS};
 use super::MultiOpen;
 use crate::sync::{mutant, Ordering};
 use crate::unwind;
@@ -75,7 +75,8 @@ impl<R: Resource> MultiOpen<R> {
     /// [shutdown-error hook](Self::with_on_shutdown_error), a panic in it
     /// propagates to this caller once the cycle has ended).
     ///
-    /// Cost: one atomic RMW, plus one futex wake if an opener sleeps.
+    /// Cost: one atomic RMW, plus one futex wake if an opener sleeps, and
+    /// a wake of the pending [open futures](Self::open_async) if any wait.
     /// Never blocks, and never runs startup; runs shutdown only to end a
     /// linger.
     ///
@@ -102,6 +103,13 @@ impl<R: Resource> MultiOpen<R> {
         // WAITERS stays set: the phase's end clears it (one spare wake).
         if prev & WAITERS != 0 && !mutant("multi_open::seal_no_wake") {
             self.state.wake_all();
+        }
+        // Pending open futures likewise: woken, their next poll sees the
+        // bit and completes with `OpenError::Sealed`. ASYNC_OPEN_WAITERS
+        // stays set too (the phase's end clears it). Our RMW read a word
+        // with the bit, so (with the fence inside) we see the registry.
+        if prev & ASYNC_OPEN_WAITERS != 0 && !mutant("multi_open::seal_skips_open_wakers") {
+            self.wake_open_futures();
         }
         // A sealed object does not linger: end a linger now, here. (A close
         // that would begin one after our RMW sees SEALED and shuts down.)

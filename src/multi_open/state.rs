@@ -12,16 +12,29 @@ use crate::sync::{mutant, Ordering};
 // ---------------------------------------------------------------------------
 // The state word (`MultiOpen::state`, a futex word)
 //
-//   bit 31      30          29 28    27      26          25 .. 0
-//   WAITERS     EVER_OPENED PHASE    SEALED  LINGERING   COUNT
+//   bit 31   30          29 28  27      26         25                  24 .. 0
+//   WAITERS  EVER_OPENED PHASE  SEALED  LINGERING  ASYNC_OPEN_WAITERS  COUNT
 //
-// COUNT (bits 0..=25): opens registered: every open currently held (by a
+// COUNT (bits 0..=24): opens registered: every open currently held (by a
 //   guard or detached) plus every opener between its increment and its
-//   return. In the Open phase it changes only by the fast-path fetch_add /
-//   fetch_sub. An opener whose fetch_add finds the count at or past
-//   COUNT_LIMIT (bit 25) takes its increment back and fails, so the count
-//   never carries into LINGERING: a carry would need 2^25 openers in flight
-//   between their increment and its undo at once.
+//   return (a pending open future counts: it is such an opener). In the
+//   Open phase it changes only by the fast-path fetch_add / fetch_sub. An
+//   opener whose fetch_add finds the count at or past COUNT_LIMIT (bit 24)
+//   takes its increment back and fails, so the count never carries into
+//   ASYNC_OPEN_WAITERS: a carry would need 2^24 openers in flight between
+//   their increment and its undo at once.
+// ASYNC_OPEN_WAITERS (bit 25): some open future's waker is (or is about to
+//   be) registered in `MultiOpen::open_wakers`, waiting for STARTING or
+//   SHUTTING_DOWN to end: the async twin of WAITERS, apart from it so that
+//   a phase end that only futures await makes no futex call and one that
+//   only threads await takes no registry lock. Set by the future's
+//   `fetch_or` after its registration (`futures.rs`, the protocol of
+//   `sync/wakers.rs`): that RMW is its re-check, and may land after the
+//   phase ended, so the bit can be seen in any phase (the fast paths mask
+//   it out: it is in neither FAST_OPEN_MASK nor COUNT_MASK; at worst one
+//   spare registry visit). Cleared only by `end_phase`, which wakes the
+//   registry if it was set; `seal` wakes it too and leaves it set. It was
+//   the count's top bit: MAX_OPENS went from 2^25 to 2^24.
 // LINGERING (bit 26): the object lingers (see `linger.rs`): OPEN, count
 //   zero, and the close that brought it to zero has recorded its time. Set
 //   only by such a close (a CAS from OPEN with count zero, after it stored
@@ -31,8 +44,8 @@ use crate::sync::{mutant, Ordering};
 //   and count zero never races a close that has not yet recorded its time.
 //   It was the count's top bit: MAX_OPENS went from 2^26 to 2^25.
 // SEALED (bit 27): set by `seal`, cleared by `unseal`; no other write
-//   touches it (every phase change keeps the bits outside PHASE, WAITERS
-//   and LINGERING). The fast open path tests it in the same mask and
+//   touches it (every phase change keeps the bits outside PHASE, WAITERS,
+//   ASYNC_OPEN_WAITERS and LINGERING). The fast open path tests it in the same mask and
 //   compare as the phase and COUNT_LIMIT, so an open of a sealed object
 //   always falls to the slow path, which refuses it; the close paths mask
 //   it out with COUNT_MASK.
@@ -44,9 +57,12 @@ use crate::sync::{mutant, Ordering};
 // ---------------------------------------------------------------------------
 
 /// Mask of the open count.
-pub(super) const COUNT_MASK: u32 = (1 << 26) - 1;
+pub(super) const COUNT_MASK: u32 = (1 << 25) - 1;
 /// The open count may not reach this value: an open that would is refused.
-pub(super) const COUNT_LIMIT: u32 = 1 << 25;
+pub(super) const COUNT_LIMIT: u32 = 1 << 24;
+/// Some open future waits for STARTING or SHUTTING_DOWN to end, its waker
+/// registered (or being registered) in `MultiOpen::open_wakers`.
+pub(super) const ASYNC_OPEN_WAITERS: u32 = 1 << 25;
 /// Lingering: open with no opens, shutdown deferred (see
 /// [`MultiOpen::with_linger`]); an open must clear it (slow path).
 pub(super) const LINGERING: u32 = 1 << 26;
@@ -117,11 +133,13 @@ pub(super) const WAITERS: u32 = 1 << 31;
 //   this window, a few instructions wide.)
 // - COUNT (the state word): an opener past COUNT_LIMIT takes its increment
 //   back before returning, so the count can carry into LINGERING only with
-//   2^25 such openers in flight at once, each inside its own call of `open`. A
+//   2^24 such openers in flight at once, each inside its own call of `open`. A
 //   thread has at most one such call in flight per object (the only user
 //   code an opener runs with its increment counted is startup, which cannot
 //   nest an open of its own object: it is refused as re-entrant), so that
-//   takes 2^25 threads; Linux allows at most 2^22 (PID_MAX_LIMIT).
+//   takes 2^24 threads; Linux allows at most 2^22 (PID_MAX_LIMIT). An open
+//   future past the limit takes its increment back within the same poll,
+//   so futures add no more in flight than the threads polling them.
 // - `detached`: each detached open is also a held open in COUNT, so it is
 //   at most COUNT_LIMIT.
 // ---------------------------------------------------------------------------
@@ -414,14 +432,16 @@ impl<R: Resource> MultiOpen<R> {
     }
 
     /// Leaves STARTING or SHUTTING_DOWN: applies `next` to the state word
-    /// (clearing WAITERS), and wakes the sleepers if there were any.
+    /// (clearing WAITERS and ASYNC_OPEN_WAITERS), and wakes the sleepers if
+    /// there were any: the futex for WAITERS, the open futures' registry
+    /// for ASYNC_OPEN_WAITERS.
     pub(super) fn end_phase(&self, ordering: Ordering, next: impl Fn(u32) -> u32, no_wake: &str) {
         // Relaxed: first guess for the CAS loop.
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             match self.state.compare_exchange_weak(
                 state,
-                next(state) & !WAITERS,
+                next(state) & !(WAITERS | ASYNC_OPEN_WAITERS),
                 ordering,
                 Ordering::Relaxed,
             ) {
@@ -431,6 +451,9 @@ impl<R: Resource> MultiOpen<R> {
         }
         if state & WAITERS != 0 && !mutant(no_wake) {
             self.state.wake_all();
+        }
+        if state & ASYNC_OPEN_WAITERS != 0 && !mutant("multi_open::phase_end_skips_open_wakers") {
+            self.wake_open_futures();
         }
     }
 }
