@@ -74,7 +74,9 @@ pub struct PoolStatus {
     pub idle: usize,
     /// Objects handed out (and being made).
     pub out: usize,
-    /// Threads waiting for an object now (0 for an uncapped pool).
+    /// Threads blocked in a `get` and futures of
+    /// [`get_async`](Pool::get_async) registered, waiting for an object now
+    /// (0 for an uncapped pool).
     pub waiting: usize,
     /// Is the pool closed?
     pub closed: bool,

@@ -585,6 +585,52 @@ mod tests {
         assert_eq!(list.len(), 0);
     }
 
+    /// The queue mode: `wake_one` in arrival order, a notified entry
+    /// re-armed goes back to the front, `notify_all` marks the rest, stale
+    /// queue items are skipped and compacted.
+    #[test]
+    fn queue_wakes_one_in_order_and_keeps_a_re_armed_place() {
+        let list = WakerList::new();
+        let counts: Vec<_> = (0..3).map(|_| counting()).collect();
+        let mut keys = [None; 3];
+        for (key, (_, waker)) in keys.iter_mut().zip(&counts) {
+            let others = list.queue_locked(key, Some(waker), |others| (others, true));
+            assert!(key.is_some() && others < 3);
+        }
+        let woken = |i: usize| counts[i].0 .0.load(Ordering::SeqCst);
+        assert!(list.wake_one());
+        assert_eq!((woken(0), woken(1), woken(2)), (1, 0, 0));
+        // 0 re-arms (it found nothing): back to the front, woken next.
+        list.queue_locked(&mut keys[0], Some(&counts[0].1), |_| ((), true));
+        assert!(list.wake_one());
+        assert_eq!((woken(0), woken(1)), (2, 0));
+        // 1 leaves: 2 is next.
+        list.queue_locked(&mut keys[1], None, |others| {
+            assert_eq!(others, 2);
+            ((), false)
+        });
+        assert!(keys[1].is_none());
+        assert!(list.wake_one());
+        assert_eq!(woken(2), 1);
+        assert!(!list.wake_one(), "all notified: nobody waiting");
+        list.queue_locked(&mut keys[2], Some(&counts[2].1), |_| ((), true));
+        list.notify_all();
+        assert_eq!((woken(0), woken(2)), (2, 2));
+        assert_eq!(list.len(), 2, "notified entries stay until they leave");
+        for i in [0, 2] {
+            list.queue_locked(&mut keys[i], None, |_| ((), false));
+        }
+        assert_eq!(list.len(), 0);
+        // Many register-and-leave rounds leave the queue bounded.
+        let (_, waker) = counting();
+        for _ in 0..1000 {
+            let mut key = None;
+            list.queue_locked(&mut key, Some(&waker), |_| ((), true));
+            list.queue_locked(&mut key, None, |_| ((), false));
+        }
+        assert!(list.lock().order.len() <= 20);
+    }
+
     #[test]
     fn lazy_list_is_allocated_once() {
         let lazy = LazyWakers::new();
