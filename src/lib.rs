@@ -55,7 +55,10 @@ pub use multi_open::{
     Resource, Wrapped,
 };
 #[cfg(not(all(doctest, loom_build)))]
-pub use pool::{OwnedPoolGuard, Pool, PoolBuilder, PoolError, PoolGuard, PoolStats, PoolStatus};
+pub use pool::{
+    GetFuture, GetOwnedFuture, OwnedPoolGuard, Pool, PoolBuilder, PoolError, PoolGuard, PoolStats,
+    PoolStatus,
+};
 #[cfg(all(not(all(doctest, loom_build)), feature = "signal", unix))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
 pub use run_state::SignalCanceller;

@@ -40,6 +40,9 @@ impl<T> Drop for DiscardCappedOnUnwind<'_, T> {
     }
 }
 
+/// An object taken (with the home slot for its guard), or why not.
+pub(super) type Taken<T, E> = Result<(Entry<T>, usize), PoolError<E>>;
+
 impl<T, E> Pool<T, E> {
     /// An object (and the home slot for its guard) within `patience`, or
     /// why not. Any pool: an uncapped one never waits.
@@ -74,19 +77,24 @@ impl<T, E> Pool<T, E> {
             let token = limit
                 .acquire(patience, closed_ok)
                 .map_err(|refused| self.refusal(limit, refused))?;
-            match token {
-                Token::Idle => {
-                    let entry = self.pop_counted(home);
-                    match self.checked_out(limit, entry) {
-                        Some(entry) => return Ok((entry, home)),
-                        // Expired or rejected: dropped, its room given
-                        // back; take another token (that room, at least,
-                        // is free).
-                        None => continue,
-                    }
-                }
-                Token::Room => return self.make_counted(limit, home),
+            if let Some(taken) = self.redeem(limit, token, home) {
+                return taken;
             }
+        }
+    }
+
+    /// The object `token` entitles to: an idle one that has not gone
+    /// stale and passes `is_valid`, or a new one. `None` if the idle one
+    /// was expired or rejected (dropped, its room given back): take
+    /// another token (that room, at least, is free).
+    pub(super) fn redeem(&self, limit: &Limit, token: Token, home: usize) -> Option<Taken<T, E>> {
+        match token {
+            Token::Idle => {
+                let entry = self.pop_counted(home);
+                self.checked_out(limit, entry)
+                    .map(|entry| Ok((entry, home)))
+            }
+            Token::Room => Some(self.make_counted(limit, home)),
         }
     }
 
@@ -186,7 +194,7 @@ impl<T, E> Pool<T, E> {
         }
     }
 
-    fn refusal(&self, limit: &Limit, refused: Refused) -> PoolError<E> {
+    pub(super) fn refusal(&self, limit: &Limit, refused: Refused) -> PoolError<E> {
         let name = self.name().to_owned();
         let now = limit.reading();
         match refused {

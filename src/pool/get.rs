@@ -9,6 +9,8 @@
 //! | [`PoolBuilder::max_live`] | `max_size` | `max_size` | `max_size` | objects alive at most (idle + handed out + being made) |
 //! | [`PoolBuilder::max_size`] | `max_idle` | — | — | idle objects kept (the Python `cs.resources` meaning) |
 //! | [`get`](Pool::get) | `get` (up to `connection_timeout`) | `get` (up to `timeouts.wait`) | `get` | wait for an object, for ever here |
+//! | [`get_async`](Pool::get_async) | — | `get().await` | `get().await` | await an object (no timeout of its own: the runtime's) |
+//! | [`get_owned_async`](Pool::get_owned_async) | — | — | `get_owned().await` | the same, with an owned guard |
 //! | [`get_timeout`](Pool::get_timeout) | `get_timeout` | `timeout_get` | — | wait at most a `Duration` |
 //! | [`get_deadline`](Pool::get_deadline) | — | — | — | wait until an `Instant` |
 //! | [`try_get`](Pool::try_get) | `try_get` | `timeout_get` with a zero wait | — | never wait |
@@ -72,7 +74,9 @@ pub struct PoolStatus {
     pub idle: usize,
     /// Objects handed out (and being made).
     pub out: usize,
-    /// Threads waiting for an object now (0 for an uncapped pool).
+    /// Threads blocked in a `get` and futures of
+    /// [`get_async`](Pool::get_async) registered, waiting for an object now
+    /// (0 for an uncapped pool).
     pub waiting: usize,
     /// Is the pool closed?
     pub closed: bool,

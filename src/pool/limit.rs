@@ -50,6 +50,23 @@
 //!   its starving waiter first; the futex queued ours behind the others
 //!   when it went back to sleep, so under Go's rule it starved on).
 //!
+//! # Futures (`get_async`: `limit/wait_async.rs`)
+//!
+//! A future that finds no token registers its waker in the limit's queue
+//! of wakers (`sync/wakers.rs`, allocated on the first one) and sets
+//! `ASYNC_WAITERS`, instead of counting itself in the waiters' field; both
+//! its look at the word and its registration happen under the queue's
+//! lock, so the bit is set exactly while a future is registered. Threads
+//! and futures share the rules above: `has_waiters` is "a thread counted
+//! or the bit set", and a woken future's look consumes `WOKEN` as a
+//! thread's does. A due wake goes to one of them: a waiting future when
+//! only futures wait, a thread when only threads do, and alternately when
+//! both do. A future that leaves (served, refused, or dropped while
+//! registered) looks too, so a wake it was sent is passed on by `settle`
+//! in that same compare-and-swap. The fast paths are unchanged: a take or
+//! return with nobody waiting reads no bit it did not read before and takes
+//! no lock; only a due wake with the bit set takes the queue's lock.
+//!
 //! # Why a separate wake-sequence word
 //!
 //! A sleeper reads `seq` *before* its last look at the state and sleeps
@@ -65,7 +82,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{mutant, AtomicU64, AtomicUsize, Futex, Mutex, Ordering};
+use crate::sync::{mutant, AtomicU64, AtomicUsize, Futex, LazyWakers, Mutex, Ordering};
+
+mod wait_async;
+pub(super) use wait_async::AsyncWait;
 
 // ----- the state word: bits documented at each constant -----
 
@@ -83,16 +103,22 @@ const FREE_ONE: u64 = 1 << FREE_SHIFT;
 const FREE_MASK: u64 = ((1 << FREE_BITS) - 1) << FREE_SHIFT;
 /// The stored free field is `free + FREE_BIAS`, in `[0, 2^18)`.
 const FREE_BIAS: i64 = 1 << (FREE_BITS - 1);
-/// Bits 35..51: registered waiters.
+/// Bits 35..50: registered waiting threads.
 const WAITER_SHIFT: u32 = FREE_SHIFT + FREE_BITS;
 const WAITER_ONE: u64 = 1 << WAITER_SHIFT;
-/// The most waiters the word counts; a thread finding it full yields and
-/// looks again instead of registering (2^16 - 1 = 65,535 threads).
-const MAX_WAITERS: u64 = (1 << 16) - 1;
+/// The most waiting threads the word counts; a thread finding it full
+/// yields and looks again instead of registering (2^15 - 1 = 32,767
+/// threads; futures are not counted here).
+const MAX_WAITERS: u64 = (1 << 15) - 1;
+/// Bit 50: a future's waker is registered in `Limit::wakers` (set and
+/// cleared only by a future's compare-and-swap under that queue's lock,
+/// so it is set exactly while the queue holds an entry).
+const ASYNC_WAITERS: u64 = 1 << (WAITER_SHIFT + 15);
 /// Bits 51..61: barges, tokens taken by threads that were not registered
 /// waiters while a wake was in flight (`WOKEN`); back to 0 when a woken
 /// waiter looks. At [`BARGE_LIMIT`] nobody barges until it has looked.
 const BARGE_SHIFT: u32 = WAITER_SHIFT + 16;
+const _: () = assert!(ASYNC_WAITERS >> WAITER_SHIFT == MAX_WAITERS + 1);
 const BARGE_ONE: u64 = 1 << BARGE_SHIFT;
 const BARGE_MASK: u64 = 0x3ff << BARGE_SHIFT;
 /// Bit 61: a wake has been issued and no registered waiter has looked at
@@ -136,6 +162,11 @@ fn waiters(w: u64) -> u64 {
     w >> WAITER_SHIFT & MAX_WAITERS
 }
 
+/// Does anyone wait: a thread counted, or a future registered?
+fn has_waiters(w: u64) -> bool {
+    waiters(w) > 0 || w & ASYNC_WAITERS != 0
+}
+
 fn barges(w: u64) -> u64 {
     (w & BARGE_MASK) >> BARGE_SHIFT
 }
@@ -146,7 +177,7 @@ fn barges(w: u64) -> u64 {
 /// not run yet (the scheduler has not given it a CPU: the barging threads
 /// then register, and leave their CPUs to it).
 fn may_barge(w: u64) -> bool {
-    if waiters(w) == 0 {
+    if !has_waiters(w) {
         return true;
     }
     // The mutants: a barger takes during hand-off, or past the limit.
@@ -219,7 +250,7 @@ fn take(w: u64) -> Option<(Token, u64)> {
 /// pool the only waiters left are `instance` calls, which still wait for
 /// room: see `Limit::acquire`.)
 fn settle(new: u64) -> (u64, bool) {
-    if new & WOKEN == 0 && waiters(new) > 0 && take(new).is_some() {
+    if new & WOKEN == 0 && has_waiters(new) && take(new).is_some() {
         ((new & !BARGE_MASK) | WOKEN, true)
     } else {
         (new, false)
@@ -318,10 +349,17 @@ pub(super) struct WaitCounts {
 
 /// The cap's state: see the module doc.
 pub(super) struct Limit {
-    /// Idle and free tokens, waiters, `WOKEN`, `HANDOFF`, `CLOSED`.
+    /// Idle and free tokens, waiters, `ASYNC_WAITERS`, `WOKEN`, `HANDOFF`,
+    /// `CLOSED`.
     state: CachePadded<AtomicU64>,
     /// The wake sequence: bumped by every waking call, slept on by waiters.
     seq: CachePadded<Futex>,
+    /// The futures' queue of wakers (`get_async`), allocated by the first
+    /// future that waits; behind `ASYNC_WAITERS`.
+    wakers: LazyWakers,
+    /// Whose turn a due wake is when threads and futures both wait (even:
+    /// a future's); counts those wakes.
+    turn: AtomicUsize,
     /// The cap, for reports (`live = cap - free`); written by `resize`
     /// under `resizing`, so two resizes never interleave.
     cap: AtomicUsize,
@@ -335,6 +373,7 @@ pub(super) struct Reading {
     pub(super) cap: usize,
     pub(super) live: usize,
     pub(super) idle: usize,
+    /// Threads and futures.
     pub(super) waiting: usize,
     pub(super) closed: bool,
 }
@@ -346,32 +385,68 @@ impl Limit {
         Self {
             state: CachePadded::new(AtomicU64::new(with_free(0, cap as i64))),
             seq: CachePadded::new(Futex::new(0)),
+            wakers: LazyWakers::new(),
+            turn: AtomicUsize::new(0),
             cap: AtomicUsize::new(cap),
             resizing: Mutex::new(()),
             counts: WaitCounts::default(),
         }
     }
 
-    /// Bumps the sequence and wakes one sleeper.
+    /// The wake `settle` made due, for the word `w` this thread just
+    /// stored: one waiting future (if futures wait, and it is their turn
+    /// or no thread waits) or else one thread.
     #[cold]
-    fn wake(&self) {
-        // Release: a waiter whose Acquire load of `seq` sees this bump also
-        // sees the state change that made the wake due (see the module doc).
-        self.seq.fetch_add(1, Ordering::Release);
-        self.seq.wake_one();
+    #[inline(never)]
+    fn wake(&self, w: u64) {
+        let threads = waiters(w) > 0;
+        if w & ASYNC_WAITERS != 0 && !mutant("pool::async_wake_skips_futures") {
+            // Relaxed: only a turn-taker; any order is fair enough.
+            let futures_turn = !threads || self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 0;
+            // No fence: our compare-and-swap (Acquire) read a word in the
+            // release sequence of the future's, made after it allocated the
+            // queue. `false`: no entry is waiting (each is notified and will
+            // look, or has left, and its leaving look came after our
+            // compare-and-swap): the wake is theirs already.
+            if futures_turn && self.wakers.get().is_some_and(|list| list.wake_one()) {
+                return;
+            }
+        }
+        if threads {
+            // Release: a waiter whose Acquire load of `seq` sees this bump
+            // also sees the state change that made the wake due (see the
+            // module doc).
+            self.seq.fetch_add(1, Ordering::Release);
+            self.seq.wake_one();
+        }
     }
 
     /// Applies `f` to the state word until the compare-and-swap succeeds;
-    /// `f` returns the new word and what to report, or `None` to leave the
-    /// word as it is. Wakes one sleeper if `settle` says a wake is due.
+    /// `f` returns the new word and what to report, or `Err` to leave the
+    /// word as it is. Wakes one waiter if `settle` says a wake is due.
     #[inline]
-    fn update<R>(&self, mut f: impl FnMut(u64) -> Result<(u64, R), R>) -> R {
+    fn update<R>(&self, f: impl FnMut(u64) -> Result<(u64, R), R>) -> R {
+        let (report, wake) = self.update_deferred(f);
+        if let Some(w) = wake {
+            self.wake(w);
+        }
+        report
+    }
+
+    /// [`update`](Self::update), returning the word to `wake` for (if a
+    /// wake is due) instead of waking: for a caller holding the futures'
+    /// queue lock, which `wake` may take.
+    #[inline]
+    fn update_deferred<R>(
+        &self,
+        mut f: impl FnMut(u64) -> Result<(u64, R), R>,
+    ) -> (R, Option<u64>) {
         // Relaxed: a guess for the CAS, which decides.
         let mut w = self.state.load(Ordering::Relaxed);
         loop {
             let (new, report) = match f(w) {
                 Ok(next) => next,
-                Err(report) => return report,
+                Err(report) => return (report, None),
             };
             let (new, wake) = settle(new);
             // AcqRel: Acquire, so a taker sees the object a return put into
@@ -382,12 +457,7 @@ impl Limit {
                 .state
                 .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    if wake {
-                        self.wake();
-                    }
-                    return report;
-                }
+                Ok(_) => return (report, wake.then_some(new)),
                 Err(now) => w = now,
             }
         }
@@ -398,7 +468,18 @@ impl Limit {
     /// call still waits for room, so the cap holds after `close` too.
     #[inline]
     pub(super) fn acquire(&self, patience: Patience, closed_ok: bool) -> Result<Token, Refused> {
-        let fast = self.update(|w| {
+        match self.barge(closed_ok) {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => self.acquire_slow(patience, closed_ok),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// A new arrival's one compare-and-swap: a token if one is free to it,
+    /// `Ok(None)` if it must wait, or refused (closed).
+    #[inline]
+    fn barge(&self, closed_ok: bool) -> Result<Option<Token>, Refused> {
+        self.update(|w| {
             if w & CLOSED != 0 && !closed_ok {
                 return Err(Err(Refused::Closed));
             }
@@ -409,12 +490,7 @@ impl Limit {
                 Some((token, new)) => Ok((barged(new), Ok(Some(token)))),
                 None => Err(Ok(None)),
             }
-        });
-        match fast {
-            Ok(Some(token)) => Ok(token),
-            Ok(None) => self.acquire_slow(patience, closed_ok),
-            Err(refused) => Err(refused),
-        }
+        })
     }
 
     /// `acquire` when no token was free for a new arrival: register, sleep,
@@ -592,7 +668,7 @@ impl Limit {
             {
                 Ok(_) => {
                     if wake {
-                        self.wake();
+                        self.wake(new);
                     }
                     return true;
                 }
@@ -620,6 +696,13 @@ impl Limit {
             // Release: as in `wake`.
             self.seq.fetch_add(1, Ordering::Release);
             self.seq.wake_all();
+            if was & ASYNC_WAITERS != 0 {
+                // No fence: the fetch_or (Acquire) read the futures' bit,
+                // set after the queue was allocated (see `wake`).
+                if let Some(list) = self.wakers.get() {
+                    list.notify_all();
+                }
+            }
         }
         true
     }
@@ -685,11 +768,16 @@ impl Limit {
         // Acquire: see the events the counts cover.
         let w = self.state.load(Ordering::Acquire);
         let cap = self.cap.load(Ordering::Relaxed);
+        // The futures, from their queue (a short lock) only if one waits.
+        let futures = match w & ASYNC_WAITERS {
+            0 => 0,
+            _ => self.wakers.get().map_or(0, |list| list.len()),
+        };
         Reading {
             cap,
             live: (cap as i64 - free(w)).max(0) as usize,
             idle: idle(w) as usize,
-            waiting: waiters(w) as usize,
+            waiting: waiters(w) as usize + futures,
             closed: w & CLOSED != 0,
         }
     }
@@ -709,14 +797,19 @@ fn starved(_start: Instant, slept: u32) -> bool {
     slept >= 2
 }
 
-/// The word with one waiter fewer (and `HANDOFF` off once none is left;
-/// the mutant leaves it on, with nobody waiting).
+/// The word with one waiting thread fewer (and `HANDOFF` off once nobody
+/// waits).
 fn unregister(w: u64) -> u64 {
-    let w = w - WAITER_ONE;
-    if waiters(w) == 0 && !mutant("pool::cap_handoff_outlives_waiters") {
-        w & !HANDOFF
-    } else {
+    drained(w - WAITER_ONE)
+}
+
+/// `w` with `HANDOFF` off if nobody waits any more (the mutant leaves it
+/// on, with nobody waiting).
+fn drained(w: u64) -> u64 {
+    if has_waiters(w) || mutant("pool::cap_handoff_outlives_waiters") {
         w
+    } else {
+        w & !HANDOFF
     }
 }
 
@@ -737,72 +830,4 @@ impl Drop for RoomOnUnwind<'_> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fields_round_trip() {
-        let w = with_free(0, MAX_LIVE as i64);
-        assert_eq!((idle(w), free(w), waiters(w)), (0, MAX_LIVE as i64, 0));
-        let w = with_free(w + 3 * IDLE_ONE + 2 * WAITER_ONE, -(MAX_LIVE as i64));
-        assert_eq!((idle(w), free(w), waiters(w)), (3, -(MAX_LIVE as i64), 2));
-        assert_eq!(w & (WOKEN | HANDOFF | CLOSED), 0);
-        let w = (w | CLOSED | WOKEN | HANDOFF) + WAITER_ONE * (MAX_WAITERS - 2);
-        assert_eq!(waiters(w), MAX_WAITERS);
-        assert_eq!(free(w), -(MAX_LIVE as i64));
-        let w = w + 1023 * BARGE_ONE;
-        assert_eq!((barges(w), waiters(w), idle(w)), (1023, MAX_WAITERS, 3));
-        assert_eq!(free(w), -(MAX_LIVE as i64));
-        assert_eq!(w & (WOKEN | HANDOFF | CLOSED), WOKEN | HANDOFF | CLOSED);
-    }
-
-    #[test]
-    fn patience_of_timeouts_and_deadlines() {
-        assert!(matches!(Patience::timeout(Duration::ZERO), Patience::Never));
-        assert!(matches!(
-            Patience::timeout(Duration::MAX),
-            Patience::Forever
-        ));
-        let past = Instant::now();
-        assert!(matches!(Patience::deadline(past), Patience::Never));
-        match Patience::timeout(Duration::from_secs(1)) {
-            Patience::Until { deadline, since } => {
-                assert_eq!(deadline - since, Duration::from_secs(1));
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn barges_past_a_woken_waiter_are_limited() {
-        let mut w = with_free(WAITER_ONE, 2);
-        assert!(may_barge(w) && barged(w) == w, "no wake in flight: free");
-        w |= WOKEN;
-        for n in 0..BARGE_LIMIT {
-            assert!(may_barge(w), "barge {n}");
-            w = barged(w);
-        }
-        assert_eq!(barges(w), BARGE_LIMIT);
-        assert!(!may_barge(w), "the woken waiter's turn");
-        assert!(may_barge(w - WAITER_ONE), "nobody registered: free");
-        let w = looked(w);
-        assert!(may_barge(w) && barges(w) == 0 && w & WOKEN == 0);
-        assert!(!may_barge(w | HANDOFF), "a starving waiter waits");
-    }
-
-    #[test]
-    fn idle_over_a_shrunk_cap_is_not_available() {
-        let w = with_free(2 * IDLE_ONE, -2);
-        assert!(take(w).is_none());
-        let w = with_free(3 * IDLE_ONE, -2);
-        assert_eq!(take(w).map(|t| t.0), Some(Token::Idle));
-    }
-
-    #[test]
-    fn settle_wakes_once() {
-        let w = with_free(WAITER_ONE, 1);
-        let (w, wake) = settle(w);
-        assert!(wake && w & WOKEN != 0);
-        assert!(!settle(w).1, "a wake is in flight already");
-    }
-}
+mod tests;

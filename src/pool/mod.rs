@@ -184,6 +184,7 @@ use crate::unwind;
 mod builder;
 mod capped;
 mod error;
+mod futures;
 mod get;
 mod guard;
 mod lifetime;
@@ -195,6 +196,7 @@ mod take;
 
 pub use builder::PoolBuilder;
 pub use error::PoolError;
+pub use futures::{GetFuture, GetOwnedFuture};
 pub use get::PoolStatus;
 pub use guard::{OwnedPoolGuard, PoolGuard};
 pub use stats::PoolStats;

@@ -54,9 +54,27 @@
 //! Every waiter is woken, so a dropped future never holds a wake-up meant
 //! for another (there is no "one of them" to pass on).
 //!
+//! # Waking one at a time (the capped pool's queue)
+//!
+//! A primitive that hands out one thing per wake (the capped `Pool`) uses
+//! the list as a queue instead: [`WakerList::queue_locked`] runs the
+//! future's RMW on the state word *under the list's lock* and, as that RMW
+//! decides, keeps its registration (waiting) or removes it; the RMW sets the
+//! primitive's "a future waits" bit exactly when the list will hold an
+//! entry, so the bit mirrors "the list is not empty" at every lock
+//! boundary. [`WakerList::wake_one`] marks the oldest *waiting* entry
+//! *notified* (it stays in the list until its future polls or is dropped)
+//! and wakes it; an entry re-armed after a notification goes back to the
+//! front of the queue (it keeps its place). A transition whose RMW read the
+//! bit takes the lock after the future's RMW and finds its entry (that RMW
+//! ran under the lock), so here too no wake-up is lost. Such a list never
+//! sees [`wake_all`](WakerList::wake_all) (which would forget the entries):
+//! [`notify_all`](WakerList::notify_all) marks them all notified instead.
+//!
 //! Under loom the lock is loom's `Mutex` (through the `sync` shim), so the
 //! models check the protocol itself.
 
+use std::collections::VecDeque;
 use std::sync::PoisonError;
 use std::task::Waker;
 
@@ -78,11 +96,37 @@ struct Slots {
     /// Incremented by every `wake_all` that found a registration: keys of
     /// older generations name nothing.
     generation: u64,
-    /// Registered wakers; `None`: a free slot (listed in `free`).
-    wakers: Vec<Option<Waker>>,
+    /// Registrations, by slot (`Free` slots listed in `free`).
+    wakers: Vec<Entry>,
     free: Vec<usize>,
     /// Occupied slots.
     len: usize,
+    /// The queue of [`queue_locked`](WakerList::queue_locked) users: a
+    /// waiting entry's slot and ticket, oldest first. Items whose entry has
+    /// gone (or was notified) are skipped by `wake_one` and dropped when
+    /// the queue grows past twice the entries.
+    order: VecDeque<(usize, u64)>,
+    /// The next ticket: tells a slot's registrations apart in `order`.
+    next_ticket: u64,
+}
+
+/// One slot of the list.
+#[derive(Debug, Default)]
+enum Entry {
+    #[default]
+    Free,
+    /// Registered, not woken since: `ticket` names it in `order`.
+    Waiting { waker: Waker, ticket: u64 },
+    /// Woken by `wake_one` or `notify_all` and not polled since: still
+    /// counted, so the primitive's bit stays set until its future polls
+    /// (and looks at the state) or is dropped (and passes the wake on).
+    Notified { ticket: u64 },
+}
+
+impl Entry {
+    fn is_free(&self) -> bool {
+        matches!(self, Entry::Free)
+    }
 }
 
 /// Where a future's waker is registered: its slot in one generation.
@@ -95,7 +139,45 @@ pub(crate) struct WakerKey {
 impl Slots {
     /// Is `key` a registration of this generation (not yet woken)?
     fn holds(&self, key: WakerKey) -> bool {
-        key.generation == self.generation && self.wakers.get(key.slot).is_some_and(Option::is_some)
+        key.generation == self.generation && self.wakers.get(key.slot).is_some_and(|e| !e.is_free())
+    }
+
+    /// A new entry in a free slot (or a new slot); its key.
+    fn insert(&mut self, entry: Entry) -> WakerKey {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.wakers[slot] = entry;
+                slot
+            }
+            None => {
+                self.wakers.push(entry);
+                self.wakers.len() - 1
+            }
+        };
+        self.len += 1;
+        WakerKey {
+            slot,
+            generation: self.generation,
+        }
+    }
+
+    /// Frees `slot` (occupied); the entry it held.
+    fn remove(&mut self, slot: usize) -> Entry {
+        let old = std::mem::take(&mut self.wakers[slot]);
+        self.free.push(slot);
+        self.len -= 1;
+        old
+    }
+
+    /// Drops the queue's stale items once they outnumber the entries
+    /// twice over (amortised: each item is dropped once).
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.len + 16 {
+            let wakers = &self.wakers;
+            self.order.retain(|&(slot, ticket)| {
+                matches!(wakers.get(slot), Some(Entry::Waiting { ticket: t, .. }) if *t == ticket)
+            });
+        }
     }
 }
 
@@ -125,35 +207,26 @@ impl WakerList {
         if let Some(current) = *key {
             if slots.holds(current) {
                 let slot = &mut slots.wakers[current.slot];
-                if slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                if let Entry::Waiting { waker: old, .. } = slot {
+                    if old.will_wake(waker) {
+                        return false;
+                    }
+                    // A new waker (the task moved, or another one polls):
+                    // swap it in, drop the old one after unlocking. Cloning
+                    // a waker is the executor's code, but a clone that
+                    // panics leaves the slots as they were.
+                    let old = std::mem::replace(old, waker.clone());
+                    drop(slots);
+                    drop(old);
                     return false;
                 }
-                // A new waker (the task moved, or another one polls):
-                // swap it in, drop the old one after unlocking. Cloning a
-                // waker is the executor's code, but a clone that panics
-                // leaves the slots as they were.
-                let old = slot.replace(waker.clone());
-                drop(slots);
-                drop(old);
-                return false;
             }
         }
-        let waker = Some(waker.clone());
-        let slot = match slots.free.pop() {
-            Some(slot) => {
-                slots.wakers[slot] = waker;
-                slot
-            }
-            None => {
-                slots.wakers.push(waker);
-                slots.wakers.len() - 1
-            }
+        let entry = Entry::Waiting {
+            waker: waker.clone(),
+            ticket: 0,
         };
-        slots.len += 1;
-        *key = Some(WakerKey {
-            slot,
-            generation: slots.generation,
-        });
+        *key = Some(slots.insert(entry));
         true
     }
 
@@ -178,20 +251,15 @@ impl WakerList {
         let still_ours = slots.holds(current);
         if mutant("sync::wakers_drop_ignores_generation") {
             // The bug: free the slot whatever generation it now belongs to.
-            if let Some(slot) = slots.wakers.get_mut(current.slot) {
-                if slot.take().is_some() {
-                    slots.len -= 1;
-                    slots.free.push(current.slot);
-                }
+            if slots.wakers.get(current.slot).is_some_and(|e| !e.is_free()) {
+                slots.remove(current.slot);
             }
             return;
         }
         if !still_ours {
             return;
         }
-        let old = slots.wakers[current.slot].take();
-        slots.free.push(current.slot);
-        slots.len -= 1;
+        let old = slots.remove(current.slot);
         drop(slots);
         drop(old);
     }
@@ -211,9 +279,138 @@ impl WakerList {
             self.generation.store(slots.generation, Ordering::Relaxed);
             slots.free = Vec::new();
             slots.len = 0;
+            slots.order = VecDeque::new();
             std::mem::take(&mut slots.wakers)
         };
-        for waker in wakers.into_iter().flatten() {
+        for entry in wakers {
+            if let Entry::Waiting { waker, .. } = entry {
+                let _ = crate::unwind::catch(|| waker.wake());
+            }
+        }
+    }
+
+    /// The queue's step (see "Waking one at a time" in the module docs):
+    /// under the lock, runs `decide(others)`, where `others` is the number
+    /// of registrations other than `key`'s, and keeps `key`'s registration
+    /// waiting with `waker` if it returns `true` (a new one at the back of
+    /// the queue, a notified one back at the front, a waiting one updated
+    /// in place), else removes it. `decide` must not run user code (it is
+    /// the state word's RMW); `waker` is cloned before it runs (so a clone
+    /// that panics changes nothing) and old wakers are dropped after the
+    /// lock is released. `waker` `None` (a dropped future): `decide` must
+    /// return `false`.
+    pub(crate) fn queue_locked<R>(
+        &self,
+        key: &mut Option<WakerKey>,
+        waker: Option<&Waker>,
+        decide: impl FnOnce(usize) -> (R, bool),
+    ) -> R {
+        let mut slots = self.lock();
+        let held = key.filter(|&k| slots.holds(k));
+        let fresh = match (waker, held.map(|k| &slots.wakers[k.slot])) {
+            (Some(new), Some(Entry::Waiting { waker: old, .. })) if old.will_wake(new) => None,
+            (Some(new), _) => Some(new.clone()),
+            (None, _) => None,
+        };
+        let others = slots.len - usize::from(held.is_some());
+        let (report, stay) = decide(others);
+        let mut old = None;
+        match (held, stay, fresh) {
+            (Some(k), false, _) => {
+                old = Some(slots.remove(k.slot));
+                *key = None;
+            }
+            (None, false, _) => *key = None,
+            (Some(k), true, fresh) => {
+                let entry = &mut slots.wakers[k.slot];
+                match (std::mem::take(entry), fresh) {
+                    (Entry::Notified { ticket }, Some(waker)) => {
+                        *entry = Entry::Waiting { waker, ticket };
+                        slots.order.push_front((k.slot, ticket));
+                    }
+                    (Entry::Waiting { waker, ticket }, fresh) => {
+                        let waker = match fresh {
+                            Some(new) => {
+                                old = Some(Entry::Waiting { waker, ticket });
+                                new
+                            }
+                            None => waker,
+                        };
+                        *entry = Entry::Waiting { waker, ticket };
+                    }
+                    // Unreachable (`fresh` is `Some` unless the entry is a
+                    // waiting one, `waker` is given when staying): keep the
+                    // entry as it was.
+                    (other, _) => *entry = other,
+                }
+            }
+            (None, true, Some(waker)) => {
+                let ticket = slots.next_ticket;
+                slots.next_ticket = ticket.wrapping_add(1);
+                let new = slots.insert(Entry::Waiting { waker, ticket });
+                slots.order.push_back((new.slot, ticket));
+                slots.compact();
+                *key = Some(new);
+            }
+            // Unreachable (staying needs a waker): registers nothing.
+            (None, true, None) => *key = None,
+        }
+        drop(slots);
+        drop(old);
+        report
+    }
+
+    /// Wakes the oldest waiting registration of the queue and marks it
+    /// notified (it stays registered until its future polls or is dropped);
+    /// `false` if no registration is waiting (none, or all notified). The
+    /// waker runs after the lock is released, under `unwind::catch`.
+    pub(crate) fn wake_one(&self) -> bool {
+        let waker = {
+            let mut slots = self.lock();
+            loop {
+                let Some((slot, ticket)) = slots.order.pop_front() else {
+                    return false;
+                };
+                let Some(entry) = slots.wakers.get_mut(slot) else {
+                    continue;
+                };
+                match std::mem::take(entry) {
+                    Entry::Waiting { waker, ticket: t } if t == ticket => {
+                        *entry = Entry::Notified { ticket };
+                        break waker;
+                    }
+                    // Stale: removed, notified, or the slot reused since.
+                    other => *entry = other,
+                }
+            }
+        };
+        let _ = crate::unwind::catch(|| waker.wake());
+        true
+    }
+
+    /// Wakes every waiting registration of the queue and marks it notified
+    /// (a queue's [`wake_all`](Self::wake_all): the entries stay until
+    /// their futures poll or are dropped).
+    pub(crate) fn notify_all(&self) {
+        let wakers: Vec<Waker> = {
+            let mut slots = self.lock();
+            slots.order = VecDeque::new();
+            slots
+                .wakers
+                .iter_mut()
+                .filter_map(|entry| match std::mem::take(entry) {
+                    Entry::Waiting { waker, ticket } => {
+                        *entry = Entry::Notified { ticket };
+                        Some(waker)
+                    }
+                    other => {
+                        *entry = other;
+                        None
+                    }
+                })
+                .collect()
+        };
+        for waker in wakers {
             let _ = crate::unwind::catch(|| waker.wake());
         }
     }
@@ -386,6 +583,52 @@ mod tests {
         list.wake_all(); // the panic hook prints "bad waker"
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert_eq!(list.len(), 0);
+    }
+
+    /// The queue mode: `wake_one` in arrival order, a notified entry
+    /// re-armed goes back to the front, `notify_all` marks the rest, stale
+    /// queue items are skipped and compacted.
+    #[test]
+    fn queue_wakes_one_in_order_and_keeps_a_re_armed_place() {
+        let list = WakerList::new();
+        let counts: Vec<_> = (0..3).map(|_| counting()).collect();
+        let mut keys = [None; 3];
+        for (key, (_, waker)) in keys.iter_mut().zip(&counts) {
+            let others = list.queue_locked(key, Some(waker), |others| (others, true));
+            assert!(key.is_some() && others < 3);
+        }
+        let woken = |i: usize| counts[i].0 .0.load(Ordering::SeqCst);
+        assert!(list.wake_one());
+        assert_eq!((woken(0), woken(1), woken(2)), (1, 0, 0));
+        // 0 re-arms (it found nothing): back to the front, woken next.
+        list.queue_locked(&mut keys[0], Some(&counts[0].1), |_| ((), true));
+        assert!(list.wake_one());
+        assert_eq!((woken(0), woken(1)), (2, 0));
+        // 1 leaves: 2 is next.
+        list.queue_locked(&mut keys[1], None, |others| {
+            assert_eq!(others, 2);
+            ((), false)
+        });
+        assert!(keys[1].is_none());
+        assert!(list.wake_one());
+        assert_eq!(woken(2), 1);
+        assert!(!list.wake_one(), "all notified: nobody waiting");
+        list.queue_locked(&mut keys[2], Some(&counts[2].1), |_| ((), true));
+        list.notify_all();
+        assert_eq!((woken(0), woken(2)), (2, 2));
+        assert_eq!(list.len(), 2, "notified entries stay until they leave");
+        for i in [0, 2] {
+            list.queue_locked(&mut keys[i], None, |_| ((), false));
+        }
+        assert_eq!(list.len(), 0);
+        // Many register-and-leave rounds leave the queue bounded.
+        let (_, waker) = counting();
+        for _ in 0..1000 {
+            let mut key = None;
+            list.queue_locked(&mut key, Some(&waker), |_| ((), true));
+            list.queue_locked(&mut key, None, |_| ((), false));
+        }
+        assert!(list.lock().order.len() <= 20);
     }
 
     #[test]
