@@ -53,9 +53,24 @@ impl RunState {
     /// [`"deadline exceeded"`](DEADLINE_EXCEEDED), even if nobody polls it:
     /// the crate's timer thread (started at the first use in the process)
     /// cancels it within a few milliseconds of the deadline (more if the
-    /// machine is overloaded), running the `on_cancel` callbacks and
-    /// cancelling the children there. Replaces a deadline set before. A
-    /// deadline already past cancels at once, in this thread.
+    /// machine is overloaded): it sets the flag and the reason, wakes the
+    /// waiting threads and futures (wakers run on the timer thread) and
+    /// cancels the children. Replaces a deadline set before: a replaced or
+    /// [cleared](Self::clear_deadline) deadline never fires, even one whose
+    /// time had come. A deadline already past cancels at once, in this
+    /// thread.
+    ///
+    /// **Callbacks run off the timer thread.** The `on_cancel` callbacks
+    /// (this state's and its children's) are user code of any length, and
+    /// the timer thread serves every deadline of the process; so a firing
+    /// deadline with callbacks to run hands them to a new thread
+    /// (`multiopen-deadline`, one per firing that has callbacks; a
+    /// thread spawn, some tens of microseconds), as .NET's `CancelAfter`
+    /// runs them on its thread pool: a callback may block, or wait for
+    /// another deadline, without delaying any other deadline. They run
+    /// after the flag is set, so a thread that sees the cancel may run
+    /// before them. Only if the OS refuses a thread do they run on the
+    /// timer thread.
     ///
     /// The deadline belongs to the state, not to a run: it cancels the run
     /// in progress at that instant, or (a cancel is kept) the next one.
@@ -235,10 +250,6 @@ fn run_callbacks_elsewhere(states: Vec<Arc<RunState>>) {
     };
     #[cfg(not(loom))]
     {
-        if mutant("run_state::deadline_callbacks_on_timer") {
-            run();
-            return;
-        }
         // Shared so that a refused spawn hands it back to run here.
         let slot = Arc::new(std::sync::Mutex::new(Some(run)));
         let theirs = Arc::clone(&slot);

@@ -16,10 +16,23 @@
 //!   children keeps one slot per child alive at a time (the slab never
 //!   grows past the most children alive at once, and is emptied whenever
 //!   none is).
-//! - A parent dropped before its children detaches them: nobody can reach
-//!   the registry to cancel through it any more (the children hold it until
-//!   the last of them goes), and the children live on as they were (cancelled or not); nothing can cancel them but
-//!   their own `cancel`.
+//! - A parent dropped before its children no longer cancels them (nobody
+//!   can call its `cancel`), but they still follow its ancestors: if it
+//!   had live children, its `ParentLink`'s `Drop` leaves its registry in
+//!   its own slot upstream (an *orphan* entry, under the upstream lock,
+//!   with a strong reference; the orphan records where it sits, in
+//!   `upstream`), and a cancel walks an orphan as it would have walked the
+//!   dropped state's children (tokio-util moves a dropped token's children
+//!   to its parent; this moves them all at once, in O(1)). The unlink that
+//!   empties an orphan frees its slot upstream too (and so on up a chain
+//!   of dropped states), so memory stays that of the live states. A root
+//!   dropped before its children detaches them: nothing above can cancel
+//!   them any more, and they live on as they were (cancelled or not).
+//!
+//! Lock order: a registry, then the registry of one of its children (a
+//! dropping state holds its parent's lock while it looks at its own); no
+//! path takes them the other way round (an unlink that empties an orphan
+//! releases it before it takes the lock upstream).
 //!
 //! # Why a child never misses its parent's cancel
 //!
@@ -268,7 +281,17 @@ impl RunState {
     /// Ownership: the caller owns the child through the returned `Arc`;
     /// this state keeps only a `Weak`, and a dropped child unlinks itself,
     /// so making and dropping children never accumulates. If this state is
-    /// dropped first, its children are detached and live on unchanged.
+    /// dropped first, its children live on and still follow this state's
+    /// parent (and its ancestors): `server.child("worker").child("job")`
+    /// drops the worker at once, yet the server's cancel reaches the job. A
+    /// state with no parent dropped first detaches its children.
+    ///
+    /// A child made while this state reads cancelled follows this state's
+    /// current cancel: a cancel of the run in progress (or of the next run,
+    /// made before the start) holds for the child for good; the cancel of a
+    /// run that has ended (this state stopped cancelled) makes the child
+    /// read cancelled, with that reason, only until the child's own next
+    /// start.
     ///
     /// Costs: an allocation for the child, and this state's registry lock
     /// to insert it (and, in the child's drop, to remove it): O(1). A
@@ -506,7 +529,9 @@ impl Registry {
                     Some(child) => follow.push(Follow::State(child, Some(prev))),
                     // Going: no sleeper (a sleeper holds a reference), nobody
                     // to call back; but its children follow us.
-                    None if prev & HAS_CHILDREN != 0 => {
+                    None if prev & HAS_CHILDREN != 0
+                        && !mutant("run_state::walk_skips_going_child") =>
+                    {
                         follow.extend(slab.own_registry(index).map(Follow::Registry));
                     }
                     None => {}

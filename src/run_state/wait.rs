@@ -584,7 +584,7 @@ impl RunState {
             return false;
         }
         let now = self.publishes();
-        if now - count >= EPOCH_PERIOD && !mutant("run_state::stop_wait_epoch_only") {
+        if now - count >= EPOCH_PERIOD {
             return true;
         }
         let moved = epoch_of(s).wrapping_sub(count) & (EPOCH_PERIOD - 1);
@@ -623,4 +623,34 @@ const EPOCH_PERIOD: u64 = 1 << (32 - EPOCH_SHIFT);
 /// The EPOCH of word `s`: the low 21 bits of the count of publishes.
 fn epoch_of(s: u32) -> u64 {
     u64::from(s >> EPOCH_SHIFT)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The blocking `wait_stopped` shares `stop_ended` with the future: a
+    /// waiter that began in run N and looks again only after exactly 2^21
+    /// publishes (the word's EPOCH back where it was, the state running
+    /// again) still sees run N's stop.
+    #[test]
+    fn a_stop_wait_sees_its_stop_after_the_epoch_wraps() {
+        let rs = RunState::new("wrap");
+        rs.start().unwrap();
+        let (since, began) = rs.stop_watch();
+        assert!(!rs.stop_ended(began, since, "none"));
+        rs.stop().unwrap();
+        for _ in 0..((1u32 << 20) - 1) {
+            rs.start().unwrap();
+            rs.stop().unwrap();
+        }
+        rs.start().unwrap();
+        let s = rs.state.load(Ordering::Acquire);
+        assert_eq!(epoch_of(s), epoch_of(began), "the EPOCH has wrapped");
+        assert!(rs.stop_ended(s, since, "none"));
+        // And a run that is still the one it began in is not ended.
+        let (since, s) = rs.stop_watch();
+        assert!(!rs.stop_ended(s, since, "none"));
+        assert!(rs.wait_stopped_timeout(Duration::ZERO).is_err());
+    }
 }
