@@ -66,7 +66,7 @@ use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, PoisonError, Weak};
 
-use super::cancel::Reasons;
+use super::cancel::CancelReason;
 use super::state::{
     ANY_CANCEL, ANY_WAITERS, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN,
 };
@@ -314,6 +314,7 @@ impl RunState {
         let name = name.into();
         let registry = self.registry();
         let mut slab = registry.lock();
+        let mut inherited = None;
         let child = Arc::new_cyclic(|weak| {
             let index = slab.insert(Weak::clone(weak));
             // Under the lock, after the insert: see the module docs.
@@ -326,46 +327,65 @@ impl RunState {
                 // canceller that sees the bit.
                 s = self.state.fetch_or(HAS_CHILDREN, Ordering::AcqRel);
             }
-            let mut reasons = Reasons::default();
-            let mut word = 0;
-            if s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel") {
-                // Still under the registry lock (a cancel from now on walks
-                // this child): the parent's cancel as it is now, with its
-                // reason, read together under the parent's reasons lock (lock
-                // order: registry, then reasons). Its current cancel holds
-                // for the child for good; a cancel whose run has ended only
-                // as the child's own ended cancel, which the child's next
-                // start clears (the parent's next run is not cancelled).
-                let (now, reason) = self.cancel_and_reason();
-                if now & CANCELLED != 0 {
-                    word = CANCELLED | FROM_PARENT;
-                    reasons.current = reason;
-                } else if now & ENDED_CANCELLED != 0
-                    && !mutant("run_state::child_keeps_ended_cancel")
-                {
-                    word = ENDED_CANCELLED;
-                    reasons.ended = reason;
-                } else if now & ENDED_CANCELLED != 0 {
-                    // The bug: a past run's cancel held for ever.
-                    word = CANCELLED | FROM_PARENT;
-                }
-            }
-            let child = RunState::build(
+            let word = if s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel") {
+                let (word, reason) = self.inherited_cancel();
+                inherited = reason;
+                word
+            } else {
+                0
+            };
+            RunState::build(
                 name,
                 word,
                 Some(ParentLink {
                     registry: Arc::clone(&*registry),
                     index,
                 }),
-            );
-            if reasons.current.is_some() || reasons.ended.is_some() {
-                // Nobody sees the child yet: no cancel can race this.
-                *child.lock_reasons() = reasons;
-            }
-            child
+            )
         });
+        if let Some(reason) = inherited {
+            // Still under the registry lock, and nobody else has the child
+            // yet: no cancel can race this.
+            child.set_inherited_reason(reason);
+        }
         drop(slab);
         child
+    }
+
+    /// The word a child made now begins with, as this state reads
+    /// cancelled, with the reason to give it. Called under the registry
+    /// lock (a cancel from now on walks the child): this state's cancel as
+    /// it is now, with its reason, read together under its reasons lock
+    /// (lock order: registry, then reasons). Its current cancel holds for
+    /// the child for good (`CANCELLED | FROM_PARENT`); a cancel whose run
+    /// has ended only as the child's own ended cancel (`ENDED_CANCELLED`),
+    /// which the child's next start clears: this state's next run is not
+    /// cancelled, so neither is the child's.
+    #[cold]
+    #[inline(never)]
+    fn inherited_cancel(&self) -> (u32, Option<CancelReason>) {
+        let (now, reason) = self.cancel_and_reason();
+        if now & CANCELLED != 0 || mutant("run_state::child_keeps_ended_cancel") {
+            (CANCELLED | FROM_PARENT, reason)
+        } else if now & ENDED_CANCELLED != 0 {
+            (ENDED_CANCELLED, reason)
+        } else {
+            (0, None)
+        }
+    }
+
+    /// Records the reason a new child inherited with its word (see
+    /// `inherited_cancel`): its current cancel's, or its ended run's.
+    #[cold]
+    #[inline(never)]
+    fn set_inherited_reason(&self, reason: CancelReason) {
+        let mut reasons = self.lock_reasons();
+        // Relaxed: our own word, set at creation by this thread.
+        if self.state.load(Ordering::Relaxed) & CANCELLED != 0 {
+            reasons.current = Some(reason);
+        } else {
+            reasons.ended = Some(reason);
+        }
     }
 
     /// How many children made by [`child`](Self::child) are alive (not yet
