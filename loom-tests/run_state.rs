@@ -775,3 +775,76 @@ fn guard_joins_while_the_last_other_guard_ends() {
         );
     });
 }
+
+/// A middle state is dropped while the root cancels: the grandchild ends
+/// cancelled, whether the drop leaves the middle's registry in the root's
+/// (an orphan, walked by the cancel) or the cancel's walk finds the middle
+/// going (its word marked, no strong reference to be had) and walks its
+/// registry itself. Either way the registries end empty.
+#[test]
+fn middle_dropped_while_root_cancels() {
+    loom::model(|| {
+        let root = Arc::new(RunState::new("root"));
+        let middle = root.child("middle");
+        let job = middle.child("job");
+        let dropper = thread::spawn(move || drop(middle));
+        root.cancel();
+        dropper.join().unwrap();
+        assert!(job.cancelled(), "cut off by the dropped middle");
+        drop(job);
+        assert_eq!(root.child_count(), 0);
+    });
+}
+
+/// A child made while its parent, whose cancelled run has stopped, starts
+/// again: made before the start, it reads cancelled (as the parent did)
+/// only until its own start; made after, it is not cancelled at all. It
+/// never inherits the past run's cancel for good.
+#[test]
+fn child_made_while_parent_restarts() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        parent.start().unwrap();
+        parent.cancel_with("why");
+        parent.stop().unwrap();
+        let starter = {
+            let parent = Arc::clone(&parent);
+            thread::spawn(move || parent.start().unwrap())
+        };
+        let child = parent.child("child");
+        if child.cancelled() {
+            assert_eq!(child.reason().as_deref(), Some("why"));
+        }
+        starter.join().unwrap();
+        child.start().unwrap();
+        assert!(!child.cancelled(), "a past run's cancel held for ever");
+    });
+}
+
+/// A parent's cancel with a reason races a stop and restart of the
+/// parent: its child ends cancelled with the cancel's reason, even if the
+/// restart emptied the parent's record before the cancel walked its
+/// children.
+#[test]
+fn children_reason_survives_a_restart_mid_cancel() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        parent.start().unwrap();
+        let child = parent.child("child");
+        let restarter = {
+            let parent = Arc::clone(&parent);
+            thread::spawn(move || {
+                parent.stop().unwrap();
+                parent.start().unwrap();
+            })
+        };
+        parent.cancel_with("why");
+        restarter.join().unwrap();
+        assert!(child.cancelled());
+        assert_eq!(
+            child.reason().as_deref(),
+            Some("why"),
+            "the reason was lost"
+        );
+    });
+}

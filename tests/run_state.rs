@@ -321,3 +321,45 @@ fn has_run_state_provides_the_queries() {
     assert!(generic(&w));
     assert!(!generic(&RunState::new("bare")));
 }
+
+#[test]
+fn shared_run_guards_with_a_panic_in_one_cancel_and_stop_with_the_last() {
+    use std::sync::{mpsc, Arc};
+    let rs = Arc::new(RunState::new("shared"));
+    let hold = rs.run_owned();
+    let (tx, rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    for i in 0..3 {
+        let rs = Arc::clone(&rs);
+        let tx = tx.clone();
+        threads.push(thread::spawn(move || {
+            let _g = rs.run();
+            tx.send(()).unwrap();
+            if i == 1 {
+                panic!("worker 1 failed");
+            }
+            rs.wait_cancelled();
+        }));
+    }
+    for _ in 0..3 {
+        rx.recv().unwrap();
+    }
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let results: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
+    std::panic::set_hook(prev);
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    assert_eq!(
+        rs.state(),
+        RunPhase::Stopping,
+        "the first guard still holds it"
+    );
+    assert_eq!(rs.reason().as_deref(), Some("panicked"));
+    drop(hold);
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+    // usable again
+    let g = rs.run();
+    assert!(g.started() && !rs.cancelled());
+    drop(g);
+    assert_eq!(rs.state(), RunPhase::Stopped);
+}

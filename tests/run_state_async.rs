@@ -296,3 +296,135 @@ fn futures_are_send_and_the_combinator_keeps_the_inner_futures_unpin_ness() {
     send(&run);
     unpin(&run);
 }
+
+// --- the run a `WaitStopped` waits for ------------------------------------------
+
+/// A `WaitStopped` first polled while run N is in progress is ready once
+/// run N has ended, however many runs came after and however long it went
+/// unpolled: after exactly 2^21 publishes (2^20 runs) the word's 21-bit
+/// EPOCH is back where it was, yet the future names its run by the 64-bit
+/// count of publishes.
+#[test]
+fn wait_stopped_async_sees_its_stop_after_the_epoch_wraps() {
+    let rs = RunState::new("wrap");
+    rs.start().unwrap();
+    let (_count, waker) = counting();
+    let mut wait = Box::pin(rs.wait_stopped_async());
+    assert!(poll(&mut wait, &waker).is_pending());
+    // Run N ends: 1 publish; then 2^20 - 1 whole runs (2 each); then a new
+    // start: 1 + 2 * (2^20 - 1) + 1 = 2^21 publishes.
+    rs.stop().unwrap();
+    for _ in 0..((1u32 << 20) - 1) {
+        rs.start().unwrap();
+        rs.stop().unwrap();
+    }
+    rs.start().unwrap();
+    assert_eq!(
+        poll(&mut wait, &waker),
+        Poll::Ready(RunPhase::Running),
+        "the run it waited for ended 2^20 runs ago"
+    );
+    // A pending state's future (a whole run to wait for) likewise.
+    let pending = RunState::new("pending");
+    let mut wait = Box::pin(pending.wait_stopped_async());
+    assert!(poll(&mut wait, &waker).is_pending());
+    for _ in 0..(1u32 << 20) {
+        pending.start().unwrap();
+        pending.stop().unwrap();
+    }
+    pending.start().unwrap();
+    assert!(poll(&mut wait, &waker).is_ready());
+}
+
+#[test]
+fn wait_stopped_async_sees_a_stop_then_restart() {
+    let rs = RunState::new("restart");
+    rs.start().unwrap();
+    let (count, waker) = counting();
+    let mut wait = Box::pin(rs.wait_stopped_async());
+    assert!(poll(&mut wait, &waker).is_pending());
+    rs.stop().unwrap();
+    rs.start().unwrap();
+    assert!(
+        count.0.load(Ordering::SeqCst) >= 1,
+        "the stop woke the future"
+    );
+    assert!(poll(&mut wait, &waker).is_ready());
+    assert_eq!(rs.registered_wakers(), 0);
+}
+
+#[test]
+fn wait_stopped_async_on_a_pending_state_needs_a_whole_run() {
+    let rs = RunState::new("pending");
+    let (_c, waker) = counting();
+    let mut wait = Box::pin(rs.wait_stopped_async());
+    assert!(poll(&mut wait, &waker).is_pending());
+    rs.start().unwrap();
+    assert!(poll(&mut wait, &waker).is_pending());
+    rs.stop().unwrap();
+    rs.start().unwrap();
+    assert!(poll(&mut wait, &waker).is_ready());
+}
+
+// --- panics and drops around the wake ---------------------------------------------
+
+#[test]
+fn run_until_cancelled_with_a_panicking_future_leaves_no_registration() {
+    let rs = RunState::new("p");
+    let (_c, waker) = counting();
+    let polled = AtomicUsize::new(0);
+    let inner = std::future::poll_fn(|_| {
+        if polled.fetch_add(1, Ordering::SeqCst) == 0 {
+            Poll::<()>::Pending
+        } else {
+            panic!("inner future failed")
+        }
+    });
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut f = Box::pin(rs.run_until_cancelled(inner));
+        assert!(f
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        let _ = f.as_mut().poll(&mut Context::from_waker(&waker));
+    }));
+    std::panic::set_hook(prev);
+    assert!(r.is_err());
+    assert_eq!(rs.registered_wakers(), 0);
+    // still usable
+    let mut w = Box::pin(rs.wait_cancelled_async());
+    assert!(poll(&mut w, &waker).is_pending());
+    rs.cancel();
+    assert!(poll(&mut w, &waker).is_ready());
+}
+
+#[test]
+fn futures_dropped_while_the_cancel_wakes_lose_no_wake_for_the_others() {
+    for _ in 0..50 {
+        let rs = Arc::new(RunState::new("w"));
+        let mut kept = Vec::new();
+        let mut dropped = Vec::new();
+        for i in 0..200 {
+            let (c, waker) = counting();
+            let mut f = Box::pin(rs.wait_cancelled_async());
+            assert!(poll(&mut f, &waker).is_pending());
+            if i % 2 == 0 {
+                kept.push((c, f));
+            } else {
+                dropped.push(f);
+            }
+        }
+        let r2 = Arc::clone(&rs);
+        let t = thread::spawn(move || r2.cancel());
+        drop(dropped);
+        t.join().unwrap();
+        for (c, mut f) in kept {
+            assert_eq!(c.0.load(Ordering::SeqCst), 1, "each kept future woken once");
+            let waker = Waker::from(c);
+            assert!(poll(&mut f, &waker).is_ready());
+        }
+        assert_eq!(rs.registered_wakers(), 0);
+    }
+}

@@ -249,3 +249,30 @@ fn panic_payload_whose_drop_panics_never_escapes_a_dropped_run_handle() {
         drop(handle); // drops the payload here: its Drop's panic is caught
     });
 }
+
+#[test]
+fn spawn_of_a_child_sets_its_current_state_inside_another_entered_one() {
+    let parent = Arc::new(RunState::new("parent"));
+    let other = Arc::new(RunState::new("other"));
+    let _entered = other.enter();
+    assert_eq!(RunState::current().name(), "other");
+    let child = parent.child("worker");
+    let (tx, rx) = mpsc::channel::<()>();
+    let handle = child
+        .spawn(move |rs| {
+            let cur = RunState::current();
+            assert!(Arc::ptr_eq(&cur, rs));
+            rx.recv().unwrap();
+            RunState::with_current(|c| c.wait_cancelled());
+            RunState::current().reason()
+        })
+        .unwrap();
+    assert_eq!(RunState::current().name(), "other");
+    parent.cancel_with("stop all");
+    tx.send(()).unwrap();
+    assert_eq!(handle.join().unwrap().as_deref(), Some("stop all"));
+    assert_eq!(child.state(), RunPhase::Cancelled);
+    // spawning the child again: it stays cancelled from its parent
+    let h2 = child.spawn(|rs| rs.cancelled()).unwrap();
+    assert!(h2.join().unwrap());
+}

@@ -3,8 +3,11 @@
 //! deadlines, the waits for cancel and stop, the drop guard, shared runs,
 //! the sticky cancel; their misuse cases.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::task::{Context, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,7 @@ use multiopen::run_state::DEADLINE_EXCEEDED;
 use multiopen::{RunEvent, RunPhase, RunState};
 
 mod common;
-use common::quietly;
+use common::{counting, no_deadlock, quietly};
 
 // --- children ------------------------------------------------------------------
 
@@ -445,4 +448,263 @@ fn a_panicking_worker_cancels_the_shared_run() {
     assert_eq!(rs.reason().as_deref(), Some("panicked"));
     drop(outer);
     assert_eq!(rs.state(), RunPhase::Cancelled);
+}
+
+// --- links that must not break: dropped middles, restarts, re-entrancy -----------
+
+/// `server.child("worker").child("job")` drops the middle state at once:
+/// the job still follows the server (the middle's registry stays linked to
+/// the server's while the job lives), with the server's reason.
+#[test]
+fn a_grandchild_of_a_dropped_middle_state_still_follows_the_root() {
+    let server = RunState::new("server");
+    let job = server.child("worker").child("job");
+    server.cancel_with("shutdown");
+    assert!(
+        job.cancelled(),
+        "cut off from the root by the dropped middle"
+    );
+    assert_eq!(job.reason().as_deref(), Some("shutdown"));
+    // And a plain cancel (the marking walk, not the one with a reason).
+    let server = RunState::new("server");
+    let job = server.child("worker").child("job");
+    server.cancel();
+    assert!(job.cancelled());
+}
+
+/// The same kind down a chain: every dropped middle hands its children on,
+/// and once the last descendant goes the orphaned registries go too (the
+/// root's registry empties, memory stays flat over many rounds).
+#[test]
+fn a_chain_of_dropped_middles_still_follows_the_root_and_unlinks() {
+    let root = RunState::new("root");
+    for _ in 0..1000 {
+        let leaf = root.child("a").child("b").child("c").child("leaf");
+        assert_eq!(root.child_count(), 0, "the middles are gone");
+        drop(leaf);
+        assert!(root.child_slots() <= 4, "slots {}", root.child_slots());
+    }
+    let leaves: Vec<_> = (0..8)
+        .map(|i| root.child("a").child("b").child(format!("leaf{i}")))
+        .collect();
+    root.cancel_with("all");
+    assert!(leaves.iter().all(|l| l.cancelled()));
+    assert!(leaves.iter().all(|l| l.reason().as_deref() == Some("all")));
+    drop(leaves);
+    assert_eq!(root.child_count(), 0);
+    assert!(root.child_slots() <= 8, "slots {}", root.child_slots());
+}
+
+/// A middle dropped while the root's cancel walks (many rounds, on two
+/// threads): the grandchild ends cancelled either way.
+#[test]
+fn a_middle_dropped_while_the_root_cancels_leaves_its_children_cancelled() {
+    for _ in 0..2000 {
+        let root = Arc::new(RunState::new("root"));
+        let middle = root.child("middle");
+        let job = middle.child("job");
+        let barrier = Arc::new(Barrier::new(2));
+        let (r, b) = (Arc::clone(&root), Arc::clone(&barrier));
+        let t = thread::spawn(move || {
+            b.wait();
+            r.cancel();
+        });
+        barrier.wait();
+        drop(middle);
+        t.join().unwrap();
+        assert!(job.cancelled());
+    }
+}
+
+/// A child made between its parent's cancelled stop and the parent's
+/// restart reads cancelled (as the parent does then) only until its own
+/// next start: the parent's next run is not cancelled, nor is the child's.
+#[test]
+fn a_child_made_after_a_cancelled_run_ended_follows_the_parents_current_run() {
+    let parent = RunState::new("supervisor");
+    parent.start().unwrap();
+    parent.cancel_with("old run");
+    parent.stop().unwrap();
+    let worker = parent.child("worker"); // made while the parent is stopped
+    assert!(worker.cancelled(), "as its parent reads now");
+    assert_eq!(worker.reason().as_deref(), Some("old run"));
+    parent.start().unwrap();
+    assert!(!parent.cancelled(), "the parent's new run is not cancelled");
+    worker.start().unwrap();
+    assert!(!worker.cancelled(), "not cancelled for ever by a past run");
+    assert_eq!(worker.reason(), None);
+    parent.cancel_with("new run");
+    assert!(worker.cancelled());
+    assert_eq!(worker.reason().as_deref(), Some("new run"));
+}
+
+/// A parent's cancel reaches its children with its reason even if the
+/// parent's cancelled run is stopped and restarted during the cancel (here
+/// inline, by a waker that the cancel wakes before it walks the children).
+#[test]
+fn children_inherit_the_reason_even_if_the_parent_restarts_meanwhile() {
+    struct Restart(Arc<RunState>);
+    impl Wake for Restart {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.stop();
+            let _ = self.0.start();
+        }
+    }
+    let parent = Arc::new(RunState::new("supervisor"));
+    parent.start().unwrap();
+    let child = parent.child("worker");
+    let grandchild = child.child("job");
+    let waker = Waker::from(Arc::new(Restart(Arc::clone(&parent))));
+    let mut wait = pin!(parent.wait_cancelled_async());
+    assert!(wait
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    parent.cancel_with("shutdown");
+    assert!(child.cancelled() && grandchild.cancelled());
+    assert_eq!(child.reason().as_deref(), Some("shutdown"));
+    assert_eq!(grandchild.reason().as_deref(), Some("shutdown"));
+}
+
+/// The same kind at creation: a child made while the parent is cancelled
+/// gets the reason of the parent's cancel as it is when the child is
+/// linked, never a later run's "none".
+#[test]
+fn a_child_made_while_the_parent_restarts_gets_a_reason_that_matches_its_cancel() {
+    for _ in 0..2000 {
+        let parent = Arc::new(RunState::new("parent"));
+        parent.start().unwrap();
+        parent.cancel_with("why");
+        let p = Arc::clone(&parent);
+        let t = thread::spawn(move || {
+            p.stop().unwrap();
+            p.start().unwrap();
+        });
+        let child = parent.child("child");
+        t.join().unwrap();
+        // Cancelled at creation (the parent's running cancel, or its
+        // ended one) means the reason "why"; otherwise no reason.
+        if child.cancelled() {
+            assert_eq!(child.reason().as_deref(), Some("why"));
+        } else {
+            assert_eq!(child.reason(), None);
+        }
+    }
+}
+
+#[test]
+fn children_of_a_dropped_parent_live_on_and_work() {
+    let parent = RunState::new("parent");
+    let child = parent.child("child");
+    let grandchild = child.child("grandchild");
+    drop(parent);
+    assert!(!child.cancelled());
+    child.start().unwrap();
+    child.cancel_with("own");
+    assert!(grandchild.cancelled());
+    assert_eq!(grandchild.reason().as_deref(), Some("own"));
+    child.stop().unwrap();
+    let late = child.child("late");
+    assert!(late.cancelled(), "made while the child reads cancelled");
+    drop(child);
+    assert!(grandchild.cancelled());
+}
+
+#[test]
+fn a_child_dropped_inside_the_parents_on_cancel() {
+    no_deadlock("drop child in parent's on_cancel", || {
+        let parent = Arc::new(RunState::new("parent"));
+        let slot: Arc<Mutex<Vec<Arc<RunState>>>> = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..8 {
+            let c = parent.child(format!("c{i}"));
+            c.on_cancel(|_| {});
+            slot.lock().unwrap().push(c);
+        }
+        let s2 = Arc::clone(&slot);
+        parent.on_cancel(move |p| {
+            s2.lock().unwrap().clear(); // last Arcs: each unlinks (registry lock)
+            let again = p.child("made in callback");
+            assert!(again.cancelled());
+        });
+        parent.cancel_with("bye");
+        assert_eq!(parent.child_count(), 0);
+    });
+}
+
+#[test]
+fn a_child_dropping_itself_in_its_own_on_cancel() {
+    no_deadlock("child drops its own last Arc in its callback", || {
+        let parent = RunState::new("parent");
+        let holder: Arc<Mutex<Option<Arc<RunState>>>> = Arc::new(Mutex::new(None));
+        let child = parent.child("child");
+        let h2 = Arc::clone(&holder);
+        child.on_cancel(move |_| {
+            drop(h2.lock().unwrap().take());
+        });
+        *holder.lock().unwrap() = Some(child);
+        parent.cancel();
+        parent.cancel_with("again");
+        assert_eq!(parent.child_count(), 0);
+    });
+}
+
+#[test]
+fn a_childs_callback_cancels_its_parent_with_a_reason_reentrantly() {
+    no_deadlock("cancel_with on parent from child's on_cancel", || {
+        let parent = Arc::new(RunState::new("parent"));
+        let child = parent.child("child");
+        let sibling = parent.child("sibling");
+        let p = Arc::clone(&parent);
+        child.on_cancel(move |c| {
+            p.cancel_with(format!("escalated from {}", c.name()));
+            // the reasons lock and the timer lock of the parent, re-entrantly
+            let _ = p.cancel_after(Duration::from_secs(3600));
+            let _ = p.clear_deadline();
+            let _ = p.reason();
+        });
+        // The child's own cancel escalates to the parent, which cancels the child again.
+        child.cancel_with("child failed");
+        assert_eq!(parent.reason().as_deref(), Some("escalated from child"));
+        assert_eq!(child.reason().as_deref(), Some("child failed"));
+        assert_eq!(sibling.reason().as_deref(), Some("escalated from child"));
+        // And the parent's cancel reaching the child's callback: a no-op escalation.
+        let parent2 = Arc::new(RunState::new("parent2"));
+        let child2 = parent2.child("child2");
+        let p2 = Arc::clone(&parent2);
+        child2.on_cancel(move |_| p2.cancel_with("second"));
+        parent2.cancel_with("first");
+        assert_eq!(parent2.reason().as_deref(), Some("first"));
+        assert_eq!(child2.reason().as_deref(), Some("first"));
+    });
+}
+
+#[test]
+fn a_panicking_waker_or_child_callback_does_not_stop_the_cancel() {
+    struct Boom;
+    impl Wake for Boom {
+        fn wake(self: Arc<Self>) {
+            panic!("waker panicked");
+        }
+    }
+    quietly(|| {
+        let parent = RunState::new("parent");
+        let kids: Vec<_> = (0..4).map(|i| parent.child(format!("k{i}"))).collect();
+        kids[1].on_cancel(|_| panic!("child callback panicked"));
+        let boom = Waker::from(Arc::new(Boom));
+        let (count, ok) = counting();
+        let mut a = pin!(parent.wait_cancelled_async());
+        let mut b = pin!(kids[3].wait_cancelled_async());
+        assert!(a
+            .as_mut()
+            .poll(&mut Context::from_waker(&boom))
+            .is_pending());
+        assert!(b.as_mut().poll(&mut Context::from_waker(&ok)).is_pending());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parent.cancel_with("go")));
+        assert!(r.is_ok(), "cancel never panics");
+        assert!(kids.iter().all(|k| k.cancelled()));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(a.as_mut().poll(&mut Context::from_waker(&ok)).is_ready());
+        assert!(b.as_mut().poll(&mut Context::from_waker(&ok)).is_ready());
+        assert_eq!(parent.registered_wakers(), 0);
+    });
 }

@@ -309,7 +309,11 @@ impl RunState {
 
     /// Registers `callback` to run, with this `RunState`, after every
     /// [`cancel`](Self::cancel) that cancels (not one that finds it
-    /// cancelled already), in the cancelling thread.
+    /// cancelled already), in the cancelling thread: the thread that called
+    /// `cancel` (on this state or on an ancestor), except for a deadline
+    /// ([`cancel_at`](Self::cancel_at)), whose callbacks run on a thread of
+    /// their own, never on the crate's one timer thread (so a slow
+    /// callback delays no other deadline).
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};

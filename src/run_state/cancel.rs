@@ -23,6 +23,7 @@ use super::error::CallbackPanicked;
 use super::state::{
     ANY_WAITERS, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN, TIMING,
 };
+use super::tree::Follow;
 use super::{RunEvent, RunState};
 use crate::sync::{mutant, ordering_unless, MutexGuard, Ordering};
 
@@ -45,6 +46,10 @@ pub(super) struct Reasons {
     /// The pending deadline's timer entry (see `deadline.rs`), kept under
     /// the same slow-path lock.
     pub(super) timer: Option<crate::timer::TimerKey>,
+    /// The number of the last deadline armed (`timer`'s, while it is
+    /// set): a deadline's task fires only if it is still this one (see
+    /// `deadline.rs`).
+    pub(super) armed: u64,
 }
 
 impl super::Cold {
@@ -92,7 +97,7 @@ impl RunState {
         let order = ordering_unless("run_state::cancel_relaxed", Ordering::Release);
         let prev = self.state.fetch_or(CANCELLED, order);
         if prev & CANCELLED == 0 {
-            let _ = self.after_cancel(prev);
+            let _ = self.after_cancel(prev, None);
         }
     }
 
@@ -180,22 +185,34 @@ impl RunState {
     pub fn reason(&self) -> Option<CancelReason> {
         // No cold part: no cancel with a reason ever (it makes the part
         // before its `fetch_or`), so none to give.
-        let cold = self.cold_ref()?;
+        self.cold_ref()?;
+        // Under the lock, the word and the record agree: every change that
+        // pairs them (cancel_with, a stop that ends a cancel) holds the
+        // lock across both.
+        self.cancel_and_reason().1
+    }
+
+    // --- internals ------------------------------------------------------------
+
+    /// The state word and the reason of the cancel it shows (the current
+    /// one, or the ended run's), read together under the reasons lock.
+    pub(super) fn cancel_and_reason(&self) -> (u32, Option<CancelReason>) {
+        let Some(cold) = self.cold_ref() else {
+            // Acquire: as `cancelled`. No cold part: never a reason.
+            return (self.state.load(Ordering::Acquire), None);
+        };
         let reasons = cold.lock_reasons();
-        // Acquire: as `cancelled`. Under the lock, the word and the record
-        // agree: every change that pairs them (cancel_with, a stop that
-        // ends a cancel) holds the lock across both.
+        // Acquire: as in `reason`.
         let s = self.state.load(Ordering::Acquire);
-        if s & CANCELLED != 0 {
+        let reason = if s & CANCELLED != 0 {
             reasons.current.clone()
         } else if s & ENDED_CANCELLED != 0 {
             reasons.ended.clone()
         } else {
             None
-        }
+        };
+        (s, reason)
     }
-
-    // --- internals ------------------------------------------------------------
 
     /// The reasons, locked; makes the cold part if need be.
     pub(super) fn lock_reasons(&self) -> MutexGuard<'_, Reasons> {
@@ -210,25 +227,37 @@ impl RunState {
         reason: Option<CancelReason>,
         extra: u32,
     ) -> Result<(), CallbackPanicked> {
+        let (prev, reason) = self.set_cancelled(reason, extra);
+        if prev & CANCELLED != 0 {
+            return Ok(());
+        }
+        self.after_cancel(prev, reason)
+    }
+
+    /// The first step of `cancel_as`: sets `CANCELLED | extra` with
+    /// `reason`; returns the word it replaced and the reason of the cancel,
+    /// if it was ours (the one the children inherit: kept here, never read
+    /// back later, when a restart may have moved it on).
+    pub(super) fn set_cancelled(
+        &self,
+        reason: Option<CancelReason>,
+        extra: u32,
+    ) -> (u32, Option<CancelReason>) {
         // Release: as in `cancel`.
         let order = ordering_unless("run_state::cancel_relaxed", Ordering::Release);
-        let prev = match reason {
-            None => self.state.fetch_or(CANCELLED | extra, order),
+        match reason {
+            None => (self.state.fetch_or(CANCELLED | extra, order), None),
             Some(reason) => {
                 // Held across the `fetch_or`, so that whoever sees the flag
                 // and then locks finds the reason (see the module docs).
                 let mut reasons = self.lock_reasons();
                 let prev = self.state.fetch_or(CANCELLED | extra, order);
                 if prev & CANCELLED == 0 || mutant("run_state::last_reason_wins") {
-                    reasons.current = Some(reason);
+                    reasons.current = Some(Arc::clone(&reason));
                 }
-                prev
+                (prev, Some(reason))
             }
-        };
-        if prev & CANCELLED != 0 {
-            return Ok(());
         }
-        self.after_cancel(prev)
     }
 
     /// Cancels only run number `run` (see `RunState::runs`), if it is
@@ -271,27 +300,43 @@ impl RunState {
             return Ok(());
         }
         if prev & HAS_CHILDREN != 0 {
-            self.cancel_children();
+            self.cancel_children(Some("panicked".into()), None);
         }
         self.notify(RunEvent::Cancel)
     }
 
     /// What follows setting `CANCELLED` over word `prev` (which did not have
-    /// it): the wake, the children, the callbacks.
-    fn after_cancel(&self, prev: u32) -> Result<(), CallbackPanicked> {
+    /// it) with `reason`: the wake, the children, the callbacks.
+    pub(super) fn after_cancel(
+        &self,
+        prev: u32,
+        reason: Option<CancelReason>,
+    ) -> Result<(), CallbackPanicked> {
         // Every sleeper set WAITERS (every waiting future ASYNC_WAITERS,
         // after registering) before sleeping and sleeps only while the word
         // is unchanged: our RMW changed it, so a sleeper that has not slept
         // yet will not, and those asleep are woken here.
         self.wake_waiters(prev, "run_state::cancel_no_wake");
+        self.after_wake(prev, reason)
+    }
+
+    /// The rest of `after_cancel`, after the wake: the children, then the
+    /// callbacks (user code: a deadline runs this off the timer thread).
+    pub(super) fn after_wake(
+        &self,
+        prev: u32,
+        reason: Option<CancelReason>,
+    ) -> Result<(), CallbackPanicked> {
         if prev & HAS_CHILDREN != 0 {
-            self.cancel_children();
+            self.cancel_children(reason, None);
         }
         self.notify(RunEvent::Cancel)
     }
 
-    /// Cancels the children, grandchildren and so on, with this state's
-    /// reason, each marked `FROM_PARENT`. An explicit work list, not
+    /// Cancels the children, grandchildren and so on, with `reason` (the
+    /// reason of this state's cancel, as that cancel set it: re-read here,
+    /// a stop and restart in between would have lost it), each marked
+    /// `FROM_PARENT`. An explicit work list, not
     /// recursion: a deep chain of children cannot overflow the stack.
     ///
     /// Without a reason (the common case), each registry's children are
@@ -302,12 +347,33 @@ impl RunState {
     /// child's callbacks or its `Drop` (which unlinks it) may take that
     /// lock. With a reason, every child goes to the work list, where its
     /// reason is set under its own lock as its word is.
+    ///
+    /// With `callbacks`, the children whose callbacks are to run are added
+    /// to it instead of called back here (a deadline's cancel runs them off
+    /// the timer thread).
     #[cold]
-    fn cancel_children(&self) {
-        let reason = self.reason();
+    pub(super) fn cancel_children(
+        &self,
+        reason: Option<CancelReason>,
+        mut callbacks: Option<&mut Vec<Arc<RunState>>>,
+    ) {
+        let reason = if mutant("run_state::children_reason_read_late") {
+            // The bug: the reason read back after the wake, when a restart
+            // may have emptied the record.
+            self.reason()
+        } else {
+            reason
+        };
         let mut work = Vec::new();
         self.mark_children(reason.is_some(), &mut work);
-        while let Some((child, marked)) = work.pop() {
+        while let Some(next) = work.pop() {
+            let (child, marked) = match next {
+                Follow::State(child, marked) => (child, marked),
+                Follow::Registry(registry) => {
+                    registry.mark(reason.is_some(), &mut work);
+                    continue;
+                }
+            };
             let prev = match marked {
                 Some(prev) => prev,
                 None => {
@@ -332,8 +398,11 @@ impl RunState {
                 child.mark_children(reason.is_some(), &mut work);
             }
             if prev & HAS_CALLBACKS != 0 {
-                // Reported by the panic hook only (see `try_cancel`).
-                let _ = child.notify(RunEvent::Cancel);
+                match callbacks.as_deref_mut() {
+                    Some(later) => later.push(child),
+                    // Reported by the panic hook only (see `try_cancel`).
+                    None => drop(child.notify(RunEvent::Cancel)),
+                }
             }
         }
     }

@@ -1,6 +1,29 @@
 //! Deadlines: `cancel_at` / `cancel_after` (.NET `CancelAfter`, Go
 //! `WithDeadline`), served by the crate's one timer thread (`crate::timer`).
 //!
+//! # Which deadline fires
+//!
+//! Each deadline armed gets a number (`Reasons::armed`, under the reasons
+//! lock, with its timer key); its task fires only if the record still
+//! holds that number when it runs. A deadline replaced or cleared after
+//! its time came but before its task ran (the timer was busy) never
+//! cancels: "replaced" means replaced, whatever the two instants.
+//!
+//! # User code off the timer thread
+//!
+//! The timer thread is the process's one: a slow task delays every
+//! deadline after it. So the task does only what is bounded: it sets the
+//! flag with the reason (cancelled() reads true from then on), wakes the
+//! waiting threads and futures, and marks the children (and theirs). The
+//! `on_cancel` callbacks (of the state and of its children) are user code
+//! of unbounded length: if there are any, the task hands them to a new
+//! thread (`multiopen-deadline`), one per firing that has callbacks, as
+//! .NET runs `CancelAfter` callbacks on its thread pool; a callback may
+//! then wait for another deadline, which the timer thread fires meanwhile.
+//! If the OS refuses a thread, they run on the timer thread (late, never
+//! lost). Wakers run on the timer thread (a waker is expected to be short:
+//! it schedules a task).
+//!
 //! A `RunState` has at most one deadline at a time; setting one replaces
 //! the last (as .NET's `CancelAfter` resets its timer). The timer task holds
 //! only a `Weak` to the state, so a pending deadline never keeps it alive,
@@ -9,11 +32,16 @@
 //! [`DEADLINE_EXCEEDED`] (the first cancel wins, as always), so
 //! `cancelled()` stays one load: nobody polls a clock.
 
+#[cfg(not(loom))]
+use std::sync::PoisonError;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::cancel::CancelReason;
 use super::error::RunStateError;
-use super::RunState;
+use super::state::{CANCELLED, HAS_CALLBACKS, HAS_CHILDREN};
+use super::{RunEvent, RunState};
+use crate::sync::{mutant, Ordering};
 use crate::timer;
 
 /// The reason a deadline cancels with: `"deadline exceeded"` (Go's
@@ -25,9 +53,24 @@ impl RunState {
     /// [`"deadline exceeded"`](DEADLINE_EXCEEDED), even if nobody polls it:
     /// the crate's timer thread (started at the first use in the process)
     /// cancels it within a few milliseconds of the deadline (more if the
-    /// machine is overloaded), running the `on_cancel` callbacks and
-    /// cancelling the children there. Replaces a deadline set before. A
-    /// deadline already past cancels at once, in this thread.
+    /// machine is overloaded): it sets the flag and the reason, wakes the
+    /// waiting threads and futures (wakers run on the timer thread) and
+    /// cancels the children. Replaces a deadline set before: a replaced or
+    /// [cleared](Self::clear_deadline) deadline never fires, even one whose
+    /// time had come. A deadline already past cancels at once, in this
+    /// thread.
+    ///
+    /// **Callbacks run off the timer thread.** The `on_cancel` callbacks
+    /// (this state's and its children's) are user code of any length, and
+    /// the timer thread serves every deadline of the process; so a firing
+    /// deadline with callbacks to run hands them to a new thread
+    /// (`multiopen-deadline`, one per firing that has callbacks; a
+    /// thread spawn, some tens of microseconds), as .NET's `CancelAfter`
+    /// runs them on its thread pool: a callback may block, or wait for
+    /// another deadline, without delaying any other deadline. They run
+    /// after the flag is set, so a thread that sees the cancel may run
+    /// before them. Only if the OS refuses a thread do they run on the
+    /// timer thread.
     ///
     /// The deadline belongs to the state, not to a run: it cancels the run
     /// in progress at that instant, or (a cancel is kept) the next one.
@@ -60,15 +103,17 @@ impl RunState {
             return Ok(());
         }
         let weak = Arc::downgrade(self);
-        let task: timer::Task = Box::new(move || fire(&weak, deadline));
         // The reasons lock is held across the timer's insert (and the
         // cancel of the deadline it replaces), so two `cancel_at` calls
         // cannot lose a key: lock order reasons -> timer registry; the
         // timer runs tasks (which take the reasons lock) outside its own.
         let mut reasons = self.lock_reasons();
+        let armed = reasons.armed.wrapping_add(1);
+        let task: timer::Task = Box::new(move || fire(&weak, armed));
         let key = timer::schedule(deadline, task).map_err(|_| RunStateError::TimerUnavailable {
             name: self.name.to_string(),
         })?;
+        reasons.armed = armed;
         if let Some(old) = reasons.timer.replace(key) {
             timer::cancel(&old);
         }
@@ -122,7 +167,9 @@ impl RunState {
     }
 
     /// Removes the deadline, if one is pending; returns whether one was
-    /// (`false` also if it has fired already). Takes a short lock.
+    /// (`false` if it has fired already). Once this returns, the deadline
+    /// never cancels, even if its time has come and the timer is about to
+    /// run it. Takes a short lock.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -139,22 +186,89 @@ impl RunState {
             return false; // never had one
         };
         let mut reasons = cold.lock_reasons();
-        reasons.timer.take().is_some_and(|key| timer::cancel(&key))
+        // A task taken but not run yet finds the record empty: it does not
+        // fire (see `fire`), so the deadline is removed all the same.
+        reasons
+            .timer
+            .take()
+            .map(|key| timer::cancel(&key))
+            .is_some()
     }
 }
 
-/// The timer task of a deadline at `at`: cancels the state, if it is still
-/// alive, with the deadline's reason.
-fn fire(state: &Weak<RunState>, at: Instant) {
+/// The timer task of deadline number `armed`: cancels the state, if it is
+/// still alive and that deadline is still its deadline, with the
+/// deadline's reason; user code (the callbacks) runs off the timer thread
+/// (see the module docs).
+fn fire(state: &Weak<RunState>, armed: u64) {
     let Some(state) = state.upgrade() else {
         return; // dropped before its deadline
     };
-    {
+    let prev = {
         let mut reasons = state.lock_reasons();
-        // Ours (not one set since, which replaced ours and cancelled it).
-        if reasons.timer.is_some_and(|key| key.at() == at) {
-            reasons.timer = None;
+        // Ours, not one set since (which replaced ours and cancelled its
+        // task, perhaps too late: it was due and taken already), nor
+        // cleared.
+        let ours = reasons.timer.is_some() && reasons.armed == armed;
+        if !ours && !mutant("run_state::replaced_deadline_fires") {
+            return;
+        }
+        reasons.timer = None;
+        // Release: as in `cancel`. Under the reasons lock with the reason,
+        // as `cancel_with`.
+        let prev = state.state.fetch_or(CANCELLED, Ordering::Release);
+        if prev & CANCELLED == 0 {
+            reasons.current = Some(DEADLINE_EXCEEDED.into());
+        }
+        prev
+    };
+    if prev & CANCELLED != 0 {
+        return;
+    }
+    state.wake_waiters(prev, "run_state::cancel_no_wake");
+    let reason: Option<CancelReason> = Some(DEADLINE_EXCEEDED.into());
+    let mut callbacks = Vec::new();
+    if prev & HAS_CHILDREN != 0 {
+        state.cancel_children(reason, Some(&mut callbacks));
+    }
+    if prev & HAS_CALLBACKS != 0 {
+        callbacks.push(Arc::clone(&state));
+    }
+    if !callbacks.is_empty() {
+        run_callbacks_elsewhere(callbacks);
+    }
+}
+
+/// Runs the cancel callbacks of `states` (children first, the state whose
+/// deadline fired last) on a new thread, or here if none can be had.
+/// Panics are reported by the panic hook only, as for a parent's cancel.
+fn run_callbacks_elsewhere(states: Vec<Arc<RunState>>) {
+    let run = move || {
+        for state in states {
+            let _ = state.notify(RunEvent::Cancel);
+        }
+    };
+    #[cfg(not(loom))]
+    {
+        // Shared so that a refused spawn hands it back to run here.
+        let slot = Arc::new(std::sync::Mutex::new(Some(run)));
+        let theirs = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("multiopen-deadline".to_owned())
+            .spawn(move || {
+                let run = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(run) = run {
+                    run();
+                }
+            });
+        if spawned.is_err() {
+            let run = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(run) = run {
+                run();
+            }
         }
     }
-    state.cancel_with(DEADLINE_EXCEEDED);
+    // Under loom: no thread of its own; the model's firing thread runs them.
+    #[cfg(loom)]
+    run();
 }

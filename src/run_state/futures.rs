@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::cancel::CancelReason;
 use super::error::Cancelled;
-use super::state::{ANY_CANCEL, ANY_WAITERS, ASYNC_WAITERS, EPOCH_MASK, RUNNING, STARTED, WAITERS};
+use super::state::{ANY_CANCEL, ANY_WAITERS, ASYNC_WAITERS, WAITERS};
 use super::{RunPhase, RunState};
 use crate::sync::{fence, mutant, Ordering, WakerKey};
 
@@ -409,18 +409,10 @@ impl fmt::Debug for WaitCancelled<'_> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct WaitStopped<'a> {
     runstate: &'a RunState,
-    /// The EPOCH when it first had to wait, and how far it must move: one
-    /// publish from a running word (its stop), two from a pending one (a
-    /// start and a stop).
-    since: Option<(u32, u32)>,
+    /// The run it waits for (see `RunState::stop_watch`), once polled.
+    since: Option<(u64, u64)>,
     /// Its registration, while pending.
     key: Option<WakerKey>,
-}
-
-/// Does word `s` show the end of the run that `since` began in?
-fn ended(s: u32, (epoch, moves): (u32, u32)) -> bool {
-    let moved = (s & EPOCH_MASK).wrapping_sub(epoch) & EPOCH_MASK;
-    s & (STARTED | RUNNING) == STARTED || moved >= moves
 }
 
 impl Future for WaitStopped<'_> {
@@ -429,19 +421,24 @@ impl Future for WaitStopped<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RunPhase> {
         let this = self.get_mut();
         let runstate = this.runstate;
-        // Acquire: pairs with the stop's Release publish, so the task sees
-        // what the run did.
-        let s = runstate.state.load(Ordering::Acquire);
-        let since = *this.since.get_or_insert_with(|| {
-            let one = EPOCH_MASK & EPOCH_MASK.wrapping_neg();
-            (s & EPOCH_MASK, if s & RUNNING != 0 { one } else { 2 * one })
-        });
-        if ended(s, since) {
+        const RESTART: &str = "run_state::wait_stopped_async_misses_restart";
+        let (since, s) = match this.since {
+            // Acquire: pairs with the stop's Release publish, so the task
+            // sees what the run did.
+            Some(since) => (since, runstate.state.load(Ordering::Acquire)),
+            None => {
+                let (since, s) = runstate.stop_watch();
+                (*this.since.insert(since), s)
+            }
+        };
+        if runstate.stop_ended(s, since, RESTART) {
             runstate.deregister(&mut this.key);
             return Poll::Ready(RunPhase::of(s));
         }
         runstate
-            .poll_registered(&mut this.key, cx.waker(), |s| ended(s, since))
+            .poll_registered(&mut this.key, cx.waker(), |s| {
+                runstate.stop_ended(s, since, RESTART)
+            })
             .map(RunPhase::of)
     }
 }

@@ -250,6 +250,12 @@ pub(super) struct Cold {
     /// start, while it holds `TIMING`, before its publish; read only by a
     /// start or stop that holds `TIMING` (so it cannot change meanwhile).
     runs: AtomicU64,
+    /// How many start and stop publishes so far: the 64-bit count whose
+    /// low 21 bits are the word's EPOCH. Written (Release) only by the
+    /// `TIMING` holder, just before its publish; read (Acquire) by the
+    /// waits for a stop, which name the run they wait for by it (see
+    /// `RunState::stop_watch`): it never wraps within a program's life.
+    publishes: AtomicU64,
     /// How many run guards hold the current run, if a guard started it
     /// (0 if `start()` did): the last of them to end stops it (see
     /// [`run`](RunState::run)). Read and written only under `TIMING`, as
@@ -331,6 +337,7 @@ impl RunState {
         let new = Box::into_raw(Box::new(Cold {
             times: [Times::new(), Times::new()],
             runs: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
             guards: AtomicU64::new(0),
             base: Instant::now(),
             callbacks: Callbacks::new(),

@@ -60,7 +60,8 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 //   from WAITERS so that a transition makes the futex's wake syscall only if
 //   a thread sleeps, and takes the registry's lock only if a future waits
 //   (`RunState::wake_waiters`).
-// EPOCH (bits 11..=31, 21 bits): start and stop publishes so far, mod 2^21.
+// EPOCH (bits 11..=31, 21 bits): start and stop publishes so far, mod 2^21
+//   (the low bits of the 64-bit `Cold::publishes`).
 //   Its low bit selects the live timestamp slot (and, as starts and stops
 //   alternate, says whether a run is in progress); a reader whose two loads
 //   of the word see the same EPOCH read a slot nobody wrote meanwhile
@@ -68,11 +69,9 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 //   its two loads, a few instructions apart: a torn read of the times, not
 //   UB, since the slots are atomics). It does NOT name a run: the 64-bit
 //   `RunState::runs` does, checked under `TIMING` by the guards and
-//   `cancel_run`. `wait_stopped` and `wait_stopped_async` count publishes
-//   in it between their looks at the word, mod 2^21: a waiter that misses
-//   the stop it waited for AND a multiple of 2^21 further publishes (one
-//   would have to be descheduled through 2^20 runs) waits for the next stop
-//   instead; no other use depends on its width.
+//   `cancel_run`. `wait_stopped` and `wait_stopped_async` name the run they
+//   wait for by the 64-bit count of publishes (`stop_watch`), so no number
+//   of runs between their looks can alias it.
 /// A cancel holds for the run in progress, or for the next run.
 pub(super) const CANCELLED: u32 = 1 << 0;
 /// Between a start and a stop.
@@ -103,7 +102,7 @@ pub(super) const ANY_WAITERS: u32 = WAITERS | ASYNC_WAITERS;
 /// Either kind of cancel: what `cancelled()` tests.
 pub(super) const ANY_CANCEL: u32 = CANCELLED | ENDED_CANCELLED;
 /// Where the publish counter starts.
-const EPOCH_SHIFT: u32 = 11;
+pub(super) const EPOCH_SHIFT: u32 = 11;
 /// One publish.
 const EPOCH_ONE: u32 = 1 << EPOCH_SHIFT;
 /// Mask of the publish counter.
@@ -584,6 +583,12 @@ impl RunState {
         // this RMW; the Release here says so where the publish is, and
         // covers what the transition did before its claim.)
         let order = ordering_unless("run_state::times_no_release", Ordering::Release);
+        let cold = self.cold();
+        // Relaxed load: only a `TIMING` holder writes it, and our claim
+        // (Acquire) follows the last. Release store: a waiter that reads
+        // it (Acquire) sees the publish before ours (see `stop_watch`).
+        let count = cold.publishes.load(Ordering::Relaxed) + 1;
+        cold.publishes.store(count, Ordering::Release);
         // Relaxed: a first guess for the CAS.
         let mut s = self.state.load(Ordering::Relaxed);
         let mut counted = false;

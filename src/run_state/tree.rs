@@ -16,10 +16,23 @@
 //!   children keeps one slot per child alive at a time (the slab never
 //!   grows past the most children alive at once, and is emptied whenever
 //!   none is).
-//! - A parent dropped before its children detaches them: nobody can reach
-//!   the registry to cancel through it any more (the children hold it until
-//!   the last of them goes), and the children live on as they were (cancelled or not); nothing can cancel them but
-//!   their own `cancel`.
+//! - A parent dropped before its children no longer cancels them (nobody
+//!   can call its `cancel`), but they still follow its ancestors: if it
+//!   had live children, its `ParentLink`'s `Drop` leaves its registry in
+//!   its own slot upstream (an *orphan* entry, under the upstream lock,
+//!   with a strong reference; the orphan records where it sits, in
+//!   `upstream`), and a cancel walks an orphan as it would have walked the
+//!   dropped state's children (tokio-util moves a dropped token's children
+//!   to its parent; this moves them all at once, in O(1)). The unlink that
+//!   empties an orphan frees its slot upstream too (and so on up a chain
+//!   of dropped states), so memory stays that of the live states. A root
+//!   dropped before its children detaches them: nothing above can cancel
+//!   them any more, and they live on as they were (cancelled or not).
+//!
+//! Lock order: a registry, then the registry of one of its children (a
+//! dropping state holds its parent's lock while it looks at its own); no
+//! path takes them the other way round (an unlink that empties an orphan
+//! releases it before it takes the lock upstream).
 //!
 //! # Why a child never misses its parent's cancel
 //!
@@ -53,7 +66,10 @@ use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, PoisonError, Weak};
 
-use super::state::{ANY_CANCEL, ANY_WAITERS, CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN};
+use super::cancel::CancelReason;
+use super::state::{
+    ANY_CANCEL, ANY_WAITERS, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN,
+};
 use super::RunState;
 use crate::sync::{fence, mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
 
@@ -94,15 +110,58 @@ pub(super) struct ParentLink {
 }
 
 impl Drop for ParentLink {
-    /// Frees the child's slot. Runs while the child's other fields (its
-    /// state word) are intact: a parent's cancel that holds the lock may
-    /// still be marking this child's word (see `mark_children`), and the
-    /// slot is freed only once it is done.
+    /// Frees the child's slot, or, if the child has live children of its
+    /// own, leaves its registry in the slot (an orphan: see the module
+    /// docs), so that a cancel of this state's ancestors still reaches
+    /// them. Runs while the child's other fields (its state word, its
+    /// registry pointer) are intact: a parent's cancel that holds the lock
+    /// may still be marking this child's word (see `mark_registry`), and
+    /// the slot changes only once it is done.
     fn drop(&mut self) {
-        if !mutant("run_state::child_never_unlinks") {
-            self.registry.lock().remove(self.index);
+        if mutant("run_state::child_never_unlinks") {
+            return;
+        }
+        let mut slab = self.registry.lock();
+        if !mutant("run_state::dropped_middle_detaches_children") {
+            if let Some(own) = slab.own_registry(self.index) {
+                let mut own_slab = own.lock();
+                if own_slab.live > 0 {
+                    // Lock order: a parent's registry, then its child's.
+                    own_slab.upstream = Some((Arc::clone(&self.registry), self.index));
+                    drop(own_slab);
+                    slab.orphans += 1;
+                    // The `Weak` replaced: dropping it runs no user code.
+                    slab.entries[self.index] = Entry::Orphan(own);
+                    return;
+                }
+            }
+        }
+        unlink(slab, self.index);
+    }
+}
+
+/// Removes slot `index` of the locked `slab` and, while that empties an orphan
+/// registry (see the module docs), the orphan's own slot upstream: the
+/// unlink of a child whose parent has gone. Iterative: a long chain of
+/// dropped middles cannot overflow the stack. What the slots held is
+/// dropped outside the locks.
+fn unlink(mut slab: MutexGuard<'_, Slab>, index: usize) {
+    let mut freed = slab.remove(index);
+    let mut upstream = if slab.live == 0 {
+        slab.upstream.take()
+    } else {
+        None
+    };
+    drop(slab);
+    while let Some((registry, index)) = upstream.take() {
+        drop(freed);
+        let mut slab = registry.lock();
+        freed = slab.remove(index);
+        if slab.live == 0 {
+            upstream = slab.upstream.take();
         }
     }
+    drop(freed);
 }
 
 /// No free slot.
@@ -113,12 +172,21 @@ struct Slab {
     entries: Vec<Entry>,
     /// The first vacant slot, or `NONE`.
     free: usize,
-    /// Occupied slots.
+    /// Occupied slots (children and orphans).
     live: usize,
+    /// Occupied slots that hold an orphan registry.
+    orphans: usize,
+    /// Set once the state that owned this registry has gone while children
+    /// were alive (the registry is an orphan): the registry and slot
+    /// upstream that hold it. Taken by the unlink that empties this one.
+    upstream: Option<(Arc<Registry>, usize)>,
 }
 
 enum Entry {
     Child(Weak<RunState>),
+    /// The registry of a child that has gone while children of its own
+    /// were alive: a cancel walks it as it would have walked the child's.
+    Orphan(Arc<Registry>),
     /// Vacant; the next vacant slot (or `NONE`).
     Free(usize),
 }
@@ -139,19 +207,51 @@ impl Slab {
         index
     }
 
-    /// Frees slot `index`, which its child alone removes (once).
-    fn remove(&mut self, index: usize) {
-        let Some(entry @ Entry::Child(_)) = self.entries.get_mut(index) else {
-            return;
-        };
-        // Dropping a `Weak` runs no user code.
-        *entry = Entry::Free(self.free);
+    /// Frees slot `index`, which its child (or, for an orphan, the unlink
+    /// that emptied it) alone removes (once); returns what it held, for
+    /// the caller to drop outside the lock.
+    fn remove(&mut self, index: usize) -> Option<Entry> {
+        let entry = self.entries.get_mut(index)?;
+        if matches!(entry, Entry::Free(_)) {
+            return None;
+        }
+        let old = std::mem::replace(entry, Entry::Free(self.free));
         self.free = index;
         self.live -= 1;
+        if matches!(old, Entry::Orphan(_)) {
+            self.orphans -= 1;
+        }
         if self.live == 0 {
             // Keep the memory of the busiest moment, not its length.
             self.entries.clear();
             self.free = NONE;
+        }
+        Some(old)
+    }
+
+    /// The registry of the child in slot `index`, if it has one: a new
+    /// strong reference. Called under this slab's lock by the child's own
+    /// unlink (or a cancel's walk) while the child's fields are intact.
+    fn own_registry(&self, index: usize) -> Option<Arc<Registry>> {
+        let Some(Entry::Child(child)) = self.entries.get(index) else {
+            return None;
+        };
+        // SAFETY: the child's fields are intact while its slot is occupied
+        // (see `ParentLink`), and only its registry pointer is read,
+        // through a pointer to that field alone, atomically.
+        let children = unsafe { &*std::ptr::addr_of!((*Weak::as_ptr(child)).children) };
+        // Acquire: pairs with the Release CAS that stored the registry.
+        let ptr = children.0.load(Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `children` holds one strong reference (from
+        // `Arc::into_raw`) until the child's `Children` drops, after its
+        // `ParentLink`, whose drop waits for this lock: the count is not
+        // zero, and we add our own.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Some(Arc::from_raw(ptr))
         }
     }
 }
@@ -181,7 +281,17 @@ impl RunState {
     /// Ownership: the caller owns the child through the returned `Arc`;
     /// this state keeps only a `Weak`, and a dropped child unlinks itself,
     /// so making and dropping children never accumulates. If this state is
-    /// dropped first, its children are detached and live on unchanged.
+    /// dropped first, its children live on and still follow this state's
+    /// parent (and its ancestors): `server.child("worker").child("job")`
+    /// drops the worker at once, yet the server's cancel reaches the job. A
+    /// state with no parent dropped first detaches its children.
+    ///
+    /// A child made while this state reads cancelled follows this state's
+    /// current cancel: a cancel of the run in progress (or of the next run,
+    /// made before the start) holds for the child for good; the cancel of a
+    /// run that has ended (this state stopped cancelled) makes the child
+    /// read cancelled, with that reason, only until the child's own next
+    /// start.
     ///
     /// Costs: an allocation for the child, and this state's registry lock
     /// to insert it (and, in the child's drop, to remove it): O(1). A
@@ -204,7 +314,7 @@ impl RunState {
         let name = name.into();
         let registry = self.registry();
         let mut slab = registry.lock();
-        let mut inherited = false;
+        let mut inherited = None;
         let child = Arc::new_cyclic(|weak| {
             let index = slab.insert(Weak::clone(weak));
             // Under the lock, after the insert: see the module docs.
@@ -217,9 +327,10 @@ impl RunState {
                 // canceller that sees the bit.
                 s = self.state.fetch_or(HAS_CHILDREN, Ordering::AcqRel);
             }
-            inherited = s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel");
-            let word = if inherited {
-                CANCELLED | FROM_PARENT
+            let word = if s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel") {
+                let (word, reason) = self.inherited_cancel();
+                inherited = reason;
+                word
             } else {
                 0
             };
@@ -232,14 +343,49 @@ impl RunState {
                 }),
             )
         });
-        drop(slab);
-        if inherited {
-            // Its first cancel: the parent's reason (a cancel of the child
-            // since, by the parent or anyone, found it cancelled already).
-            let reason = self.reason();
-            child.lock_reasons().current = reason;
+        if let Some(reason) = inherited {
+            // Still under the registry lock, and nobody else has the child
+            // yet: no cancel can race this.
+            child.set_inherited_reason(reason);
         }
+        drop(slab);
         child
+    }
+
+    /// The word a child made now begins with, as this state reads
+    /// cancelled, with the reason to give it. Called under the registry
+    /// lock (a cancel from now on walks the child): this state's cancel as
+    /// it is now, with its reason, read together under its reasons lock
+    /// (lock order: registry, then reasons). Its current cancel holds for
+    /// the child for good (`CANCELLED | FROM_PARENT`); a cancel whose run
+    /// has ended only as the child's own ended cancel (`ENDED_CANCELLED`),
+    /// which the child's next start clears: this state's next run is not
+    /// cancelled, so neither is the child's.
+    #[cold]
+    #[inline(never)]
+    fn inherited_cancel(&self) -> (u32, Option<CancelReason>) {
+        let (now, reason) = self.cancel_and_reason();
+        if now & CANCELLED != 0 || mutant("run_state::child_keeps_ended_cancel") {
+            (CANCELLED | FROM_PARENT, reason)
+        } else if now & ENDED_CANCELLED != 0 {
+            (ENDED_CANCELLED, reason)
+        } else {
+            (0, None)
+        }
+    }
+
+    /// Records the reason a new child inherited with its word (see
+    /// `inherited_cancel`): its current cancel's, or its ended run's.
+    #[cold]
+    #[inline(never)]
+    fn set_inherited_reason(&self, reason: CancelReason) {
+        let mut reasons = self.lock_reasons();
+        // Relaxed: our own word, set at creation by this thread.
+        if self.state.load(Ordering::Relaxed) & CANCELLED != 0 {
+            reasons.current = Some(reason);
+        } else {
+            reasons.ended = Some(reason);
+        }
     }
 
     /// How many children made by [`child`](Self::child) are alive (not yet
@@ -255,8 +401,10 @@ impl RunState {
     /// # drop(b);
     /// ```
     pub fn child_count(&self) -> usize {
-        self.registry_ref()
-            .map_or(0, |registry| registry.lock().live)
+        self.registry_ref().map_or(0, |registry| {
+            let slab = registry.lock();
+            slab.live - slab.orphans
+        })
     }
 
     /// The slots of the children registry (occupied or free): what it
@@ -279,6 +427,8 @@ impl RunState {
                     entries: Vec::new(),
                     free: NONE,
                     live: 0,
+                    orphans: 0,
+                    upstream: None,
                 }),
             }))
             .cast_mut();
@@ -316,25 +466,38 @@ impl RunState {
 
     /// Marks the live children cancelled (`CANCELLED | FROM_PARENT`),
     /// under the registry lock, without taking a reference to them, and
-    /// adds to `follow` a strong reference to each child that needs more
-    /// than its word written (with the word it had): a wake, children of
-    /// its own, or callbacks to run. With `reason`, every live child goes
-    /// to `follow` unmarked instead (its reason is set under its own lock,
-    /// which needs its cold part). Called after an RMW of our word that
-    /// showed `HAS_CHILDREN`.
-    pub(super) fn mark_children(
-        &self,
-        reason: bool,
-        follow: &mut Vec<(Arc<RunState>, Option<u32>)>,
-    ) {
+    /// adds to `follow` what needs more than a word written: a strong
+    /// reference to each child that needs a wake, has children of its own
+    /// or callbacks to run (with the word it had), and the registry of
+    /// each orphan (and of a child going as we walk, whose children must
+    /// still follow us). With `reason`, every live child goes to `follow`
+    /// unmarked instead (its reason is set under its own lock, which needs
+    /// its cold part). Called after an RMW of our word that showed
+    /// `HAS_CHILDREN`.
+    pub(super) fn mark_children(&self, reason: bool, follow: &mut Vec<Follow>) {
         // Acquire fence: our caller's RMW read a word whose HAS_CHILDREN
         // came from the Release RMW of a `child()` that stored the
         // registry pointer before it; this makes that store visible.
         fence(Ordering::Acquire);
-        let Some(registry) = self.registry_ref() else {
-            return;
-        };
-        let slab = registry.lock();
+        if let Some(registry) = self.registry_ref() {
+            registry.mark(reason, follow);
+        }
+    }
+}
+
+/// What a cancel's walk does next (see `cancel_children`).
+pub(super) enum Follow {
+    /// A child to wake, walk or call back: its word before our mark
+    /// (`None`: not marked yet, its reason to be set with its word).
+    State(Arc<RunState>, Option<u32>),
+    /// A registry whose state has gone: walk it.
+    Registry(Arc<Registry>),
+}
+
+impl Registry {
+    /// The walk of one registry: see [`RunState::mark_children`].
+    pub(super) fn mark(&self, reason: bool, follow: &mut Vec<Follow>) {
+        let slab = self.lock();
         if mutant("run_state::cancel_children_under_lock") {
             // The bug: cancel each child while holding the lock. If ours is
             // the last reference, the child's drop (its unlink) takes this
@@ -348,12 +511,21 @@ impl RunState {
             }
             return;
         }
-        for entry in &slab.entries {
-            let Entry::Child(child) = entry else {
-                continue;
+        for (index, entry) in slab.entries.iter().enumerate() {
+            let child = match entry {
+                Entry::Child(child) => child,
+                Entry::Orphan(registry) => {
+                    follow.push(Follow::Registry(Arc::clone(registry)));
+                    continue;
+                }
+                Entry::Free(_) => continue,
             };
             if reason {
-                follow.extend(child.upgrade().map(|child| (child, None)));
+                match child.upgrade() {
+                    Some(child) => follow.push(Follow::State(child, None)),
+                    // Going: its children follow us all the same.
+                    None => follow.extend(slab.own_registry(index).map(Follow::Registry)),
+                }
                 continue;
             }
             // SAFETY: the child is alive while its slot is occupied, and
@@ -362,8 +534,8 @@ impl RunState {
             // (see `ParentLink`). Only the word is touched, through a
             // pointer to that field alone and atomically: a child whose
             // last `Arc` has just gone (its drop waiting for this lock) is
-            // never read or written anywhere else by us, and its drop
-            // never touches its word again.
+            // never read or written anywhere else by us (but its registry
+            // pointer, likewise), and its drop never touches its word again.
             let word = unsafe { &*std::ptr::addr_of!((*Weak::as_ptr(child)).state) };
             // Release: as in `cancel`.
             let prev = word.fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
@@ -373,10 +545,17 @@ impl RunState {
                 continue;
             }
             if prev & (ANY_WAITERS | HAS_CHILDREN | HAS_CALLBACKS) != 0 {
-                // A child that is going (no upgrade) has no sleeper (a
-                // sleeper holds a reference) and nobody to call back; its
-                // children are detached as it goes.
-                follow.extend(child.upgrade().map(|child| (child, Some(prev))));
+                match child.upgrade() {
+                    Some(child) => follow.push(Follow::State(child, Some(prev))),
+                    // Going: no sleeper (a sleeper holds a reference), nobody
+                    // to call back; but its children follow us.
+                    None if prev & HAS_CHILDREN != 0
+                        && !mutant("run_state::walk_skips_going_child") =>
+                    {
+                        follow.extend(slab.own_registry(index).map(Follow::Registry));
+                    }
+                    None => {}
+                }
             }
         }
     }

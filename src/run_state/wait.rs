@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{Cancelled, RunStateError, WaitTimedOut};
 use super::state::{
-    ANY_CANCEL, ANY_WAITERS, CANCELLED, EPOCH_MASK, PAUSED, RUNNING, STARTED, WAITERS,
+    ANY_CANCEL, ANY_WAITERS, CANCELLED, EPOCH_SHIFT, PAUSED, RUNNING, STARTED, WAITERS,
 };
 use super::{RunEvent, RunState};
 use crate::sync::{mutant, Ordering};
@@ -429,29 +429,17 @@ impl RunState {
         }
     }
 
-    /// Every form of `wait_stopped` (arguments as `wait_cancelled_until`).
-    ///
-    /// Done when the word shows stopped, or its EPOCH (which a start and a
-    /// stop each advance by one, so it is odd exactly while running) has
-    /// moved by one from a running word (its run stopped) or by two from a
-    /// pending one (a run started and stopped) since the call began.
+    /// Every form of `wait_stopped` (arguments as `wait_cancelled_until`):
+    /// done when [`stop_ended`](Self::stop_ended) says so.
     fn wait_stopped_until(
         &self,
         began: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Result<(), WaitTimedOut> {
-        // Acquire: pairs with the stop's Release publish, so the caller
-        // sees what the run did.
-        let mut s = self.state.load(Ordering::Acquire);
-        let epoch = s & EPOCH_MASK;
-        let one = EPOCH_MASK & EPOCH_MASK.wrapping_neg();
-        let moves = if s & RUNNING != 0 { one } else { 2 * one };
+        let (since, mut s) = self.stop_watch();
         let mut timed_out = false;
         loop {
-            let moved = (s & EPOCH_MASK).wrapping_sub(epoch) & EPOCH_MASK;
-            if s & (STARTED | RUNNING) == STARTED
-                || (moved >= moves && !mutant("run_state::wait_stopped_misses_restart"))
-            {
+            if self.stop_ended(s, since, "run_state::wait_stopped_misses_restart") {
                 return Ok(());
             }
             if timed_out || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
@@ -552,6 +540,64 @@ impl RunState {
         s & ANY_CANCEL != 0 || self.cancels_cleared.load(Ordering::Relaxed) != cleared
     }
 
+    /// Where a wait for a stop begins: the 64-bit count of publishes (starts
+    /// and stops, `Cold::publishes`) that word `s` shows, with `s` (Acquire:
+    /// pairs with the stop's Release publish, so the waiter sees what the
+    /// run did), and how far the count must move for the run in progress
+    /// at `s` to have ended: one publish from a running word (its stop),
+    /// two from a pending one (a start and a stop).
+    ///
+    /// Exact, whatever the number of runs: the count is stored (Release)
+    /// by the `TIMING` holder just before its publish, so a first read `p1`
+    /// (Acquire) of it shows publish `p1 - 1` in every later load of the
+    /// word, and a read `p2` after the load of `s` is at least the count `s`
+    /// shows. That count lies in `[p1 - 1, p2]` and its low 21 bits are
+    /// `s`'s EPOCH: one value, if the range is shorter than 2^21 (else
+    /// retried: 2^21 publishes between two loads).
+    pub(super) fn stop_watch(&self) -> ((u64, u64), u32) {
+        loop {
+            let p1 = self.publishes();
+            // Acquire: see above.
+            let s = self.state.load(Ordering::Acquire);
+            let p2 = self.publishes();
+            if p2 - p1 + 1 < EPOCH_PERIOD {
+                let count = p2 - (p2.wrapping_sub(epoch_of(s)) & (EPOCH_PERIOD - 1));
+                let moves = if s & RUNNING != 0 { 1 } else { 2 };
+                return ((count, moves), s);
+            }
+        }
+    }
+
+    /// Does word `s` (loaded with Acquire after `stop_watch` returned
+    /// `since`) show the end of the run that `since` names: the word shows
+    /// stopped, or the publishes counted since have moved far enough?
+    ///
+    /// The count `s` shows lies between `since`'s and the count read here
+    /// (after `s`); if those are fewer than 2^21 apart, `s`'s EPOCH gives it
+    /// exactly; if not, at least 2^21 - 1 publishes were made since, and
+    /// the run has ended.
+    pub(super) fn stop_ended(&self, s: u32, (count, moves): (u64, u64), restart: &str) -> bool {
+        if s & (STARTED | RUNNING) == STARTED {
+            return true;
+        }
+        if mutant(restart) {
+            return false;
+        }
+        let now = self.publishes();
+        if now - count >= EPOCH_PERIOD {
+            return true;
+        }
+        let moved = epoch_of(s).wrapping_sub(count) & (EPOCH_PERIOD - 1);
+        moved >= moves
+    }
+
+    /// The count of start and stop publishes so far (Acquire: see
+    /// `stop_watch`); 0 before the cold part exists (no start yet).
+    fn publishes(&self) -> u64 {
+        self.cold_ref()
+            .map_or(0, |cold| cold.publishes.load(Ordering::Acquire))
+    }
+
     /// Sleeps until the word (seen as `s`, with `TIMING`) changes.
     #[cold]
     pub(super) fn wait_for_timing(&self, s: u32) {
@@ -568,5 +614,43 @@ impl RunState {
     pub fn loom_has_waiters(&self) -> bool {
         // Acquire: only a hint for the model's spin loop.
         self.state.load(Ordering::Acquire) & WAITERS != 0
+    }
+}
+
+/// How many values the word's EPOCH takes (2^21).
+const EPOCH_PERIOD: u64 = 1 << (32 - EPOCH_SHIFT);
+
+/// The EPOCH of word `s`: the low 21 bits of the count of publishes.
+fn epoch_of(s: u32) -> u64 {
+    u64::from(s >> EPOCH_SHIFT)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The blocking `wait_stopped` shares `stop_ended` with the future: a
+    /// waiter that began in run N and looks again only after exactly 2^21
+    /// publishes (the word's EPOCH back where it was, the state running
+    /// again) still sees run N's stop.
+    #[test]
+    fn a_stop_wait_sees_its_stop_after_the_epoch_wraps() {
+        let rs = RunState::new("wrap");
+        rs.start().unwrap();
+        let (since, began) = rs.stop_watch();
+        assert!(!rs.stop_ended(began, since, "none"));
+        rs.stop().unwrap();
+        for _ in 0..((1u32 << 20) - 1) {
+            rs.start().unwrap();
+            rs.stop().unwrap();
+        }
+        rs.start().unwrap();
+        let s = rs.state.load(Ordering::Acquire);
+        assert_eq!(epoch_of(s), epoch_of(began), "the EPOCH has wrapped");
+        assert!(rs.stop_ended(s, since, "none"));
+        // And a run that is still the one it began in is not ended.
+        let (since, s) = rs.stop_watch();
+        assert!(!rs.stop_ended(s, since, "none"));
+        assert!(rs.wait_stopped_timeout(Duration::ZERO).is_err());
     }
 }

@@ -18,3 +18,29 @@ pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
     std::panic::set_hook(hook);
     out
 }
+
+/// Runs `f` on a thread; fails (instead of hanging) if it does not finish
+/// within 20 s: a deadlock detector, not a timing assertion.
+pub fn no_deadlock<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what}: deadlocked or panicked"))
+}
+
+/// A waker that counts its wakes.
+pub struct CountWaker(pub std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A counting waker: the counter, and the waker.
+pub fn counting() -> (std::sync::Arc<CountWaker>, std::task::Waker) {
+    let c = std::sync::Arc::new(CountWaker(std::sync::atomic::AtomicUsize::new(0)));
+    (std::sync::Arc::clone(&c), std::task::Waker::from(c))
+}
