@@ -593,7 +593,12 @@ fn guard_leaves_a_later_run_alone() {
 #[test]
 fn guard_cancels_on_panic() {
     quiet_planned_panics();
-    loom::model(|| {
+    // Every interleaving took 70 s of CPU (each of loom's thousands of
+    // executions unwinds a panic); three preemptions cover the sleep
+    // landing before, during and after the guard's cancel and stop.
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
         let rs = Arc::new(RunState::new("rs"));
         let worker = {
             let rs = Arc::clone(&rs);
