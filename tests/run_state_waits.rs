@@ -192,6 +192,7 @@ fn sleep_absorbs_wakes_that_are_not_cancels() {
         rs.resume().unwrap();
         rs.stop().unwrap();
         rs.start().unwrap();
+        // Pacing of the wakes (what is tested), not ordering.
         thread::sleep(Duration::from_millis(1));
     }
     let (r, slept) = sleeper.join().unwrap();
@@ -359,6 +360,8 @@ fn a_cancel_cleared_before_the_wait_is_not_reported() {
     rs.pause().unwrap();
     thread::scope(|s| {
         let checker = s.spawn(|| rs.check());
+        // Ordering only: a checker that comes after the resume sees a
+        // running, uncancelled run and returns `Ok` all the same.
         thread::sleep(Duration::from_millis(5));
         rs.resume().unwrap();
         assert_eq!(checker.join().unwrap(), Ok(()));
