@@ -199,10 +199,18 @@ fn panicking_startup_leaves_count_and_next_opener_retries() {
 
 /// While one thread's startup is running (slowly) and then fails, other
 /// openers wait, and one of them then runs startup itself.
+///
+/// Kind A race fixed (a sleep used for ordering): the failing startup used
+/// to sleep 50 ms hoping the other three openers were waiting by then; one
+/// that came later (a loaded machine) could find the second cycle already
+/// over and start a third (`cycle == 2`, three attempts). Now the failing
+/// startup is held until `state().open_count` shows all four registered.
 #[test]
 fn waiting_openers_retry_after_a_failed_startup() {
     struct SlowFirstFails {
         attempts: AtomicUsize,
+        /// The first startup fails only once the test passes this.
+        fail: Barrier,
     }
     impl Resource for SlowFirstFails {
         type Handle = usize;
@@ -210,7 +218,7 @@ fn waiting_openers_retry_after_a_failed_startup() {
         fn startup(&self) -> Result<usize, Failure> {
             let attempt = self.attempts.fetch_add(1, SeqCst);
             if attempt == 0 {
-                thread::sleep(Duration::from_millis(50));
+                self.fail.wait();
                 return Err(Failure("first startup fails"));
             }
             Ok(attempt)
@@ -218,6 +226,7 @@ fn waiting_openers_retry_after_a_failed_startup() {
     }
     let mo = MultiOpen::new(SlowFirstFails {
         attempts: AtomicUsize::new(0),
+        fail: Barrier::new(2),
     });
     let start = Barrier::new(4);
     let results: Vec<_> = thread::scope(|s| {
@@ -229,6 +238,11 @@ fn waiting_openers_retry_after_a_failed_startup() {
                 })
             })
             .collect();
+        // The starter and the three openers waiting behind it.
+        while mo.state().open_count < 4 {
+            thread::yield_now();
+        }
+        mo.resource().fail.wait();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let failures = results.iter().filter(|r| r.is_err()).count();
@@ -386,6 +400,9 @@ fn join_waits_for_the_final_close_in_another_thread() {
     let closer = {
         let closed_by_other = closed_by_other.clone();
         thread::spawn(move || {
+            // Lets the join below block first. Ordering only: if the join
+            // comes later it returns after the close all the same (the
+            // flag is set before it) and the test passes, less exercised.
             thread::sleep(Duration::from_millis(20));
             closed_by_other.store(true, SeqCst);
             drop(g);
@@ -413,6 +430,9 @@ fn finalise_later_holds_joiners_until_finalise() {
             released.store(true, SeqCst);
         })
     };
+    // Lets the joiner block first. Ordering only: a joiner that comes later
+    // is not released before `finalise` either; the test passes, less
+    // exercised.
     thread::sleep(Duration::from_millis(20));
     assert!(!released.load(SeqCst), "joiner released before finalise");
     mo.finalise().unwrap();

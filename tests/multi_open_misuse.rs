@@ -492,6 +492,8 @@ fn reentrant_call_returns_an_error_only_in_the_thread_running_it() {
                 .is_ok()
         })
     };
+    // Lets the opener reach its wait. Ordering only: a later opener waits
+    // for the held startup all the same; the test passes, less exercised.
     thread::sleep(Duration::from_millis(100));
     assert!(
         !opener.is_finished(),
@@ -515,6 +517,7 @@ fn reentrant_call_returns_an_error_only_in_the_thread_running_it() {
         let db = Arc::clone(&db);
         thread::spawn(move || db.join())
     };
+    // Lets the joiner reach its wait. Ordering only, as above.
     thread::sleep(Duration::from_millis(100));
     assert!(!joiner.is_finished(), "the joiner waits for the shutdown");
     release.send(()).unwrap();
@@ -600,6 +603,7 @@ fn reentrant_call_returns_an_error_only_for_the_same_object_not_one_at_its_addre
         type Error = String;
         fn startup(&self) -> Result<(), String> {
             self.entered.store(true, SeqCst);
+            // A held startup (what is tested), polled every millisecond.
             while !self.release.load(SeqCst) {
                 thread::sleep(Duration::from_millis(1));
             }
@@ -638,6 +642,9 @@ fn reentrant_call_returns_an_error_only_for_the_same_object_not_one_at_its_addre
                 }
                 // ...and lets it finish a little later, while this thread
                 // waits in the outer's startup for the inner to open.
+                // Ordering only: if this thread comes later, the inner is
+                // open (or closed) by then, the outer's open succeeds all
+                // the same and the test passes, less exercised.
                 s.spawn(|| {
                     thread::sleep(Duration::from_millis(100));
                     outer

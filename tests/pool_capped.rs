@@ -453,46 +453,65 @@ fn status_counts_waiters() {
 /// switched off, barging runs up to the barge limit (1023 objects, 51 ms
 /// here), and the least-served thread gets next to nothing: this test then
 /// fails (checked by hand when it was written, see the commit message).
+///
+/// A flaky-test fix (a share measured on a loaded machine, neither a sleep
+/// for ordering nor two incoherent reads): the bound is about threads that
+/// compete, and one the scheduler does not run for the whole round (seen:
+/// `[648, 1, 853]` at load 9 on 2 cores, its one wait 532 ms) is not
+/// competing. Such a round proves nothing and is run again, up to
+/// `ROUNDS`; a pool without the hand-off fails every round. The books
+/// are checked in every round.
 #[test]
 fn a_starving_waiter_turns_the_pool_to_hand_off() {
     const THREADS: usize = 3;
     const TOTAL: usize = 1500;
-    let (pool, _live) = counted_pool(1, 4);
-    let done = AtomicUsize::new(0);
-    let barrier = Barrier::new(THREADS);
-    let counts: Vec<usize> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..THREADS)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    let mut mine = 0;
-                    while done.load(SeqCst) < TOTAL {
-                        let g = pool.get().unwrap();
-                        let hold = Instant::now();
-                        while hold.elapsed() < Duration::from_micros(50) {
-                            std::hint::spin_loop();
+    const ROUNDS: usize = 5;
+    let mut unfair = Vec::new();
+    for _ in 0..ROUNDS {
+        let (pool, _live) = counted_pool(1, 4);
+        let done = AtomicUsize::new(0);
+        let barrier = Barrier::new(THREADS);
+        let counts: Vec<usize> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let mut mine = 0;
+                        while done.load(SeqCst) < TOTAL {
+                            let g = pool.get().unwrap();
+                            let hold = Instant::now();
+                            while hold.elapsed() < Duration::from_micros(50) {
+                                std::hint::spin_loop();
+                            }
+                            drop(g);
+                            mine += 1;
+                            done.fetch_add(1, SeqCst);
                         }
-                        drop(g);
-                        mine += 1;
-                        done.fetch_add(1, SeqCst);
-                    }
-                    mine
+                        mine
+                    })
                 })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    });
-    let s = pool.stats();
-    let mean = counts.iter().sum::<usize>() as f64 / THREADS as f64;
-    let least = *counts.iter().min().unwrap() as f64 / mean;
-    assert!(s.handoffs > 0, "the hand-off never engaged: {s:?}");
-    assert!(
-        least >= 0.1,
-        "least-served share {least:.2} of the mean: {counts:?}, {s:?}"
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let s = pool.stats();
+        assert_eq!(s.created, 1);
+        assert_eq!(s.created, s.retired() + s.idle + s.out);
+        assert_eq!(pool.status().waiting, 0);
+        let mean = counts.iter().sum::<usize>() as f64 / THREADS as f64;
+        let least = *counts.iter().min().unwrap() as f64 / mean;
+        if s.handoffs > 0 && least >= 0.1 {
+            return;
+        }
+        unfair.push(format!(
+            "handoffs {}, least-served share {least:.2} of the mean: {counts:?}, {s:?}",
+            s.handoffs
+        ));
+    }
+    panic!(
+        "the hand-off never engaged, or the least-served thread got under a tenth \
+         of the mean share, in all {ROUNDS} rounds:\n{}",
+        unfair.join("\n")
     );
-    assert_eq!(s.created, 1);
-    assert_eq!(s.created, s.retired() + s.idle + s.out);
-    assert_eq!(pool.status().waiting, 0);
 }
 
 #[test]

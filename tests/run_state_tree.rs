@@ -165,6 +165,8 @@ fn a_million_children_made_and_dropped_under_concurrent_cancels_keep_memory_flat
     while parent.child_count() == 0 {
         thread::yield_now();
     }
+    // Part-way through, roughly. Ordering only: a cancel that comes after
+    // the makers finished finds no children and the test still passes.
     thread::sleep(Duration::from_millis(20));
     parent.cancel();
     cancel_returned.store(true, Ordering::SeqCst);

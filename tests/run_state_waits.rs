@@ -12,8 +12,13 @@ use std::time::{Duration, Instant};
 
 use multiopen::{Cancelled, RunPhase, RunState, UntilCancelledExt};
 
+mod common;
+use common::blocked::{wait_until_all_blocked, BlockedSpot};
+
 /// Gives another thread a chance to reach its blocking call. Correctness
-/// never depends on it: every test passes whether or not it got there.
+/// never depends on it: every test that calls it passes whether or not the
+/// other thread got there (a late one sees the same state and returns the
+/// same result); only what is exercised is weaker.
 fn let_others_run() {
     thread::sleep(Duration::from_millis(20));
 }
@@ -187,6 +192,7 @@ fn sleep_absorbs_wakes_that_are_not_cancels() {
         rs.resume().unwrap();
         rs.stop().unwrap();
         rs.start().unwrap();
+        // Pacing of the wakes (what is tested), not ordering.
         thread::sleep(Duration::from_millis(1));
     }
     let (r, slept) = sleeper.join().unwrap();
@@ -241,15 +247,15 @@ fn iteration_waits_while_paused() {
 
 // --- review fixes: lost cancels ---------------------------------------------
 
-/// How long the waiters below are given to fall asleep before the race.
-/// Only the *detection* depends on it: a waiter that came later would see
-/// the new run, and the test would fail (never hang).
-const SETTLE: Duration = Duration::from_millis(20);
-
 /// A cancel that comes during a sleep is reported even if the controller
 /// stops and restarts the run (clearing the flag) before the sleeper
 /// wakes: a futex wake takes microseconds, the restart less. The sleep is
 /// long and the test asserts what it returns, not how long it took.
+///
+/// Kind A race fixed (a sleep used for ordering): the sleepers were given
+/// 20 ms to fall asleep; under load one started after the restart, saw the
+/// new run and the test failed. Now the race waits until every sleeper
+/// sits in its futex wait (`common::blocked`).
 #[test]
 fn a_restart_does_not_hide_a_cancel_from_a_sleeper() {
     for round in 0..20 {
@@ -257,13 +263,18 @@ fn a_restart_does_not_hide_a_cancel_from_a_sleeper() {
         rs.start().unwrap();
         // Several sleepers: one wake-up wakes them one after another, so
         // some wake only after the restart.
-        let sleepers: Vec<_> = (0..4)
-            .map(|_| {
-                let rs = Arc::clone(&rs);
-                thread::spawn(move || rs.sleep(Duration::from_secs(2)))
+        let spots: Vec<_> = (0..4).map(|_| Arc::new(BlockedSpot::new())).collect();
+        let sleepers: Vec<_> = spots
+            .iter()
+            .map(|spot| {
+                let (rs, spot) = (Arc::clone(&rs), Arc::clone(spot));
+                thread::spawn(move || {
+                    spot.report();
+                    rs.sleep(Duration::from_secs(2))
+                })
             })
             .collect();
-        thread::sleep(SETTLE);
+        wait_until_all_blocked(spots.iter().map(|spot| &**spot));
         let controller = {
             let rs = Arc::clone(&rs);
             thread::spawn(move || {
@@ -295,21 +306,31 @@ fn a_restart_does_not_hide_a_cancel_from_a_sleeper() {
 /// The same for threads blocked in `check()` or `wait_while_paused()` on a
 /// paused run: the stop clears the pause, the start the cancel; `check`
 /// still reports the cancel.
+///
+/// Kind A race fixed (a sleep used for ordering), as above: the race now
+/// waits until both threads sit in their futex waits.
 #[test]
 fn a_restart_does_not_hide_a_cancel_from_paused_waiters() {
     for round in 0..20 {
         let rs = Arc::new(RunState::new("p"));
         rs.start().unwrap();
         rs.pause().unwrap();
+        let spots = [Arc::new(BlockedSpot::new()), Arc::new(BlockedSpot::new())];
         let checker = {
-            let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.check())
+            let (rs, spot) = (Arc::clone(&rs), Arc::clone(&spots[0]));
+            thread::spawn(move || {
+                spot.report();
+                rs.check()
+            })
         };
         let waiter = {
-            let rs = Arc::clone(&rs);
-            thread::spawn(move || rs.wait_while_paused())
+            let (rs, spot) = (Arc::clone(&rs), Arc::clone(&spots[1]));
+            thread::spawn(move || {
+                spot.report();
+                rs.wait_while_paused()
+            })
         };
-        thread::sleep(SETTLE);
+        wait_until_all_blocked(spots.iter().map(|spot| &**spot));
         rs.cancel();
         rs.stop().unwrap();
         rs.start().unwrap();
@@ -339,6 +360,8 @@ fn a_cancel_cleared_before_the_wait_is_not_reported() {
     rs.pause().unwrap();
     thread::scope(|s| {
         let checker = s.spawn(|| rs.check());
+        // Ordering only: a checker that comes after the resume sees a
+        // running, uncancelled run and returns `Ok` all the same.
         thread::sleep(Duration::from_millis(5));
         rs.resume().unwrap();
         assert_eq!(checker.join().unwrap(), Ok(()));

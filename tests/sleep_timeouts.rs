@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use multiopen::RunState;
 
+mod common;
+use common::blocked::{wait_until_all_blocked, BlockedSpot};
+
 /// What a late wake-up may add on a loaded machine.
 const SLACK: Duration = Duration::from_millis(500);
 
@@ -38,8 +41,8 @@ fn a_zero_sleep_returns_at_once() {
 
 /// Finite but beyond every OS timeout field (`time_t` seconds, `u32`
 /// milliseconds or microseconds), and `Duration::MAX` (beyond any
-/// `Instant`): each sleeper is still asleep after 50 ms, then the cancel
-/// ends it.
+/// `Instant`): each sleeper, once blocked in its wait, is still asleep
+/// after 50 ms (the hold is what is tested), then the cancel ends it.
 #[test]
 fn huge_sleeps_last_until_cancelled() {
     let rs = Arc::new(RunState::new("nap"));
@@ -52,13 +55,22 @@ fn huge_sleeps_last_until_cancelled() {
         Duration::from_millis(u64::from(u32::MAX) + 1),
         Duration::from_micros(u64::from(u32::MAX) + 1),
     ];
+    let spots: Vec<_> = huge.iter().map(|_| Arc::new(BlockedSpot::new())).collect();
     let sleepers: Vec<_> = huge
         .into_iter()
-        .map(|d| {
-            let rs = Arc::clone(&rs);
-            (d, thread::spawn(move || rs.sleep(d)))
+        .zip(&spots)
+        .map(|(d, spot)| {
+            let (rs, spot) = (Arc::clone(&rs), Arc::clone(spot));
+            let sleeper = thread::spawn(move || {
+                spot.report();
+                rs.sleep(d)
+            });
+            (d, sleeper)
         })
         .collect();
+    // Every sleeper has begun (a late one used to make the hold below
+    // prove less), then the hold.
+    wait_until_all_blocked(spots.iter().map(|spot| &**spot));
     thread::sleep(Duration::from_millis(50));
     for (d, sleeper) in &sleepers {
         assert!(!sleeper.is_finished(), "a sleep of {d:?} ended at once");
@@ -76,14 +88,18 @@ fn a_cancel_ends_a_timed_sleep_early() {
     let rs = Arc::new(RunState::new("nap"));
     rs.start().unwrap();
     let d = Duration::from_secs(10);
+    let spot = Arc::new(BlockedSpot::new());
     let sleeper = {
-        let rs = Arc::clone(&rs);
+        let (rs, spot) = (Arc::clone(&rs), Arc::clone(&spot));
         thread::spawn(move || {
             let t0 = Instant::now();
+            spot.report();
             (rs.sleep(d), t0.elapsed())
         })
     };
-    thread::sleep(Duration::from_millis(50));
+    // The cancel comes during the sleep, not before it (a sleep begun after
+    // the cancel returns at once too: the test would pass, proving less).
+    spot.wait_until_blocked();
     rs.cancel();
     let (r, took) = sleeper.join().unwrap();
     assert!(r.is_err());

@@ -2,6 +2,7 @@
 //! uses a part, hence the `dead_code` allowance).
 #![allow(dead_code)]
 
+pub mod blocked;
 pub mod child;
 
 use std::sync::Mutex;
