@@ -2,8 +2,10 @@
 //! `RunState::sleep` over the timed futex wait (src/sync/timed_wait.rs):
 //! it ends near its deadline, huge durations sleep until cancelled (no
 //! overflow into a wait that returns at once), zero returns at once, and a
-//! cancel ends a timed sleep early. Upper bounds are generous (a loaded
-//! 2-core machine); no test asserts how fast anything is.
+//! cancel ends a timed sleep early. No test asserts an upper bound on a
+//! duration (CI runs on a loaded 2-core machine): a sleep that never ends
+//! shows as a test that never ends; a cancel is told from a timeout by the
+//! result (`Err` vs `Ok`), not by the clock.
 
 use std::sync::Arc;
 use std::thread;
@@ -14,9 +16,6 @@ use multiopen::RunState;
 mod common;
 use common::blocked::{wait_until_all_blocked, BlockedSpot};
 
-/// What a late wake-up may add on a loaded machine.
-const SLACK: Duration = Duration::from_millis(500);
-
 #[test]
 fn a_sleep_ends_near_its_deadline() {
     let rs = RunState::new("nap");
@@ -25,18 +24,17 @@ fn a_sleep_ends_near_its_deadline() {
         assert_eq!(rs.sleep(d), Ok(()));
         let took = t0.elapsed();
         assert!(took >= d, "{d:?} ended early, after {took:?}");
-        assert!(took < d + SLACK, "{d:?} took {took:?}");
     }
 }
 
 #[test]
 fn a_zero_sleep_returns_at_once() {
+    // A zero sleep never waits: were it to block, nothing here would wake
+    // it and the test would hang.
     let rs = RunState::new("nap");
-    let t0 = Instant::now();
     for _ in 0..1000 {
         assert_eq!(rs.sleep(Duration::ZERO), Ok(()));
     }
-    assert!(t0.elapsed() < SLACK, "took {:?}", t0.elapsed());
 }
 
 /// Finite but beyond every OS timeout field (`time_t` seconds, `u32`
@@ -75,12 +73,10 @@ fn huge_sleeps_last_until_cancelled() {
     for (d, sleeper) in &sleepers {
         assert!(!sleeper.is_finished(), "a sleep of {d:?} ended at once");
     }
-    let t0 = Instant::now();
     rs.cancel();
     for (d, sleeper) in sleepers {
         assert!(sleeper.join().unwrap().is_err(), "{d:?}: cancelled");
     }
-    assert!(t0.elapsed() < SLACK, "the cancel took {:?}", t0.elapsed());
 }
 
 #[test]
@@ -92,16 +88,14 @@ fn a_cancel_ends_a_timed_sleep_early() {
     let sleeper = {
         let (rs, spot) = (Arc::clone(&rs), Arc::clone(&spot));
         thread::spawn(move || {
-            let t0 = Instant::now();
             spot.report();
-            (rs.sleep(d), t0.elapsed())
+            rs.sleep(d)
         })
     };
     // The cancel comes during the sleep, not before it (a sleep begun after
     // the cancel returns at once too: the test would pass, proving less).
     spot.wait_until_blocked();
     rs.cancel();
-    let (r, took) = sleeper.join().unwrap();
-    assert!(r.is_err());
-    assert!(took < d / 2, "the cancel came late: {took:?}");
+    // Err: the cancel ended it (the 10 s timeout would have returned Ok).
+    assert!(sleeper.join().unwrap().is_err());
 }
