@@ -15,7 +15,7 @@ use multiopen::run_state::DEADLINE_EXCEEDED;
 use multiopen::{RunEvent, RunPhase, RunState};
 
 mod common;
-use common::{counting, no_deadlock, quietly};
+use common::{counting, no_deadlock, quietly, rounds};
 
 // --- children ------------------------------------------------------------------
 
@@ -480,7 +480,7 @@ fn a_grandchild_of_a_dropped_middle_state_still_follows_the_root() {
 #[test]
 fn a_chain_of_dropped_middles_still_follows_the_root_and_unlinks() {
     let root = RunState::new("root");
-    for _ in 0..1000 {
+    for _ in 0..rounds(1000) {
         let leaf = root.child("a").child("b").child("c").child("leaf");
         assert_eq!(root.child_count(), 0, "the middles are gone");
         drop(leaf);
@@ -501,7 +501,7 @@ fn a_chain_of_dropped_middles_still_follows_the_root_and_unlinks() {
 /// threads): the grandchild ends cancelled either way.
 #[test]
 fn a_middle_dropped_while_the_root_cancels_leaves_its_children_cancelled() {
-    for _ in 0..2000 {
+    for _ in 0..rounds(2000) {
         let root = Arc::new(RunState::new("root"));
         let middle = root.child("middle");
         let job = middle.child("job");
@@ -573,7 +573,7 @@ fn children_inherit_the_reason_even_if_the_parent_restarts_meanwhile() {
 /// linked, never a later run's "none".
 #[test]
 fn a_child_made_while_the_parent_restarts_gets_a_reason_that_matches_its_cancel() {
-    for _ in 0..2000 {
+    for _ in 0..rounds(2000) {
         let parent = Arc::new(RunState::new("parent"));
         parent.start().unwrap();
         parent.cancel_with("why");

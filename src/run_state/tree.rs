@@ -11,9 +11,9 @@
 //!   reference to that registry and its index in the slab (its
 //!   `ParentLink`, the first of its fields, so the first to drop).
 //! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
-//!   registry's lock and frees its slot (O(1)); until then the rest of the
-//!   child, its state word included, is intact, so a parent that makes and drops a million
-//!   children keeps one slot per child alive at a time (the slab never
+//!   registry's lock and frees its slot (O(1)), so a parent that makes
+//!   and drops a million children keeps one slot per child alive at a
+//!   time (the slab never
 //!   grows past the most children alive at once, and is emptied whenever
 //!   none is).
 //! - A parent dropped before its children no longer cancels them (nobody
@@ -52,24 +52,24 @@
 //!
 //! # The cancel walk
 //!
-//! Under the registry's lock, the cancel sets each child's word with one
-//! `fetch_or`, through a pointer to the word alone, taking no reference:
-//! a slot is occupied while its child's `ParentLink` has not dropped, and
-//! that drop waits for the lock, so the word is there (and nothing else
-//! of a child whose last `Arc` is going is touched). `RunState` has no
-//! `Drop` of its own, so no `&mut` to the whole state is held while the
-//! link waits. Only a child whose old word shows more to do (`WAITERS`,
-//! `ASYNC_WAITERS`, `HAS_CHILDREN`, `HAS_CALLBACKS`) is upgraded to a strong reference,
-//! and that work runs after the lock is released.
+//! Under the registry's lock, the cancel upgrades each child's `Weak` (one
+//! RMW of its count) and sets its word with one `fetch_or`; the strong
+//! references are let go after the lock is released, with the rest of the
+//! work (waking, callbacks, grandchildren), since ours may be the last and
+//! a child's unlink takes that lock. A child whose `Weak` does not upgrade
+//! is dropping: while a value drops, only its own drop may reach it (the
+//! contract of `drop_in_place`, which Miri checks), so nothing of it is
+//! read or written; its slot keeps a copy of its own registry (set by its
+//! first `child()`), through which its children still follow the cancel.
+//! (An earlier design wrote the word of a dropping child through a raw
+//! pointer; Miri's Stacked Borrows check rejected it.)
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, PoisonError, Weak};
 
 use super::cancel::CancelReason;
-use super::state::{
-    ANY_CANCEL, ANY_WAITERS, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN,
-};
+use super::state::{ANY_CANCEL, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CHILDREN};
 use super::RunState;
 use crate::sync::{fence, mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
 
@@ -113,10 +113,8 @@ impl Drop for ParentLink {
     /// Frees the child's slot, or, if the child has live children of its
     /// own, leaves its registry in the slot (an orphan: see the module
     /// docs), so that a cancel of this state's ancestors still reaches
-    /// them. Runs while the child's other fields (its state word, its
-    /// registry pointer) are intact: a parent's cancel that holds the lock
-    /// may still be marking this child's word (see `mark_registry`), and
-    /// the slot changes only once it is done.
+    /// them. Reads only the slot (its copy of the child's registry), never
+    /// the child's other fields: the child is dropping.
     fn drop(&mut self) {
         if mutant("run_state::child_never_unlinks") {
             return;
@@ -183,7 +181,11 @@ struct Slab {
 }
 
 enum Entry {
-    Child(Weak<RunState>),
+    /// A child, and its own registry once it has one (set by the child's
+    /// first `child()`): so that neither the child's unlink nor a cancel's
+    /// walk ever reads a field of a child that may be dropping (see
+    /// `ParentLink`).
+    Child(Weak<RunState>, Option<Arc<Registry>>),
     /// The registry of a child that has gone while children of its own
     /// were alive: a cancel walks it as it would have walked the child's.
     Orphan(Arc<Registry>),
@@ -195,11 +197,12 @@ impl Slab {
     fn insert(&mut self, child: Weak<RunState>) -> usize {
         self.live += 1;
         if self.free == NONE {
-            self.entries.push(Entry::Child(child));
+            self.entries.push(Entry::Child(child, None));
             return self.entries.len() - 1;
         }
         let index = self.free;
-        let Entry::Free(next) = std::mem::replace(&mut self.entries[index], Entry::Child(child))
+        let Entry::Free(next) =
+            std::mem::replace(&mut self.entries[index], Entry::Child(child, None))
         else {
             unreachable!("the free list holds vacant slots only");
         };
@@ -230,28 +233,20 @@ impl Slab {
     }
 
     /// The registry of the child in slot `index`, if it has one: a new
-    /// strong reference. Called under this slab's lock by the child's own
-    /// unlink (or a cancel's walk) while the child's fields are intact.
+    /// strong reference, from the slot's copy (never from the child, which
+    /// may be dropping: see `ParentLink`).
     fn own_registry(&self, index: usize) -> Option<Arc<Registry>> {
-        let Some(Entry::Child(child)) = self.entries.get(index) else {
-            return None;
-        };
-        // SAFETY: the child's fields are intact while its slot is occupied
-        // (see `ParentLink`), and only its registry pointer is read,
-        // through a pointer to that field alone, atomically.
-        let children = unsafe { &*std::ptr::addr_of!((*Weak::as_ptr(child)).children) };
-        // Acquire: pairs with the Release CAS that stored the registry.
-        let ptr = children.0.load(Ordering::Acquire);
-        if ptr.is_null() {
-            return None;
+        match self.entries.get(index) {
+            Some(Entry::Child(_, Some(registry))) => Some(Arc::clone(registry)),
+            _ => None,
         }
-        // SAFETY: `children` holds one strong reference (from
-        // `Arc::into_raw`) until the child's `Children` drops, after its
-        // `ParentLink`, whose drop waits for this lock: the count is not
-        // zero, and we add our own.
-        unsafe {
-            Arc::increment_strong_count(ptr);
-            Some(Arc::from_raw(ptr))
+    }
+
+    /// Records `registry` as the own registry of the child in slot `index`
+    /// (see `Entry::Child`).
+    fn set_own_registry(&mut self, index: usize, registry: &Arc<Registry>) {
+        if let Some(Entry::Child(_, own)) = self.entries.get_mut(index) {
+            *own = Some(Arc::clone(registry));
         }
     }
 }
@@ -440,7 +435,19 @@ impl RunState {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => new,
+                Ok(_) => {
+                    if let Some(link) = &self._parent {
+                        // SAFETY: `new` came from `into_raw` and `children`
+                        // now holds it, alive while we hold `&self`;
+                        // `ManuallyDrop`: borrowed, never dropped.
+                        let mine = ManuallyDrop::new(unsafe { Arc::from_raw(new) });
+                        // Our parent's lock alone (we hold no other): the
+                        // slot's copy, for our unlink and for a walk that
+                        // finds us going (see `Entry::Child`).
+                        link.registry.lock().set_own_registry(link.index, &mine);
+                    }
+                    new
+                }
                 Err(theirs) => {
                     // SAFETY: `new` came from `into_raw` just above and was
                     // never shared.
@@ -465,15 +472,14 @@ impl RunState {
     }
 
     /// Marks the live children cancelled (`CANCELLED | FROM_PARENT`),
-    /// under the registry lock, without taking a reference to them, and
-    /// adds to `follow` what needs more than a word written: a strong
-    /// reference to each child that needs a wake, has children of its own
-    /// or callbacks to run (with the word it had), and the registry of
-    /// each orphan (and of a child going as we walk, whose children must
-    /// still follow us). With `reason`, every live child goes to `follow`
-    /// unmarked instead (its reason is set under its own lock, which needs
-    /// its cold part). Called after an RMW of our word that showed
-    /// `HAS_CHILDREN`.
+    /// under the registry lock, each through a strong reference, and adds
+    /// to `follow` each such reference (with the word it had: the rest of
+    /// the work, and the reference's release, come after the lock), the
+    /// registry of each orphan, and that of a child going as we walk
+    /// (whose children must still follow us). With `reason`, every live
+    /// child goes to `follow` unmarked instead (its reason is set under its
+    /// own lock, which needs its cold part). Called after an RMW of our
+    /// word that showed `HAS_CHILDREN`.
     pub(super) fn mark_children(&self, reason: bool, follow: &mut Vec<Follow>) {
         // Acquire fence: our caller's RMW read a word whose HAS_CHILDREN
         // came from the Release RMW of a `child()` that stored the
@@ -503,7 +509,7 @@ impl Registry {
             // the last reference, the child's drop (its unlink) takes this
             // very lock.
             for entry in &slab.entries {
-                if let Entry::Child(child) = entry {
+                if let Entry::Child(child, _) = entry {
                     if let Some(child) = child.upgrade() {
                         child.cancel();
                     }
@@ -513,50 +519,37 @@ impl Registry {
         }
         for (index, entry) in slab.entries.iter().enumerate() {
             let child = match entry {
-                Entry::Child(child) => child,
+                Entry::Child(child, _) => child,
                 Entry::Orphan(registry) => {
                     follow.push(Follow::Registry(Arc::clone(registry)));
                     continue;
                 }
                 Entry::Free(_) => continue,
             };
+            let Some(child) = child.upgrade() else {
+                // Going: its last `Arc` is gone and its drop waits for this
+                // lock to unlink it. Nothing of it is touched (while a value
+                // drops, only its own drop may reach it); it has no sleeper
+                // (a sleeper holds a reference) and nobody to call back; but
+                // its children follow us, through the slot's copy of its
+                // registry.
+                if !mutant("run_state::walk_skips_going_child") {
+                    follow.extend(slab.own_registry(index).map(Follow::Registry));
+                }
+                continue;
+            };
             if reason {
-                match child.upgrade() {
-                    Some(child) => follow.push(Follow::State(child, None)),
-                    // Going: its children follow us all the same.
-                    None => follow.extend(slab.own_registry(index).map(Follow::Registry)),
-                }
+                follow.push(Follow::State(child, None));
                 continue;
             }
-            // SAFETY: the child is alive while its slot is occupied, and
-            // its slot is freed (under this lock, which we hold) by the
-            // first of its fields to drop, before anything else of it goes
-            // (see `ParentLink`). Only the word is touched, through a
-            // pointer to that field alone and atomically: a child whose
-            // last `Arc` has just gone (its drop waiting for this lock) is
-            // never read or written anywhere else by us (but its registry
-            // pointer, likewise), and its drop never touches its word again.
-            let word = unsafe { &*std::ptr::addr_of!((*Weak::as_ptr(child)).state) };
             // Release: as in `cancel`.
-            let prev = word.fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
-            if prev & CANCELLED != 0 {
-                // Cancelled already: by its own cancel, which has cancelled
-                // (or is cancelling) its children.
-                continue;
-            }
-            if prev & (ANY_WAITERS | HAS_CHILDREN | HAS_CALLBACKS) != 0 {
-                match child.upgrade() {
-                    Some(child) => follow.push(Follow::State(child, Some(prev))),
-                    // Going: no sleeper (a sleeper holds a reference), nobody
-                    // to call back; but its children follow us.
-                    None if prev & HAS_CHILDREN != 0
-                        && !mutant("run_state::walk_skips_going_child") =>
-                    {
-                        follow.extend(slab.own_registry(index).map(Follow::Registry));
-                    }
-                    None => {}
-                }
-            }
+            let prev = child
+                .state
+                .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
+            // Our reference goes after the lock is released, with the rest
+            // of the work (ours may be the last, and the child's unlink
+            // takes this lock).
+            follow.push(Follow::State(child, Some(prev)));
         }
     }
 }

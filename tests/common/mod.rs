@@ -21,13 +21,16 @@ pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Runs `f` on a thread; fails (instead of hanging) if it does not finish
-/// within 20 s: a deadlock detector, not a timing assertion.
+/// within 20 s (10 minutes under Miri): a deadlock detector, not a timing
+/// assertion.
 pub fn no_deadlock<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(std::time::Duration::from_secs(20))
+    // Under Miri (about a thousand times slower) the bound is ten minutes.
+    let bound = if cfg!(miri) { 600 } else { 20 };
+    rx.recv_timeout(std::time::Duration::from_secs(bound))
         .unwrap_or_else(|_| panic!("{what}: deadlocked or panicked"))
 }
 
@@ -44,4 +47,15 @@ impl std::task::Wake for CountWaker {
 pub fn counting() -> (std::sync::Arc<CountWaker>, std::task::Waker) {
     let c = std::sync::Arc::new(CountWaker(std::sync::atomic::AtomicUsize::new(0)));
     (std::sync::Arc::clone(&c), std::task::Waker::from(c))
+}
+
+/// How many rounds a test of racing rounds runs: `n`, or at most 8 under
+/// Miri (about a thousand times slower), where a few rounds still check
+/// each interleaving it meets for undefined behaviour and data races.
+pub fn rounds(n: usize) -> usize {
+    if cfg!(miri) {
+        n.min(8)
+    } else {
+        n
+    }
 }
