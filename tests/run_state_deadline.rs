@@ -56,38 +56,54 @@ fn a_cleared_deadline_never_fires() {
 /// waker holds the timer thread while `change` acts on y; then a third
 /// deadline, served after whatever the timer had in hand for y, shows
 /// whether y was cancelled.
-fn a_deadline_changed_while_due(change: impl FnOnce(&Arc<RunState>) + Send + 'static) {
+///
+/// The deadline is set a margin ahead; a round in which this thread was
+/// descheduled past it before y's deadline was set (y then cancels at
+/// once, as a deadline in the past does) proves nothing, and is run again
+/// with a margin four times longer (the kind: a test that assumes two
+/// calls come within some wall-clock time).
+fn a_deadline_changed_while_due(change: impl Fn(&Arc<RunState>) + Send + 'static) {
     no_deadlock("a deadline changed while due", move || {
-        let x = Arc::new(RunState::new("x"));
-        let y = Arc::new(RunState::new("y"));
-        let z = Arc::new(RunState::new("z"));
-        let (entered_tx, entered_rx) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel();
-        let waker = Waker::from(Arc::new(Holding {
-            entered: Mutex::new(entered_tx),
-            release: Mutex::new(release_rx),
-        }));
-        let mut wait = pin!(x.wait_cancelled_async());
-        assert!(wait
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending());
-        let at = Instant::now() + Duration::from_millis(5);
-        x.cancel_at(at).unwrap();
-        y.cancel_at(at).unwrap(); // due in the same batch, after x
-        entered_rx.recv().unwrap(); // the timer thread is in x's waker
-        assert!(!y.cancelled());
-        change(&y);
-        release_tx.send(()).unwrap();
-        z.cancel_at(Instant::now() + Duration::from_millis(1))
-            .unwrap();
-        z.wait_cancelled();
-        assert!(
-            !y.cancelled(),
-            "y cancelled ({:?}) by a deadline it no longer had; deadline() = {:?}",
-            y.reason(),
-            y.deadline()
-        );
+        let mut margin = Duration::from_millis(if cfg!(miri) { 500 } else { 20 });
+        loop {
+            let x = Arc::new(RunState::new("x"));
+            let y = Arc::new(RunState::new("y"));
+            let z = Arc::new(RunState::new("z"));
+            let (entered_tx, entered_rx) = mpsc::channel();
+            let (release_tx, release_rx) = mpsc::channel();
+            let waker = Waker::from(Arc::new(Holding {
+                entered: Mutex::new(entered_tx),
+                release: Mutex::new(release_rx),
+            }));
+            let mut wait = pin!(x.wait_cancelled_async());
+            assert!(wait
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            let at = Instant::now() + margin;
+            x.cancel_at(at).unwrap();
+            y.cancel_at(at).unwrap(); // due in the same batch, after x
+            if Instant::now() >= at {
+                // Void: let x's waker go whenever it runs, and try again.
+                let _ = release_tx.send(());
+                margin *= 4;
+                continue;
+            }
+            entered_rx.recv().unwrap(); // the timer thread is in x's waker
+            assert!(!y.cancelled());
+            change(&y);
+            release_tx.send(()).unwrap();
+            z.cancel_at(Instant::now() + Duration::from_millis(1))
+                .unwrap();
+            z.wait_cancelled();
+            assert!(
+                !y.cancelled(),
+                "y cancelled ({:?}) by a deadline it no longer had; deadline() = {:?}",
+                y.reason(),
+                y.deadline()
+            );
+            return;
+        }
     });
 }
 
@@ -95,19 +111,28 @@ fn a_deadline_changed_while_due(change: impl FnOnce(&Arc<RunState>) + Send + 'st
 /// that waits for another state's deadline sees it fire.
 #[test]
 fn deadline_callbacks_run_off_the_timer_thread() {
-    let x = Arc::new(RunState::new("x"));
-    let y = Arc::new(RunState::new("y"));
-    let (tx, rx) = mpsc::channel();
-    let y2 = Arc::clone(&y);
-    x.on_cancel(move |_| {
-        // e.g. "when the request times out, wait for the upstream's own deadline"
-        let name = std::thread::current().name().map(str::to_owned);
-        let _ = tx.send((y2.wait_cancelled_timeout(Duration::from_secs(20)), name));
-    });
-    let at = Instant::now() + Duration::from_millis(5);
-    x.cancel_at(at).unwrap();
-    y.cancel_at(at + Duration::from_millis(1)).unwrap();
-    let (waited, name) = rx.recv().unwrap();
+    // A round in which this thread was descheduled past the deadline
+    // before setting it (the cancel then runs at once, here) is run again
+    // with a longer margin: see `a_deadline_changed_while_due`.
+    let mut margin = Duration::from_millis(if cfg!(miri) { 500 } else { 20 });
+    let (waited, name) = loop {
+        let x = Arc::new(RunState::new("x"));
+        let y = Arc::new(RunState::new("y"));
+        let (tx, rx) = mpsc::channel();
+        let y2 = Arc::clone(&y);
+        x.on_cancel(move |_| {
+            // e.g. "when the request times out, wait for the upstream's own deadline"
+            let name = std::thread::current().name().map(str::to_owned);
+            let _ = tx.send((y2.wait_cancelled_timeout(Duration::from_secs(20)), name));
+        });
+        let at = Instant::now() + margin;
+        x.cancel_at(at).unwrap();
+        y.cancel_at(at + Duration::from_millis(1)).unwrap();
+        if Instant::now() < at {
+            break rx.recv().unwrap();
+        }
+        margin *= 4;
+    };
     assert!(
         waited.is_ok(),
         "y's deadline never fired while x's callback ran: {waited:?}"
@@ -119,21 +144,30 @@ fn deadline_callbacks_run_off_the_timer_thread() {
 /// the child on the timer thread and runs the child's callback elsewhere.
 #[test]
 fn a_childs_callbacks_of_a_deadline_run_off_the_timer_thread() {
-    let parent = Arc::new(RunState::new("parent"));
-    let child = parent.child("child");
-    let other = Arc::new(RunState::new("other"));
-    let (tx, rx) = mpsc::channel();
-    let o2 = Arc::clone(&other);
-    child.on_cancel(move |c| {
-        let _ = tx.send((
-            c.reason(),
-            o2.wait_cancelled_timeout(Duration::from_secs(20)),
-        ));
-    });
-    let at = Instant::now() + Duration::from_millis(5);
-    parent.cancel_at(at).unwrap();
-    other.cancel_at(at + Duration::from_millis(1)).unwrap();
-    let (reason, waited) = rx.recv().unwrap();
+    // Run again with a longer margin if descheduled past the deadline
+    // before setting it: see `a_deadline_changed_while_due`.
+    let mut margin = Duration::from_millis(if cfg!(miri) { 500 } else { 20 });
+    let (child, reason, waited) = loop {
+        let parent = Arc::new(RunState::new("parent"));
+        let child = parent.child("child");
+        let other = Arc::new(RunState::new("other"));
+        let (tx, rx) = mpsc::channel();
+        let o2 = Arc::clone(&other);
+        child.on_cancel(move |c| {
+            let _ = tx.send((
+                c.reason(),
+                o2.wait_cancelled_timeout(Duration::from_secs(20)),
+            ));
+        });
+        let at = Instant::now() + margin;
+        parent.cancel_at(at).unwrap();
+        other.cancel_at(at + Duration::from_millis(1)).unwrap();
+        if Instant::now() < at {
+            let (reason, waited) = rx.recv().unwrap();
+            break (child, reason, waited);
+        }
+        margin *= 4;
+    };
     assert_eq!(reason.as_deref(), Some(DEADLINE_EXCEEDED));
     assert!(waited.is_ok(), "the other deadline was starved: {waited:?}");
     assert!(child.cancelled());
