@@ -252,7 +252,10 @@ fn a_deadline_cancels_with_nobody_polling() {
     let _run = rs.run();
     let began = Instant::now();
     rs.cancel_after(Duration::from_millis(20)).unwrap();
-    assert!(rs.deadline().is_some());
+    // Pending, or (this thread descheduled for 20 ms) fired already: the
+    // firing clears the deadline and cancels under one lock.
+    let pending = rs.deadline();
+    assert!(pending.is_some() || rs.cancelled());
     rs.wait_cancelled_timeout(Duration::from_secs(60))
         .expect("the timer cancels it");
     assert!(began.elapsed() >= Duration::from_millis(20));
