@@ -37,6 +37,15 @@
 //!   order on Linux; other systems do not promise an order among
 //!   sleepers).
 //!
+//! Futures ([`get_async`](Pool::get_async)) follow the same rules: a
+//! poll that finds an object free takes it (a running task barges as a
+//! running thread does), and the same two bounds hold. Waiting futures are
+//! woken in the order they registered (FIFO among futures; a woken future
+//! that finds its object taken keeps its place at the front); a due wake
+//! goes alternately to a future and a thread when both wait. A waiting
+//! future checks its wait against the 1 ms on every 4th time it is polled
+//! only, so it turns the pool to hand-off at most 3 polls past 1 ms.
+//!
 //! Measured (`BENCHMARKS.md`, 8 threads on a cap of 2, 2 cores): the
 //! least-served thread got 0.6–0.8 of the mean share in 50 ms rounds
 //! (r2d2: 0.35–0.55). [`PoolStats::handoffs`](super::PoolStats::handoffs)

@@ -63,9 +63,16 @@
 //! only futures wait, a thread when only threads do, and alternately when
 //! both do. A future that leaves (served, refused, or dropped while
 //! registered) looks too, so a wake it was sent is passed on by `settle`
-//! in that same compare-and-swap. The fast paths are unchanged: a take or
-//! return with nobody waiting reads no bit it did not read before and takes
-//! no lock; only a due wake with the bit set takes the queue's lock.
+//! in that same compare-and-swap. Among futures a due wake goes to the
+//! one registered longest (FIFO; a woken future that finds its token
+//! barged keeps its place at the front), but a running task may barge as
+//! a running thread may, under the same two bounds. A future checks for
+//! starvation on every 4th look only (a clock read per look cost as much
+//! as the look); queueing new futures behind registered ones (no barging
+//! among tasks) was measured and was slower (BENCHMARKS.md). The fast
+//! paths are unchanged: a take or return with nobody waiting reads no bit
+//! it did not read before and takes no lock; only a due wake with the bit
+//! set takes the queue's lock.
 //!
 //! # Why a separate wake-sequence word
 //!

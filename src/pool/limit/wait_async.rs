@@ -14,6 +14,11 @@
 //! publishing the registration loses that wake (tokio PR #7874's bug; the
 //! mutant `pool::async_check_then_register`).
 //!
+//! A future that waits reads the clock when it registers, when it leaves
+//! (for the wait statistics), and on every `CHECK_EVERY`th look between
+//! (the starvation check); a look that found it starving keeps it so
+//! (`AsyncWait::starving`), so the look that serves it ends the hand-off.
+//!
 //! Every look of a registered future consumes `WOKEN` (as a thread's does)
 //! and `settle` issues the next wake in the same compare-and-swap if one is
 //! due. So a future that was sent the one wake in flight and then leaves
@@ -40,6 +45,10 @@ pub(in crate::pool) struct AsyncWait {
     /// Looks at the word while registered (under loom, what `starved`
     /// counts instead of the clock).
     looks: u32,
+    /// It has starved (found so at a look that checked the clock): every
+    /// later look counts as starving, so the one that serves it ends the
+    /// hand-off even if it does not check the clock.
+    starving: bool,
 }
 
 impl AsyncWait {
@@ -47,6 +56,28 @@ impl AsyncWait {
     pub(in crate::pool) fn is_registered(&self) -> bool {
         self.key.is_some()
     }
+}
+
+/// How often a registered future's look checks the clock for starvation:
+/// every 4th look. A look that finds nothing (a running task barged the
+/// token it was woken for) is a lock and a compare-and-swap, and a clock
+/// read cost about 48 ns on the bench machine's VM clock, as much again
+/// (BENCHMARKS.md, "Awaited from tokio tasks"). So a future turns the pool
+/// to hand-off once it has waited past [`STARVING`](super::STARVING), at
+/// its first look that checks, at most 3 looks later. Under loom, every
+/// look (the models count looks, not time).
+#[cfg(not(loom))]
+const CHECK_EVERY: u32 = 4;
+
+/// Is the look after `looks` registered looks one that checks the clock?
+#[cfg(not(loom))]
+fn check_due(looks: u32) -> bool {
+    looks % CHECK_EVERY == 0
+}
+
+#[cfg(loom)]
+fn check_due(_looks: u32) -> bool {
+    true
 }
 
 /// `w` as a future leaving the queue writes it: the futures' bit stays
@@ -86,8 +117,14 @@ impl Limit {
     fn poll_slow(&self, wait: &mut AsyncWait, waker: &Waker) -> Poll<Result<Token, Refused>> {
         let list = self.wakers.get_or_init();
         let registered = wait.key.is_some();
-        let start = wait.since.unwrap_or_else(Instant::now);
-        let starving = registered && starved(start, wait.looks);
+        // The starvation check reads the clock on every `CHECK_EVERY`th
+        // look only (see `check_due`); a look that finds nothing, while
+        // running tasks barge, is otherwise a lock and a compare-and-swap.
+        let starving = registered
+            && (wait.starving
+                || check_due(wait.looks)
+                    && starved(wait.since.unwrap_or_else(Instant::now), wait.looks));
+        wait.starving = starving;
         if mutant("pool::async_check_then_register") && !registered {
             // The bug: look and announce first, publish the waker after,
             // with no look after it. A return in between reads the bit,
@@ -103,7 +140,7 @@ impl Limit {
                 return Poll::Ready(Ok(token));
             }
             list.queue_locked(&mut wait.key, Some(waker), |_| ((), true));
-            wait.since = Some(start);
+            wait.since = Some(Instant::now());
             return Poll::Pending;
         }
         let keeps_woken = mutant("pool::async_look_keeps_woken");
@@ -154,7 +191,7 @@ impl Limit {
                     bump(&self.counts.handoffs);
                 }
                 if wait.since.is_none() {
-                    wait.since = Some(start);
+                    wait.since = Some(Instant::now());
                     bump(&self.counts.waited);
                 }
                 wait.looks = wait.looks.saturating_add(1);
@@ -174,7 +211,7 @@ impl Limit {
             return;
         };
         let start = wait.since.unwrap_or_else(Instant::now);
-        let starving = starved(start, wait.looks);
+        let starving = wait.starving || starved(start, wait.looks);
         let pass_on = !mutant("pool::async_drop_no_pass_on");
         let wake = list.queue_locked(&mut wait.key, None, |others| {
             let ((), wake) = self.update_deferred(|w| {
@@ -198,6 +235,7 @@ impl Limit {
             self.record_wait(since);
         }
         wait.looks = 0;
+        wait.starving = false;
     }
 
     /// Futures registered now (tests check that none is left).
