@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use multiopen::{MultiOpen, OpenError};
@@ -232,52 +232,6 @@ fn pending_open_future_dropped_while_the_startup_ends() {
     });
 }
 
-/// A one-shot signal between two model threads: loom's `Notify` (whose
-/// `wait` may return spuriously) behind a flag.
-struct Gate {
-    opened: AtomicBool,
-    notify: loom::sync::Notify,
-}
-
-impl Gate {
-    fn new() -> Self {
-        Self {
-            opened: AtomicBool::new(false),
-            notify: loom::sync::Notify::new(),
-        }
-    }
-
-    fn open(&self) {
-        self.opened.store(true, Ordering::Release);
-        self.notify.notify();
-    }
-
-    fn wait(&self) {
-        while !self.opened.load(Ordering::Acquire) {
-            self.notify.wait();
-        }
-    }
-}
-
-/// A startup that tells the model it has begun, then holds until released.
-struct HeldStartup {
-    begun_for_opener: Gate,
-    begun_for_sealer: Gate,
-    release: Gate,
-}
-
-impl multiopen::Resource for HeldStartup {
-    type Handle = ();
-    type Error = Refused;
-
-    fn startup(&self) -> Result<(), Refused> {
-        self.begun_for_opener.open();
-        self.begun_for_sealer.open();
-        self.release.wait();
-        Ok(())
-    }
-}
-
 /// An open future pending behind a startup that is released only after the
 /// future has been refused: only the seal's wake can tell it. The seal
 /// races the future's registration; a pending future is woken exactly once
@@ -287,11 +241,7 @@ impl multiopen::Resource for HeldStartup {
 #[test]
 fn seal_wakes_an_open_future_pending_behind_a_startup() {
     bounded(|| {
-        let mo = Arc::new(MultiOpen::new(HeldStartup {
-            begun_for_opener: Gate::new(),
-            begun_for_sealer: Gate::new(),
-            release: Gate::new(),
-        }));
+        let mo = Arc::new(MultiOpen::new(HeldStartup::new()));
         let starter = {
             let mo = mo.clone();
             thread::spawn(move || drop(mo.open().expect("the starter's open")))

@@ -596,53 +596,6 @@ fn last_close_after_seal_racing_a_refused_open() {
     });
 }
 
-/// A one-shot signal between two model threads: loom's `Notify` (whose
-/// `wait` may return spuriously) behind a flag.
-struct Gate {
-    opened: AtomicBool,
-    notify: loom::sync::Notify,
-}
-
-impl Gate {
-    fn new() -> Self {
-        Self {
-            opened: AtomicBool::new(false),
-            notify: loom::sync::Notify::new(),
-        }
-    }
-
-    fn open(&self) {
-        self.opened.store(true, Ordering::Release);
-        self.notify.notify();
-    }
-
-    fn wait(&self) {
-        while !self.opened.load(Ordering::Acquire) {
-            self.notify.wait();
-        }
-    }
-}
-
-/// A resource whose startup holds until the model says so: it tells two
-/// threads that it has begun, then waits to be released.
-struct HeldStartup {
-    begun_for_opener: Gate,
-    begun_for_sealer: Gate,
-    release: Gate,
-}
-
-impl multiopen::Resource for HeldStartup {
-    type Handle = ();
-    type Error = Refused;
-
-    fn startup(&self) -> Result<(), Refused> {
-        self.begun_for_opener.open();
-        self.begun_for_sealer.open();
-        self.release.wait();
-        Ok(())
-    }
-}
-
 /// An opener asleep behind a startup that cannot end until that opener
 /// returns: only the seal's wake can release it (the phase's end never
 /// comes first). The opener is refused, the startup ends, its open works
@@ -651,11 +604,7 @@ impl multiopen::Resource for HeldStartup {
 #[test]
 fn seal_wakes_an_opener_asleep_behind_a_startup() {
     bounded(|| {
-        let mo = Arc::new(MultiOpen::new(HeldStartup {
-            begun_for_opener: Gate::new(),
-            begun_for_sealer: Gate::new(),
-            release: Gate::new(),
-        }));
+        let mo = Arc::new(MultiOpen::new(HeldStartup::new()));
         let starter = {
             let mo = mo.clone();
             thread::spawn(move || {

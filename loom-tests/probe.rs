@@ -1,6 +1,7 @@
 //! The resource of the `MultiOpen` loom models ([`Probe`]) and the helpers
 //! they share; included by `multi_open.rs` and `multi_open_linger.rs`
-//! (`#[path]`), not a test target itself.
+//! (`#[path]`), and the held startup of the seal models (also by
+//! `async_multi_open.rs`); not a test target itself.
 #![allow(dead_code)] // Each model file uses its own subset.
 
 use std::sync::atomic::Ordering::SeqCst;
@@ -173,5 +174,64 @@ pub fn assert_quiescent(mo: &MultiOpen<Probe>) {
     probe.live.with(|live| assert_eq!(unsafe { *live }, 0));
     if probe.startups.load(SeqCst) > 0 {
         assert!(mo.closed());
+    }
+}
+
+/// A one-shot signal between two model threads: loom's `Notify` (whose
+/// `wait` may return spuriously) behind a flag.
+pub struct Gate {
+    opened: loom::sync::atomic::AtomicBool,
+    notify: loom::sync::Notify,
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Self {
+            opened: loom::sync::atomic::AtomicBool::new(false),
+            notify: loom::sync::Notify::new(),
+        }
+    }
+
+    pub fn open(&self) {
+        self.opened
+            .store(true, loom::sync::atomic::Ordering::Release);
+        self.notify.notify();
+    }
+
+    pub fn wait(&self) {
+        while !self.opened.load(loom::sync::atomic::Ordering::Acquire) {
+            self.notify.wait();
+        }
+    }
+}
+
+/// A resource whose startup holds until the model says so: it tells two
+/// threads (an opener and a sealer) that it has begun, then waits to be
+/// released.
+pub struct HeldStartup {
+    pub begun_for_opener: Gate,
+    pub begun_for_sealer: Gate,
+    pub release: Gate,
+}
+
+impl HeldStartup {
+    pub fn new() -> Self {
+        Self {
+            begun_for_opener: Gate::new(),
+            begun_for_sealer: Gate::new(),
+            release: Gate::new(),
+        }
+    }
+}
+
+impl Resource for HeldStartup {
+    type Handle = ();
+    type Error = Refused;
+
+    fn startup(&self) -> Result<(), Refused> {
+        self.begun_for_opener.open();
+        self.begun_for_sealer.open();
+        self.release.wait();
+        Ok(())
     }
 }
