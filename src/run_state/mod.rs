@@ -290,11 +290,12 @@ struct ColdPtr(AtomicPtr<Cold>);
 
 impl Drop for ColdPtr {
     fn drop(&mut self) {
-        // Relaxed: `&mut self`, nobody else can touch it.
-        let ptr = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // Relaxed, and a load, not a swap (an RMW): `&mut self`, nobody
+        // else can touch it, and the field goes with us.
+        let ptr = self.0.load(Ordering::Relaxed);
         if !ptr.is_null() {
             // SAFETY: made by `Box::into_raw` in `RunState::cold`, owned by
-            // this pointer alone, taken out of it above.
+            // this pointer alone, which goes with us (never read again).
             drop(unsafe { Box::from_raw(ptr) });
         }
     }

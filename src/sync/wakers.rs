@@ -484,10 +484,11 @@ impl LazyWakers {
 
 impl Drop for LazyWakers {
     fn drop(&mut self) {
-        // Relaxed: `&mut self`, nobody else can touch it.
-        let ptr = self.ptr.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // Relaxed, and a load, not a swap (an RMW): `&mut self`, nobody
+        // else can touch it, and the field goes with us.
+        let ptr = self.ptr.load(Ordering::Relaxed);
         if !ptr.is_null() {
-            // SAFETY: the list `ptr` held, taken out of it; every future
+            // SAFETY: the list `ptr` holds, which goes with us; every future
             // that registered borrowed the owner, so none is left.
             drop(unsafe { Box::from_raw(ptr) });
         }
