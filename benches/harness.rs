@@ -19,6 +19,8 @@
 //!   ([`futex_handoff`], the floor) and for any primitive's blocking call.
 //! - [`futex_ping_pong`]: a futex round trip between two threads, for
 //!   reference.
+//! - [`spin`] / [`hold_spins`]: a busy hold of a calibrated number of
+//!   microseconds, the same work whatever the clock does.
 //! - [`interleaved`]: the same contenders in short alternating rounds, for
 //!   ratios that hold up while other work loads the machine; criterion
 //!   measures one function at a time, for seconds, and cannot do that.
@@ -67,6 +69,40 @@ pub fn pin_to(slot: usize) -> bool {
         return false;
     }
     core_affinity::set_for_current(cores[slot % cores.len()])
+}
+
+/// Spin iterations per microsecond on this machine, measured once (the
+/// fastest of a few tries, so a preemption during calibration does not
+/// shorten every hold).
+pub fn spins_per_us() -> f64 {
+    static SPINS: OnceLock<f64> = OnceLock::new();
+    *SPINS.get_or_init(|| {
+        let n = 2_000_000u64;
+        let best = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                spin(n);
+                t.elapsed()
+            })
+            .min()
+            .expect("5 tries");
+        n as f64 / (best.as_nanos() as f64 / 1000.0)
+    })
+}
+
+/// `n` iterations of a loop the optimiser cannot remove: a busy hold.
+#[inline]
+pub fn spin(n: u64) {
+    let mut x = 0u64;
+    for i in 0..n {
+        x = black_box(x.wrapping_add(i));
+    }
+    black_box(x);
+}
+
+/// The [`spin`] count of a hold of `us` microseconds.
+pub fn hold_spins(us: f64) -> u64 {
+    (us * spins_per_us()).round() as u64
 }
 
 /// Runs `body(thread)` `iters` times on each of `threads` threads and

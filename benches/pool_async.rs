@@ -22,13 +22,15 @@
 //!
 //! Run: `cargo bench -p multiopen-benches --bench pool_async`.
 
+use std::future::Future;
 use std::hint::black_box;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use multiopen::Pool;
-use multiopen_benches::{bench_main, interleaved, spread_table};
+use multiopen_benches::{bench_main, hold_spins, interleaved, spin, spread_table};
 use tokio::runtime::Runtime;
 
 /// The cap: objects in every pool.
@@ -49,26 +51,7 @@ fn runtime() -> &'static Runtime {
 /// Spin iterations for about 0.25 µs, measured once.
 fn quarter_us() -> u64 {
     static SPINS: OnceLock<u64> = OnceLock::new();
-    *SPINS.get_or_init(|| {
-        let n = 1_000_000u64;
-        let best = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                spin(n);
-                t.elapsed()
-            })
-            .min()
-            .unwrap();
-        ((n as f64 / best.as_nanos() as f64) * 250.0).round() as u64
-    })
-}
-
-fn spin(n: u64) {
-    let mut x = 0u64;
-    for i in 0..n {
-        x = black_box(x.wrapping_add(i));
-    }
-    black_box(x);
+    *SPINS.get_or_init(|| hold_spins(0.25))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -78,11 +61,14 @@ enum Hold {
 }
 
 impl Hold {
-    async fn hold(self) {
+    /// One hold of an acquired object `g`, dropped at its end.
+    async fn hold<G: Deref>(self, g: G) {
+        black_box(&*g);
         match self {
             Hold::Spin => spin(quarter_us()),
             Hold::Yield => tokio::task::yield_now().await,
         }
+        drop(g);
     }
 
     fn name(self) -> &'static str {
@@ -107,24 +93,19 @@ fn deadpool_pool() -> Arc<deadpool::unmanaged::Pool<Object>> {
     Arc::new(pool)
 }
 
-/// `iters` cycles over `tasks` tasks on the runtime: the wall time.
-fn run_multiopen(pool: &Arc<Pool<Object>>, tasks: usize, iters: u64, hold: Hold) -> Duration {
+/// `iters` cycles spread over `tasks` tasks on the runtime: the wall time.
+/// `task(pool, n)` is one task: `n` cycles on `pool`.
+fn run_tasks<P, T, F>(pool: &Arc<P>, tasks: usize, iters: u64, task: T) -> Duration
+where
+    T: Fn(Arc<P>, u64) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     let per_task = iters.div_ceil(tasks as u64).max(1);
     let rt = runtime();
     let start = Instant::now();
     rt.block_on(async {
         let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let pool = Arc::clone(pool);
-                tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        let g = pool.get_owned_async().await.expect("never closed");
-                        black_box(&*g);
-                        hold.hold().await;
-                        drop(g);
-                    }
-                })
-            })
+            .map(|_| tokio::spawn(task(Arc::clone(pool), per_task)))
             .collect();
         for h in handles {
             h.await.expect("the task ran");
@@ -135,36 +116,26 @@ fn run_multiopen(pool: &Arc<Pool<Object>>, tasks: usize, iters: u64, hold: Hold)
         .mul_f64(iters as f64 / (per_task * tasks as u64) as f64)
 }
 
+fn run_multiopen(pool: &Arc<Pool<Object>>, tasks: usize, iters: u64, hold: Hold) -> Duration {
+    run_tasks(pool, tasks, iters, move |pool, n| async move {
+        for _ in 0..n {
+            hold.hold(pool.get_owned_async().await.expect("never closed"))
+                .await;
+        }
+    })
+}
+
 fn run_deadpool(
     pool: &Arc<deadpool::unmanaged::Pool<Object>>,
     tasks: usize,
     iters: u64,
     hold: Hold,
 ) -> Duration {
-    let per_task = iters.div_ceil(tasks as u64).max(1);
-    let rt = runtime();
-    let start = Instant::now();
-    rt.block_on(async {
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let pool = Arc::clone(pool);
-                tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        let g = pool.get().await.expect("never closed");
-                        black_box(&*g);
-                        hold.hold().await;
-                        drop(g);
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.await.expect("the task ran");
+    run_tasks(pool, tasks, iters, move |pool, n| async move {
+        for _ in 0..n {
+            hold.hold(pool.get().await.expect("never closed")).await;
         }
-    });
-    start
-        .elapsed()
-        .mul_f64(iters as f64 / (per_task * tasks as u64) as f64)
+    })
 }
 
 const CONFIGS: [(usize, Hold); 4] = [

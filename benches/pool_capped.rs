@@ -2,7 +2,7 @@
 //! objects, against r2d2, a `Mutex<Vec<T>> + Condvar` pool and the ceiling.
 //!
 //! Every cycle is: acquire an object, hold it for a busy-spin of `hold`
-//! (a calibrated loop of `black_box` adds, so the work is the same
+//! (the harness's `spin`: a calibrated loop of `black_box` adds, so the work is the same
 //! whatever the clock does), release it. A cap of 2 objects on this
 //! 2-core machine means the most that can run at once is what the
 //! *ceiling* runs: 2 threads doing the same hold with no pool at all.
@@ -49,13 +49,14 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Condvar, Mutex, OnceLock};
+use std::sync::{Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use multiopen::Pool;
 use multiopen_benches::{
-    bench_main, futex_handoff, interleaved, pin_to, spread_table, wake_latency, Contender,
+    bench_main, futex_handoff, hold_spins, interleaved, pin_to, spin, spins_per_us, spread_table,
+    wake_latency, Contender,
 };
 
 /// The cap: objects in every pool.
@@ -63,42 +64,6 @@ const CAP: usize = 2;
 
 /// The pooled object (its contents do not matter: nothing is reset).
 type Object = u64;
-
-// ----- the hold: a calibrated busy spin -----
-
-/// Spin iterations per microsecond on this machine, measured once (the
-/// fastest of a few tries, so a preemption during calibration does not
-/// shorten every hold).
-fn spins_per_us() -> f64 {
-    static SPINS: OnceLock<f64> = OnceLock::new();
-    *SPINS.get_or_init(|| {
-        let n = 2_000_000u64;
-        let best = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                spin(n);
-                t.elapsed()
-            })
-            .min()
-            .expect("5 tries");
-        n as f64 / (best.as_nanos() as f64 / 1000.0)
-    })
-}
-
-/// `n` iterations of a loop the optimiser cannot remove.
-#[inline]
-fn spin(n: u64) {
-    let mut x = 0u64;
-    for i in 0..n {
-        x = black_box(x.wrapping_add(i));
-    }
-    black_box(x);
-}
-
-/// The spin count of a hold of `us` microseconds.
-fn hold_spins(us: f64) -> u64 {
-    (us * spins_per_us()).round() as u64
-}
 
 // ----- the contenders -----
 

@@ -10,7 +10,8 @@
 //! assertion) or a thread that never wakes (a loom deadlock). The objects
 //! are probes (a loom `UnsafeCell` each holder writes, so two holders at
 //! once, or a hand-over without a happens-before edge, is a data race
-//! loom reports), and the books are checked at the end as in
+//! loom reports; `pool_probe.rs`, shared with `pool.rs` and
+//! `pool_capped.rs`), and the books are checked at the end as in
 //! `pool_capped.rs`.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_async_pool`.
@@ -18,57 +19,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use loom::cell::UnsafeCell;
 use loom::sync::atomic::AtomicUsize;
 use loom::thread;
 use multiopen::Pool;
 
-#[derive(Default)]
-struct Counts {
-    made: StdAtomicUsize,
-    dropped: StdAtomicUsize,
-}
-
-struct Probe {
-    uses: UnsafeCell<usize>,
-    counts: Arc<Counts>,
-}
-
-// SAFETY: `uses` is the one non-Sync field; loom checks every access.
-unsafe impl Sync for Probe {}
-
-impl Probe {
-    fn touch(&self) {
-        // SAFETY: loom checks this access against every other one.
-        self.uses.with_mut(|uses| unsafe { *uses += 1 });
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.counts.dropped.fetch_add(1, SeqCst);
-    }
-}
+#[path = "pool_probe.rs"]
+mod pool_probe;
+use pool_probe::{model, Counts, Probe};
 
 /// A pool of probes capped at `cap`.
 fn pool(cap: usize) -> (Arc<Pool<Probe>>, Arc<Counts>) {
-    let counts = Arc::new(Counts::default());
-    let c = Arc::clone(&counts);
-    let pool = Pool::builder(move || {
-        c.made.fetch_add(1, SeqCst);
-        Probe {
-            uses: UnsafeCell::new(0),
-            counts: Arc::clone(&c),
-        }
-    })
-    .max_size(2)
-    .max_live(cap)
-    .build();
+    let (counts, factory) = pool_probe::factory();
+    let pool = Pool::builder(factory).max_size(2).max_live(cap).build();
     (Arc::new(pool), counts)
 }
 
@@ -76,7 +42,7 @@ fn pool(cap: usize) -> (Arc<Pool<Probe>>, Arc<Counts>) {
 /// and the pool serves again.
 fn check(pool: &Pool<Probe>, counts: &Counts) {
     let status = pool.status();
-    let alive = counts.made.load(SeqCst) - counts.dropped.load(SeqCst);
+    let alive = counts.alive();
     assert_eq!(status.waiting, 0, "{status:?}");
     assert_eq!(pool.registered_get_wakers(), 0);
     assert_eq!(status.out, 0, "{status:?}");
@@ -104,12 +70,6 @@ fn counting() -> (Arc<Count>, Waker) {
 
 fn poll<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Output> {
     Pin::new(future).poll(&mut Context::from_waker(waker))
-}
-
-fn model(preemption_bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = preemption_bound;
-    builder.check(f);
 }
 
 /// A future's first poll races the return that frees the cap (cap 1): if

@@ -36,7 +36,7 @@ use multiopen::{Pool, PoolStats};
 
 #[path = "pool_probe.rs"]
 mod pool_probe;
-use pool_probe::{Counts, Probe};
+use pool_probe::{model, Counts, Probe};
 
 fn pool(max_size: usize, reset: bool) -> (Arc<Pool<Probe>>, Arc<Counts>) {
     let (counts, factory) = pool_probe::factory();
@@ -92,9 +92,7 @@ fn check(pool: &Pool<Probe>, counts: &Counts, did: Did) -> PoolStats {
 /// from a pool of `max_size`, checking every interleaving with at most
 /// `preemption_bound` preemptions (all of them if `None`).
 fn take_and_return(threads: usize, max_size: usize, uses: usize, preemption_bound: Option<usize>) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = preemption_bound;
-    builder.check(move || {
+    model(preemption_bound, move || {
         let (pool, counts) = pool(max_size, false);
         let handles: Vec<_> = (0..threads)
             .map(|_| {
@@ -163,9 +161,7 @@ const THREE_THREAD_PREEMPTIONS: usize = 2;
 #[test]
 fn returns_to_a_full_pool_with_reset_hook() {
     for (max_size, preemption_bound) in [(3, Some(2)), (1, Some(PREEMPTIONS))] {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = preemption_bound;
-        builder.check(move || {
+        model(preemption_bound, move || {
             let (pool, counts) = pool(max_size, true);
             let threads: Vec<_> = (0..2)
                 .map(|_| {

@@ -33,7 +33,7 @@ use multiopen::{Pool, PoolError};
 
 #[path = "pool_probe.rs"]
 mod pool_probe;
-use pool_probe::{Counts, Probe};
+use pool_probe::{model, Counts, Probe};
 
 type Probes = Arc<Pool<Probe>>;
 
@@ -75,12 +75,6 @@ fn check(pool: &Pool<Probe>, counts: &Counts) {
         let g = pool.try_get().expect("the pool serves again");
         g.touch();
     }
-}
-
-fn model(preemption_bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = preemption_bound;
-    builder.check(f);
 }
 
 /// A return racing a waiter on its way to sleep (cap 1): the waiter must

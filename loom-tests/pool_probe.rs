@@ -1,6 +1,7 @@
-//! The pooled object of the `Pool` loom models ([`Probe`]) and its real
-//! counts ([`Counts`]); included by `pool.rs` and `pool_capped.rs`
-//! (`#[path]`), not a test target itself.
+//! The pooled object of the `Pool` loom models ([`Probe`]), its real
+//! counts ([`Counts`]) and the model runner ([`model`]); included by
+//! `pool.rs`, `pool_capped.rs` and `async_pool.rs` (`#[path]`), not a test
+//! target itself.
 #![allow(dead_code)] // Each model file uses its own subset.
 
 use std::sync::atomic::AtomicUsize as StdAtomicUsize;
@@ -64,4 +65,12 @@ pub fn factory() -> (Arc<Counts>, impl Fn() -> Probe + Send + Sync + 'static) {
     let counts = Arc::new(Counts::default());
     let c = Arc::clone(&counts);
     (counts, move || Probe::new(&c))
+}
+
+/// Checks `f` under loom: every interleaving with at most
+/// `preemption_bound` preemptions (all of them if `None`).
+pub fn model(preemption_bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = preemption_bound;
+    builder.check(f);
 }

@@ -8,37 +8,16 @@
 //! Miri runs this file; it skips the tests whose names contain `on_tokio`.
 //! The hand-polled ones stay small for it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
 use multiopen::{FnMultiOpen, JoinError, MultiOpen, OpenError, Phase, Resource};
 
-/// A waker that counts its wakes.
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<Count>, Waker) {
-    let count = Arc::new(Count(AtomicUsize::new(0)));
-    (Arc::clone(&count), Waker::from(count))
-}
-
-fn wakes(count: &Count) -> usize {
-    count.0.load(Ordering::SeqCst)
-}
-
-fn poll<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Output> {
-    Pin::new(future).poll(&mut Context::from_waker(waker))
-}
+mod common;
+use common::{counting, poll, runtime, wakes};
 
 /// An object counting its shutdowns.
 fn object() -> (Arc<FnMultiOpen<()>>, Arc<AtomicUsize>) {
@@ -165,10 +144,7 @@ impl multiopen::Resource for Counted {
 fn tasks_and_threads_join_one_final_close_on_tokio() {
     const TASKS: usize = 300;
     const THREADS: usize = 4;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mo = Arc::new(MultiOpen::new(Counted(AtomicUsize::new(0))));
     for cycle in 1..=3 {
         let guard = mo.open_owned().unwrap();
@@ -582,11 +558,7 @@ fn open_futures_are_send() {
 /// registry as they were.
 #[test]
 fn a_timed_out_open_future_leaves_no_trace_on_tokio() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mo = gated();
     let starter = startup_held_in_a_thread(&mo);
     let timed = rt
@@ -609,10 +581,7 @@ fn thousands_of_tasks_and_threads_open_and_join_one_object_on_tokio() {
     const TASKS: usize = 2000;
     const THREADS: usize = 4;
     const ROUNDS: usize = 4;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mo = gated();
     for round in 1..=ROUNDS {
         let starter = startup_held_in_a_thread(&mo);

@@ -4,6 +4,11 @@
 
 pub mod blocked;
 pub mod child;
+pub mod waker;
+
+// Each test binary uses a part (see `dead_code` above).
+#[allow(unused_imports)]
+pub use waker::{counting, poll, wakes, CountWaker};
 
 use std::sync::Mutex;
 
@@ -34,19 +39,14 @@ pub fn no_deadlock<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send +
         .unwrap_or_else(|_| panic!("{what}: deadlocked or panicked"))
 }
 
-/// A waker that counts its wakes.
-pub struct CountWaker(pub std::sync::atomic::AtomicUsize);
-
-impl std::task::Wake for CountWaker {
-    fn wake(self: std::sync::Arc<Self>) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// A counting waker: the counter, and the waker.
-pub fn counting() -> (std::sync::Arc<CountWaker>, std::task::Waker) {
-    let c = std::sync::Arc::new(CountWaker(std::sync::atomic::AtomicUsize::new(0)));
-    (std::sync::Arc::clone(&c), std::task::Waker::from(c))
+/// tokio's multi-thread runtime with 2 workers (the machine's 2 cores)
+/// and its timer, for the tests named `on_tokio` (which Miri skips).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
 }
 
 /// How many rounds a test of racing rounds runs: `n`, or at most 8 under
