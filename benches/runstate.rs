@@ -29,7 +29,7 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, BenchmarkGroup, Criterion};
 use crossbeam_utils::CachePadded;
@@ -378,5 +378,70 @@ fn cross_check() {
         ],
     );
     println!("### wake (100 rounds of 20 hand-offs)\n");
+    println!("{}", spread_table(&spreads));
+
+    // The tree against tokio-util's (the target: at most 0.5× its time).
+    let parent = RunState::new("parent");
+    let token = CancellationToken::new();
+    let tokio_child = |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            drop(black_box(token.child_token()));
+        }
+        start.elapsed()
+    };
+    let runstate_child = |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            drop(black_box(parent.child("kid")));
+        }
+        start.elapsed()
+    };
+    let spreads = interleaved(
+        100,
+        20_000,
+        &[
+            ("tokio_child_token_create_drop", &tokio_child),
+            ("runstate_child_create_drop", &runstate_child),
+        ],
+    );
+    println!("### child create+drop (100 rounds of 20,000)\n");
+    println!("{}", spread_table(&spreads));
+
+    const CHILDREN: usize = 10_000;
+    // Only the cancel is timed; making and dropping the children is not.
+    let tokio_cancel = |iters| {
+        let mut timed = Duration::ZERO;
+        for _ in 0..iters {
+            let parent = CancellationToken::new();
+            let kids: Vec<_> = (0..CHILDREN).map(|_| parent.child_token()).collect();
+            let start = Instant::now();
+            parent.cancel();
+            timed += start.elapsed();
+            drop(black_box(kids));
+        }
+        timed
+    };
+    let runstate_cancel = |iters| {
+        let mut timed = Duration::ZERO;
+        for _ in 0..iters {
+            let parent = RunState::new("parent");
+            let kids: Vec<_> = (0..CHILDREN).map(|_| parent.child("kid")).collect();
+            let start = Instant::now();
+            parent.cancel();
+            timed += start.elapsed();
+            drop(black_box(kids));
+        }
+        timed
+    };
+    let spreads = interleaved(
+        60,
+        2,
+        &[
+            ("tokio_cancel_10k_child_tokens", &tokio_cancel),
+            ("runstate_cancel_10k_children", &runstate_cancel),
+        ],
+    );
+    println!("### cancel a parent of 10,000 children (60 rounds of 2)\n");
     println!("{}", spread_table(&spreads));
 }

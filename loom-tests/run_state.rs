@@ -694,13 +694,23 @@ fn child_made_while_parent_cancels() {
 /// A child's last owner drops it while the parent cancels: the cancel
 /// may hold the last reference, so the child's drop (its unlink, which
 /// takes the registry lock) can run in the cancelling thread; that lock
-/// must not be held then. The registry ends empty.
+/// must not be held then (and the walk, which let go of its reference in
+/// place, must then take the child's drop out of its lock). The registry
+/// ends empty.
 #[test]
 fn child_dropped_while_parent_cancels() {
     loom::model(|| {
         let parent = Arc::new(RunState::new("parent"));
         let child = parent.child("child");
-        let dropper = thread::spawn(move || drop(child));
+        let dropper = thread::spawn(move || {
+            // A load of the word the walk marks: the `Arc`'s counts are
+            // std's, invisible to loom, so without an access that depends
+            // on the walk's, loom's partial-order reduction never puts
+            // the drop between the walk's mark and its release of the
+            // reference (where ours becomes the last).
+            let _ = child.cancelled();
+            drop(child)
+        });
         parent.cancel();
         dropper.join().unwrap();
         assert_eq!(parent.child_count(), 0);

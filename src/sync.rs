@@ -655,6 +655,10 @@ pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 mod wakers;
 pub(crate) use wakers::{LazyWakers, WakerKey};
 
+// A value boxed on first use, published with one CAS: src/sync/lazy_box.rs.
+mod lazy_box;
+pub(crate) use lazy_box::LazyBox;
+
 // The timed futex wait, native per platform (and, on macOS, the untimed
 // wait and the wake beside it): src/sync/timed_wait.rs.
 #[cfg(not(loom))]

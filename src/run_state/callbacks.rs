@@ -239,8 +239,9 @@ impl Callbacks {
 
 impl Drop for Callbacks {
     fn drop(&mut self) {
-        // Relaxed: `&mut self`, no other thread can touch it.
-        let list = self.current.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // Relaxed, and a load, not a swap (an RMW): `&mut self`, nobody
+        // else can touch it, and the field goes with us.
+        let list = self.current.load(Ordering::Relaxed);
         let mut lists = std::mem::take(
             &mut self
                 .writer
@@ -249,8 +250,8 @@ impl Drop for Callbacks {
                 .retired,
         );
         if !list.is_null() {
-            // SAFETY: the reference `current` held, taken out of it above;
-            // nobody else can use it.
+            // SAFETY: the reference `current` holds, which goes with us
+            // (never read again); nobody else can use it.
             lists.push(unsafe { ListArc::from_raw(list) });
         }
         drop_lists(lists);

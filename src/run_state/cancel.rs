@@ -373,6 +373,10 @@ impl RunState {
                     registry.mark(reason.is_some(), &mut work);
                     continue;
                 }
+                Follow::Last(state) => {
+                    drop(state);
+                    continue;
+                }
             };
             let prev = match marked {
                 Some(prev) => prev,

@@ -130,7 +130,7 @@ use std::fmt;
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicPtr, AtomicU64, Futex, LazyWakers, Mutex, Ordering};
+use crate::sync::{AtomicU64, Futex, LazyBox, LazyWakers, Mutex};
 
 mod callbacks;
 mod cancel;
@@ -231,7 +231,7 @@ pub struct RunState {
     /// deadline), allocated by the first slow path that needs it (see
     /// [`Cold`]): a state that is only made, cancelled and dropped (most
     /// children) never allocates it.
-    cold: ColdPtr,
+    cold: LazyBox<Cold>,
     /// The wakers of futures awaiting this state (`futures.rs`), allocated
     /// on the first one that waits: woken by the transitions that wake the
     /// futex, behind its own bit, `ASYNC_WAITERS`.
@@ -284,22 +284,6 @@ impl Drop for Cold {
     }
 }
 
-/// `RunState::cold`: a `Box<Cold>` (`Box::into_raw`) made on first use, or
-/// null; freed with the state.
-struct ColdPtr(AtomicPtr<Cold>);
-
-impl Drop for ColdPtr {
-    fn drop(&mut self) {
-        // Relaxed: `&mut self`, nobody else can touch it.
-        let ptr = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);
-        if !ptr.is_null() {
-            // SAFETY: made by `Box::into_raw` in `RunState::cold`, owned by
-            // this pointer alone, taken out of it above.
-            drop(unsafe { Box::from_raw(ptr) });
-        }
-    }
-}
-
 impl RunState {
     /// A pending `RunState` named `name` (for `Debug` and error messages).
     ///
@@ -323,7 +307,7 @@ impl RunState {
             state: Futex::new(word),
             cancels_cleared: AtomicU64::new(0),
             children: Children::new(),
-            cold: ColdPtr(AtomicPtr::new(std::ptr::null_mut())),
+            cold: LazyBox::new(),
             wakers: LazyWakers::new(),
             name,
         }
@@ -331,10 +315,7 @@ impl RunState {
 
     /// The cold part, made now if it was not yet.
     pub(super) fn cold(&self) -> &Cold {
-        if let Some(cold) = self.cold_ref() {
-            return cold;
-        }
-        let new = Box::into_raw(Box::new(Cold {
+        self.cold.get_or_init_with(|| Cold {
             times: [Times::new(), Times::new()],
             runs: AtomicU64::new(0),
             publishes: AtomicU64::new(0),
@@ -342,34 +323,13 @@ impl RunState {
             base: Instant::now(),
             callbacks: Callbacks::new(),
             reasons: Mutex::new(Reasons::default()),
-        }));
-        // AcqRel: Release publishes the new part; Acquire (also on
-        // failure) sees another thread's.
-        let ptr = match self.cold.0.compare_exchange(
-            std::ptr::null_mut(),
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => new,
-            Err(theirs) => {
-                // SAFETY: `new` came from `Box::into_raw` just above and was
-                // never shared.
-                drop(unsafe { Box::from_raw(new) });
-                theirs
-            }
-        };
-        // SAFETY: non-null, from `Box::into_raw`, freed only with `self`.
-        unsafe { &*ptr }
+        })
     }
 
     /// The cold part, if some slow path has made it.
     #[inline]
     pub(super) fn cold_ref(&self) -> Option<&Cold> {
-        // Acquire: pairs with the Release of the CAS that stored it.
-        let ptr = self.cold.0.load(Ordering::Acquire);
-        // SAFETY: from `Box::into_raw`, freed only with `self`.
-        (!ptr.is_null()).then(|| unsafe { &*ptr })
+        self.cold.get()
     }
 
     /// The name given to [`new`](Self::new).

@@ -5,17 +5,21 @@
 //!
 //! - `child()` returns an `Arc<RunState>`: the caller owns the child (clone
 //!   the `Arc` to share it, e.g. with the worker thread).
-//! - The parent keeps only a `Weak` to each child, in a slab (a `Vec` with a
-//!   free list) inside a registry that the parent allocates on its first
-//!   `child()` (`RunState::children`, one pointer). A child keeps a strong
-//!   reference to that registry and its index in the slab (its
-//!   `ParentLink`, the first of its fields, so the first to drop).
+//! - The parent keeps only the address of each child (no count: see "The
+//!   cancel walk"), in a slab (a `Vec` with a free list) inside a registry
+//!   that the parent allocates on its first `child()`
+//!   (`RunState::children`, one pointer). A child keeps the registry's
+//!   address and its index in the slab (its `ParentLink`, the first of its
+//!   fields, so the first to drop), also without a count: the registry
+//!   lives while any child is linked, because a parent dropped first
+//!   leaves its reference in the registry (`Slab::keep`) for the unlink
+//!   that empties it. (No count either way: making and dropping a child
+//!   is a lock to link, a lock to unlink, and the `Arc`'s own two RMWs.)
 //! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
 //!   registry's lock and frees its slot (O(1)), so a parent that makes
 //!   and drops a million children keeps one slot per child alive at a
-//!   time (the slab never
-//!   grows past the most children alive at once, and is emptied whenever
-//!   none is).
+//!   time (the slab never grows past the most children alive at once, and
+//!   is emptied when its last child goes, unless that was its only slot).
 //! - A parent dropped before its children no longer cancels them (nobody
 //!   can call its `cancel`), but they still follow its ancestors: if it
 //!   had live children, its `ParentLink`'s `Drop` leaves its registry in
@@ -52,24 +56,38 @@
 //!
 //! # The cancel walk
 //!
-//! Under the registry's lock, the cancel upgrades each child's `Weak` (one
-//! RMW of its count) and sets its word with one `fetch_or`; the strong
-//! references are let go after the lock is released, with the rest of the
-//! work (waking, callbacks, grandchildren), since ours may be the last and
-//! a child's unlink takes that lock. A child whose `Weak` does not upgrade
-//! is dropping: while a value drops, only its own drop may reach it (the
-//! contract of `drop_in_place`, which Miri checks), so nothing of it is
-//! read or written; its slot keeps a copy of its own registry (set by its
-//! first `child()`), through which its children still follow the cancel.
-//! (An earlier design wrote the word of a dropping child through a raw
-//! pointer; Miri's Stacked Borrows check rejected it.)
+//! Under the registry's lock, the cancel takes a strong reference to each
+//! child from its address (an upgrade: a CAS of the `Arc`'s count, which
+//! fails for a child whose last `Arc` is gone) and sets its word with one
+//! `fetch_or`. The address is safe to use under the lock: a child's
+//! allocation is freed only after its value's drop, whose first step (the
+//! unlink) waits for that lock. A child that needs nothing more (no waiter
+//! to wake, no children, no callbacks: most) is let go at once, in place,
+//! by `Arc::into_inner` (one RMW); if that finds ours the last reference
+//! (its holder dropped it as we walked), the value comes out, its slot
+//! forgets the address, and the value is dropped after the lock (its drop
+//! unlinks it, taking that lock). A child that needs more is kept, with
+//! the word it had, and the rest of the work (waking, callbacks,
+//! grandchildren) and the reference's release come after the lock. So a
+//! cancel of 10,000 plain children is 10,000 × (CAS, `fetch_or`, RMW)
+//! under one lock, with no list of them built.
+//!
+//! A child whose upgrade fails is dropping: while a value drops, only its
+//! own drop may reach it (the contract of `drop_in_place`, which Miri
+//! checks), so nothing of it is read or written; its slot keeps a copy of
+//! its own registry (set by its first `child()`), through which its
+//! children still follow the cancel. (An earlier design wrote the word of
+//! a dropping child through a raw pointer; Miri's Stacked Borrows check
+//! rejected it.)
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, PoisonError, Weak};
 
 use super::cancel::CancelReason;
-use super::state::{ANY_CANCEL, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CHILDREN};
+use super::state::{
+    ANY_CANCEL, ANY_WAITERS, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN,
+};
 use super::RunState;
 use crate::sync::{fence, mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
 
@@ -91,22 +109,75 @@ impl Children {
 }
 
 impl Drop for Children {
+    /// Lets go of the registry, or, if children are still linked, leaves
+    /// that reference in the registry (`Slab::keep`) for the unlink that
+    /// empties it: a linked child's `ParentLink` holds no count (see
+    /// there).
+    #[inline]
     fn drop(&mut self) {
-        // Relaxed: `&mut self`, nobody else can touch it.
-        let ptr = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // Relaxed, and a load, not a swap (an RMW): `&mut self`, nobody
+        // else can touch it, and the field goes with us.
+        let ptr = self.0.load(Ordering::Relaxed);
         if !ptr.is_null() {
-            // SAFETY: the reference `children` held, taken out of it.
-            drop(unsafe { Arc::from_raw(ptr) });
+            // SAFETY: the reference `children` holds, which goes with us.
+            release_registry(unsafe { Arc::from_raw(ptr) });
         }
     }
 }
 
+/// The end of `Children`'s `Drop`: its reference to `registry`, kept in
+/// the registry while children are linked.
+#[cold]
+#[inline(never)]
+fn release_registry(registry: Arc<Registry>) {
+    let mut slab = registry.lock();
+    if slab.live > 0 {
+        slab.keep = Some(Arc::clone(&registry));
+    }
+    drop(slab);
+    drop(registry);
+}
+
 /// Where a child is registered: its `Drop` (the first of the child's
-/// fields to drop) unlinks it. Holds a strong reference to the registry, so
-/// that the unlink never needs to upgrade anything.
+/// fields to drop) unlinks it.
+///
+/// Holds no count on the registry (making and dropping a child is two
+/// RMWs cheaper): a registry lives while any child is linked in it, since
+/// its owner's reference, when the owner goes first, stays in the
+/// registry (`Slab::keep`) until the unlink that empties it.
 pub(super) struct ParentLink {
-    registry: Arc<Registry>,
+    /// As `Children` holds it (`Arc::into_raw`): its provenance covers the
+    /// `Arc`'s counts, for `registry_arc`.
+    registry: *const Registry,
     index: usize,
+}
+
+// SAFETY: `registry` is only read as `&Registry` (a `Mutex`, `Sync`), and
+// it lives while the child that holds this link is linked (see above).
+unsafe impl Send for ParentLink {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for ParentLink {}
+
+impl ParentLink {
+    /// The registry this child is linked in.
+    fn registry(&self) -> &Registry {
+        // SAFETY: alive while this child is linked (see the type's docs),
+        // which it is until this link's `Drop` unlinks it.
+        unsafe { &*self.registry }
+    }
+
+    /// A new strong reference to the registry (for a slow path that keeps
+    /// it past this link's life).
+    fn registry_arc(&self) -> Arc<Registry> {
+        let ptr = self.registry;
+        // SAFETY: `ptr` came from the `Arc::into_raw` of the owner's
+        // `Children`, and that reference (or, once the owner has gone,
+        // `Slab::keep`) is alive while this child is linked.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
 }
 
 impl Drop for ParentLink {
@@ -115,52 +186,81 @@ impl Drop for ParentLink {
     /// docs), so that a cancel of this state's ancestors still reaches
     /// them. Reads only the slot (its copy of the child's registry), never
     /// the child's other fields: the child is dropping.
+    #[inline]
     fn drop(&mut self) {
         if mutant("run_state::child_never_unlinks") {
             return;
         }
-        let mut slab = self.registry.lock();
+        let mut slab = self.registry().lock();
+        if slab.vacate(self.index) {
+            return;
+        }
         if !mutant("run_state::dropped_middle_detaches_children") {
             if let Some(own) = slab.own_registry(self.index) {
                 let mut own_slab = own.lock();
                 if own_slab.live > 0 {
                     // Lock order: a parent's registry, then its child's.
-                    own_slab.upstream = Some((Arc::clone(&self.registry), self.index));
+                    own_slab.upstream = Some((self.registry_arc(), self.index));
                     drop(own_slab);
                     slab.orphans += 1;
-                    // The `Weak` replaced: dropping it runs no user code.
+                    // Dropping the entry replaced runs no user code.
                     slab.entries[self.index] = Entry::Orphan(own);
                     return;
                 }
             }
         }
-        unlink(slab, self.index);
+        unlink(slab, self.index).finish();
     }
 }
 
-/// Removes slot `index` of the locked `slab` and, while that empties an orphan
-/// registry (see the module docs), the orphan's own slot upstream: the
-/// unlink of a child whose parent has gone. Iterative: a long chain of
-/// dropped middles cannot overflow the stack. What the slots held is
-/// dropped outside the locks.
-fn unlink(mut slab: MutexGuard<'_, Slab>, index: usize) {
-    let mut freed = slab.remove(index);
-    let mut upstream = if slab.live == 0 {
-        slab.upstream.take()
-    } else {
-        None
-    };
-    drop(slab);
-    while let Some((registry, index)) = upstream.take() {
-        drop(freed);
-        let mut slab = registry.lock();
-        freed = slab.remove(index);
-        if slab.live == 0 {
-            upstream = slab.upstream.take();
+/// Removes slot `index` of the locked `slab`; what is to be let go after
+/// the lock comes back (see [`Unlinked::finish`]).
+fn unlink(mut slab: MutexGuard<'_, Slab>, index: usize) -> Unlinked {
+    let freed = slab.remove(index);
+    let (upstream, keep) = slab.emptied();
+    Unlinked {
+        freed,
+        upstream,
+        keep,
+    }
+}
+
+/// What an unlink leaves to do outside the lock: the slot's old entry, and,
+/// if that emptied the registry, its owner's reference (`Slab::keep`) and
+/// its own slot upstream (if it is an orphan).
+#[must_use]
+struct Unlinked {
+    freed: Option<Entry>,
+    upstream: Option<Upstream>,
+    keep: Option<Arc<Registry>>,
+}
+
+impl Unlinked {
+    /// Lets go of it all, and, while freeing a slot upstream empties an
+    /// orphan registry (see the module docs), frees the orphan's own slot
+    /// upstream too: the unlink of a child whose parent has gone.
+    /// Iterative: a long chain of dropped middles cannot overflow the
+    /// stack. Called by the function that held the first lock, after the
+    /// call that took it: this may free that registry, which no reference
+    /// passed into a running call may then point at (Stacked Borrows
+    /// protects those for the whole call).
+    fn finish(mut self) {
+        loop {
+            drop(self.freed.take());
+            drop(self.keep.take());
+            let Some((registry, index)) = self.upstream.take() else {
+                return;
+            };
+            let mut slab = registry.lock();
+            self.freed = slab.remove(index);
+            (self.upstream, self.keep) = slab.emptied();
+            drop(slab);
         }
     }
-    drop(freed);
 }
+
+/// Where an orphan registry sits: the registry upstream and the slot.
+type Upstream = (Arc<Registry>, usize);
 
 /// No free slot.
 const NONE: usize = usize::MAX;
@@ -177,15 +277,21 @@ struct Slab {
     /// Set once the state that owned this registry has gone while children
     /// were alive (the registry is an orphan): the registry and slot
     /// upstream that hold it. Taken by the unlink that empties this one.
-    upstream: Option<(Arc<Registry>, usize)>,
+    upstream: Option<Upstream>,
+    /// The owner's reference to this registry, left here by an owner gone
+    /// while children were linked (`Children`'s `Drop`): it keeps the
+    /// registry alive for their `ParentLink`s, which hold no count. Taken
+    /// (and let go outside the lock) by the unlink that empties it.
+    keep: Option<Arc<Registry>>,
 }
 
 enum Entry {
-    /// A child, and its own registry once it has one (set by the child's
-    /// first `child()`): so that neither the child's unlink nor a cancel's
-    /// walk ever reads a field of a child that may be dropping (see
-    /// `ParentLink`).
-    Child(Weak<RunState>, Option<Arc<Registry>>),
+    /// A child (`None` once a cancel's walk holds its last reference: see
+    /// `Registry::mark`), and its own registry once it has one (set by the
+    /// child's first `child()`): so that neither the child's unlink nor a
+    /// cancel's walk ever reads a field of a child that may be dropping
+    /// (see `ParentLink`).
+    Child(Option<ChildPtr>, Option<Arc<Registry>>),
     /// The registry of a child that has gone while children of its own
     /// were alive: a cancel walks it as it would have walked the child's.
     Orphan(Arc<Registry>),
@@ -193,21 +299,71 @@ enum Entry {
     Free(usize),
 }
 
+/// A linked child: the address of its `RunState` in its `Arc`
+/// (`Arc::as_ptr`), holding no count (making and dropping a child is two
+/// RMWs cheaper than with a `Weak`).
+struct ChildPtr(*const RunState);
+
+// SAFETY: dereferenced only under the registry's lock while the child is
+// linked (see `upgrade`); `RunState` is `Send + Sync`.
+unsafe impl Send for ChildPtr {}
+
+impl ChildPtr {
+    /// A strong reference to the child, or `None` if it is going (its last
+    /// `Arc` has been dropped). Call only under the registry's lock.
+    fn upgrade(&self) -> Option<Arc<RunState>> {
+        // SAFETY: under the lock the child is linked, so its allocation is
+        // alive: it is freed only after its value's drop, which unlinks it
+        // first and so waits for this lock. The `Weak` is borrowed
+        // (`ManuallyDrop`: no weak count taken or given back); `upgrade`
+        // touches only the `Arc`'s counts, never the value (which may be
+        // dropping).
+        let weak = ManuallyDrop::new(unsafe { Weak::from_raw(self.0) });
+        weak.upgrade()
+    }
+}
+
 impl Slab {
-    fn insert(&mut self, child: Weak<RunState>) -> usize {
+    #[inline]
+    fn insert(&mut self, child: ChildPtr) -> usize {
         self.live += 1;
         if self.free == NONE {
-            self.entries.push(Entry::Child(child, None));
+            self.entries.push(Entry::Child(Some(child), None));
             return self.entries.len() - 1;
         }
         let index = self.free;
         let Entry::Free(next) =
-            std::mem::replace(&mut self.entries[index], Entry::Child(child, None))
+            std::mem::replace(&mut self.entries[index], Entry::Child(Some(child), None))
         else {
             unreachable!("the free list holds vacant slots only");
         };
         self.free = next;
         index
+    }
+
+    /// The common unlink, done in place: frees slot `index` if it holds a
+    /// child that never made children (nothing to orphan, nothing to let
+    /// go outside the lock) and freeing it leaves nothing upstream to
+    /// free. Returns whether it did (if not, the caller takes the general
+    /// path).
+    #[inline]
+    fn vacate(&mut self, index: usize) -> bool {
+        if !matches!(self.entries.get(index), Some(Entry::Child(_, None)))
+            || (self.live == 1 && (self.upstream.is_some() || self.keep.is_some()))
+        {
+            return false;
+        }
+        self.live -= 1;
+        if self.live == 0 && self.entries.len() > 1 {
+            // Every other slot is vacant: start afresh (see `remove`).
+            self.entries.clear();
+            self.free = NONE;
+        } else {
+            // The entry replaced holds no reference: nothing to drop.
+            self.entries[index] = Entry::Free(self.free);
+            self.free = index;
+        }
+        true
     }
 
     /// Frees slot `index`, which its child (or, for an orphan, the unlink
@@ -232,6 +388,17 @@ impl Slab {
         Some(old)
     }
 
+    /// If the last occupied slot has gone: what is to be let go outside the
+    /// lock (the slot upstream, if this registry is an orphan, and the
+    /// owner's reference, if the owner has gone).
+    fn emptied(&mut self) -> (Option<Upstream>, Option<Arc<Registry>>) {
+        if self.live == 0 {
+            (self.upstream.take(), self.keep.take())
+        } else {
+            (None, None)
+        }
+    }
+
     /// The registry of the child in slot `index`, if it has one: a new
     /// strong reference, from the slot's copy (never from the child, which
     /// may be dropping: see `ParentLink`).
@@ -252,6 +419,7 @@ impl Slab {
 }
 
 impl Registry {
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Slab> {
         // Nothing under the lock panics but an allocation; a poisoned lock
         // still guards a consistent slab.
@@ -307,11 +475,17 @@ impl RunState {
     /// ```
     pub fn child(&self, name: impl Into<Cow<'static, str>>) -> Arc<RunState> {
         let name = name.into();
-        let registry = self.registry();
+        let raw = self.registry();
+        // SAFETY: `children` holds this reference until this `RunState` is
+        // dropped, so it is alive while we hold `&self`.
+        let registry = unsafe { &*raw };
         let mut slab = registry.lock();
         let mut inherited = None;
         let child = Arc::new_cyclic(|weak| {
-            let index = slab.insert(Weak::clone(weak));
+            // `Weak::as_ptr`: where the value will be; nothing is read
+            // through it before the value is in place (it is read under
+            // this lock, which we hold until then).
+            let index = slab.insert(ChildPtr(weak.as_ptr()));
             // Under the lock, after the insert: see the module docs.
             // Acquire: as `cancelled`; a cancel seen here is one whose
             // children list comes after ours (or never looks).
@@ -333,7 +507,7 @@ impl RunState {
                 name,
                 word,
                 Some(ParentLink {
-                    registry: Arc::clone(&*registry),
+                    registry: raw,
                     index,
                 }),
             )
@@ -412,58 +586,68 @@ impl RunState {
 
     // --- internals ------------------------------------------------------------
 
-    /// The registry, made on first use.
-    fn registry(&self) -> ManuallyDrop<Arc<Registry>> {
-        // Acquire: pairs with the Release of the CAS that stored it.
-        let mut ptr = self.children.0.load(Ordering::Acquire);
+    /// The registry, made on first use: as `Children` holds it
+    /// (`Arc::into_raw`), alive as long as `self`.
+    #[inline]
+    fn registry(&self) -> *const Registry {
+        // Acquire: as in `registry_ref`.
+        let ptr = self.children.0.load(Ordering::Acquire);
         if ptr.is_null() {
-            let new = Arc::into_raw(Arc::new(Registry {
-                slab: Mutex::new(Slab {
-                    entries: Vec::new(),
-                    free: NONE,
-                    live: 0,
-                    orphans: 0,
-                    upstream: None,
-                }),
-            }))
-            .cast_mut();
-            // AcqRel: Release publishes the registry; Acquire (also on
-            // failure) sees another thread's.
-            ptr = match self.children.0.compare_exchange(
-                std::ptr::null_mut(),
-                new,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    if let Some(link) = &self._parent {
-                        // SAFETY: `new` came from `into_raw` and `children`
-                        // now holds it, alive while we hold `&self`;
-                        // `ManuallyDrop`: borrowed, never dropped.
-                        let mine = ManuallyDrop::new(unsafe { Arc::from_raw(new) });
-                        // Our parent's lock alone (we hold no other): the
-                        // slot's copy, for our unlink and for a walk that
-                        // finds us going (see `Entry::Child`).
-                        link.registry.lock().set_own_registry(link.index, &mine);
-                    }
-                    new
-                }
-                Err(theirs) => {
-                    // SAFETY: `new` came from `into_raw` just above and was
-                    // never shared.
-                    drop(unsafe { Arc::from_raw(new) });
-                    theirs
-                }
-            };
+            self.make_registry()
+        } else {
+            ptr
         }
-        // SAFETY: `ptr` came from `Arc::into_raw`, and `children` holds
-        // that reference until this `RunState` is dropped, so it is alive
-        // while we hold `&self`. `ManuallyDrop`: we borrow that reference
-        // (no count), and never drop it.
-        ManuallyDrop::new(unsafe { Arc::from_raw(ptr) })
+    }
+
+    /// `registry`'s first use: makes the registry and publishes it (or
+    /// finds another thread's).
+    #[cold]
+    #[inline(never)]
+    fn make_registry(&self) -> *const Registry {
+        let new = Arc::into_raw(Arc::new(Registry {
+            slab: Mutex::new(Slab {
+                entries: Vec::new(),
+                free: NONE,
+                live: 0,
+                orphans: 0,
+                upstream: None,
+                keep: None,
+            }),
+        }))
+        .cast_mut();
+        // AcqRel: Release publishes the registry; Acquire (also on
+        // failure) sees another thread's.
+        let ptr = match self.children.0.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                if let Some(link) = &self._parent {
+                    // SAFETY: `new` came from `into_raw` and `children`
+                    // now holds it, alive while we hold `&self`;
+                    // `ManuallyDrop`: borrowed, never dropped.
+                    let mine = ManuallyDrop::new(unsafe { Arc::from_raw(new) });
+                    // Our parent's lock alone (we hold no other): the
+                    // slot's copy, for our unlink and for a walk that
+                    // finds us going (see `Entry::Child`).
+                    link.registry().lock().set_own_registry(link.index, &mine);
+                }
+                new
+            }
+            Err(theirs) => {
+                // SAFETY: `new` came from `into_raw` just above and was
+                // never shared.
+                drop(unsafe { Arc::from_raw(new) });
+                theirs
+            }
+        };
+        ptr
     }
 
     /// The registry, if any child was ever made.
+    #[inline]
     fn registry_ref(&self) -> Option<&Registry> {
         // Acquire: as in `registry`.
         let ptr = self.children.0.load(Ordering::Acquire);
@@ -498,18 +682,28 @@ pub(super) enum Follow {
     State(Arc<RunState>, Option<u32>),
     /// A registry whose state has gone: walk it.
     Registry(Arc<Registry>),
+    /// A child whose last reference the walk turned out to hold: to be
+    /// dropped after the lock (its drop unlinks it, taking that lock).
+    Last(RunState),
+}
+
+/// Whether a child whose word was `prev` before a parent's cancel marked
+/// it needs more than the mark: a wake, its own children, its callbacks
+/// (none if it was cancelled already: its own cancel does them).
+fn needs_follow_up(prev: u32) -> bool {
+    prev & CANCELLED == 0 && prev & (ANY_WAITERS | HAS_CHILDREN | HAS_CALLBACKS) != 0
 }
 
 impl Registry {
     /// The walk of one registry: see [`RunState::mark_children`].
     pub(super) fn mark(&self, reason: bool, follow: &mut Vec<Follow>) {
-        let slab = self.lock();
+        let mut slab = self.lock();
         if mutant("run_state::cancel_children_under_lock") {
             // The bug: cancel each child while holding the lock. If ours is
             // the last reference, the child's drop (its unlink) takes this
             // very lock.
             for entry in &slab.entries {
-                if let Entry::Child(child, _) = entry {
+                if let Entry::Child(Some(child), _) = entry {
                     if let Some(child) = child.upgrade() {
                         child.cancel();
                     }
@@ -517,16 +711,20 @@ impl Registry {
             }
             return;
         }
-        for (index, entry) in slab.entries.iter().enumerate() {
-            let child = match entry {
-                Entry::Child(child, _) => child,
+        for index in 0..slab.entries.len() {
+            let child = match &slab.entries[index] {
+                Entry::Child(Some(child), _) => child.upgrade(),
+                // A child whose last reference a walk holds (to drop it
+                // after its lock): marked by that walk, so it needs
+                // nothing but, as a going one, its children followed.
+                Entry::Child(None, _) => None,
                 Entry::Orphan(registry) => {
                     follow.push(Follow::Registry(Arc::clone(registry)));
                     continue;
                 }
                 Entry::Free(_) => continue,
             };
-            let Some(child) = child.upgrade() else {
+            let Some(child) = child else {
                 // Going: its last `Arc` is gone and its drop waits for this
                 // lock to unlink it. Nothing of it is touched (while a value
                 // drops, only its own drop may reach it); it has no sleeper
@@ -546,10 +744,30 @@ impl Registry {
             let prev = child
                 .state
                 .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
-            // Our reference goes after the lock is released, with the rest
-            // of the work (ours may be the last, and the child's unlink
-            // takes this lock).
-            follow.push(Follow::State(child, Some(prev)));
+            if mutant("run_state::walk_drops_last_under_lock") {
+                // The bug: let our reference go here, under the lock. If
+                // its holder dropped its own meanwhile, ours is the last,
+                // and the child's drop (its unlink) takes this very lock.
+                drop(child);
+                continue;
+            }
+            if needs_follow_up(prev) {
+                // The rest of the work comes after the lock is released
+                // (callbacks are user code, and ours may be the last
+                // reference, whose drop takes this lock).
+                follow.push(Follow::State(child, Some(prev)));
+            } else if let Some(last) = Arc::into_inner(child) {
+                // Ours was the last reference (its holder dropped it as
+                // we walked): its drop, which takes this lock, comes after
+                // it; meanwhile its slot no longer points at it (its
+                // allocation is gone), and keeps its registry's copy.
+                if let Entry::Child(ptr, _) = &mut slab.entries[index] {
+                    *ptr = None;
+                }
+                follow.push(Follow::Last(last));
+            }
+            // Otherwise our reference went with one RMW (`into_inner`),
+            // under the lock: not the last, so no drop ran.
         }
     }
 }

@@ -78,7 +78,7 @@ use std::collections::VecDeque;
 use std::sync::PoisonError;
 use std::task::Waker;
 
-use super::{mutant, AtomicPtr, AtomicU64, Mutex, MutexGuard, Ordering};
+use super::{mutant, AtomicU64, LazyBox, Mutex, MutexGuard, Ordering};
 
 /// A set of wakers under a short lock: see the [module docs](self).
 #[derive(Debug)]
@@ -422,75 +422,16 @@ impl WakerList {
     }
 }
 
-/// A [`WakerList`] allocated on the first registration: a null pointer
-/// until then, so a primitive nobody awaits pays one word for it.
-#[derive(Debug)]
-pub(crate) struct LazyWakers {
-    /// `Box::into_raw` of the list, or null; set once, freed in `Drop`.
-    ptr: AtomicPtr<WakerList>,
-}
+/// A [`WakerList`] allocated on the first registration (`get_or_init`): a
+/// null pointer until then, so a primitive nobody awaits pays one word for
+/// it. A transition reads it (`get`) after the RMW that showed "someone
+/// waits" and an Acquire fence (see the module docs), so a list allocated
+/// by that waiter is seen.
+pub(crate) type LazyWakers = LazyBox<WakerList>;
 
-impl LazyWakers {
-    pub(crate) fn new() -> Self {
-        Self {
-            ptr: AtomicPtr::new(std::ptr::null_mut()),
-        }
-    }
-
-    /// The list if it has been allocated. A transition calls this after the
-    /// RMW that showed "someone waits" and an Acquire fence (see the module
-    /// docs), so a list allocated by that waiter is seen.
-    pub(crate) fn get(&self) -> Option<&WakerList> {
-        // Acquire: pairs with the Release of the CAS that stored it, so the
-        // list's initialisation is visible.
-        let ptr = self.ptr.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer came from `Box::into_raw` in
-        // `get_or_init` and is freed only in `Drop` (`&mut self`), so it is
-        // alive while we hold `&self`.
-        (!ptr.is_null()).then(|| unsafe { &*ptr })
-    }
-
-    /// The list, allocated now if this is the first registration.
-    pub(crate) fn get_or_init(&self) -> &WakerList {
-        if let Some(list) = self.get() {
-            return list;
-        }
-        self.init()
-    }
-
-    #[cold]
-    fn init(&self) -> &WakerList {
-        let new = Box::into_raw(Box::new(WakerList::new()));
-        // AcqRel: Release publishes the list; Acquire (also on failure) sees
-        // another thread's.
-        let ptr = match self.ptr.compare_exchange(
-            std::ptr::null_mut(),
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => new,
-            Err(theirs) => {
-                // SAFETY: `new` came from `into_raw` just above and was never
-                // shared.
-                drop(unsafe { Box::from_raw(new) });
-                theirs
-            }
-        };
-        // SAFETY: as in `get`: alive until `Drop`.
-        unsafe { &*ptr }
-    }
-}
-
-impl Drop for LazyWakers {
-    fn drop(&mut self) {
-        // Relaxed: `&mut self`, nobody else can touch it.
-        let ptr = self.ptr.swap(std::ptr::null_mut(), Ordering::Relaxed);
-        if !ptr.is_null() {
-            // SAFETY: the list `ptr` held, taken out of it; every future
-            // that registered borrowed the owner, so none is left.
-            drop(unsafe { Box::from_raw(ptr) });
-        }
+impl Default for WakerList {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
