@@ -718,6 +718,27 @@ fn child_dropped_while_parent_cancels() {
     });
 }
 
+/// A parent dropped while its last child drops: the registry is freed,
+/// once, by whichever goes last (the parent's drop leaves its reference
+/// in the registry only while a child is linked, deciding under the
+/// registry's lock; the unlink that empties it takes that reference back).
+/// A leak or a double free otherwise; the child's link holds no count.
+#[test]
+fn parent_dropped_while_its_last_child_drops() {
+    loom::model(|| {
+        let parent = RunState::new("parent");
+        let child = parent.child("child");
+        let watch = parent.watch_children_registry().expect("made by child()");
+        let dropper = thread::spawn(move || drop(child));
+        drop(parent);
+        dropper.join().unwrap();
+        assert!(
+            watch.freed(),
+            "the registry outlived its owner and its children"
+        );
+    });
+}
+
 /// `wait_stopped` races the stop and a restart: the waiter (asleep, or
 /// about to be) must return for the stop even if it wakes to find the
 /// state running again (a loom deadlock otherwise).

@@ -713,3 +713,56 @@ fn a_panicking_waker_or_child_callback_does_not_stop_the_cancel() {
         assert_eq!(parent.registered_wakers(), 0);
     });
 }
+
+/// Kind: a registry kept alive for ever (a leak) or freed while linked
+/// children still point at it. A child's link holds no count on its
+/// parent's registry: the parent's reference stays in the registry while
+/// children are linked, and the unlink that empties it takes it back.
+/// Each order of drops frees each registry exactly when the last of its
+/// owner and its children has gone (Miri, which runs this, reports a use
+/// after free or a leak).
+#[test]
+fn registries_are_freed_when_their_owner_and_children_are_all_gone() {
+    // Owner first, then the children.
+    let root = RunState::new("root");
+    let a = root.child("a");
+    let b = root.child("b");
+    let watch = root.watch_children_registry().expect("made by child()");
+    drop(root);
+    assert!(!watch.freed(), "children still linked");
+    drop(a);
+    assert!(!watch.freed(), "one child still linked");
+    drop(b);
+    assert!(
+        watch.freed(),
+        "the last child took the owner's reference back"
+    );
+
+    // Children first, then the owner.
+    let root = RunState::new("root");
+    drop(root.child("a"));
+    let watch = root.watch_children_registry().expect("made by child()");
+    assert!(!watch.freed(), "the owner holds it");
+    drop(root);
+    assert!(watch.freed(), "no child linked: the owner's drop frees it");
+
+    // A dropped middle: its registry is an orphan in the root's, freed
+    // with its last child (and the root's with the root).
+    let root = RunState::new("root");
+    let middle = root.child("middle");
+    let job = middle.child("job");
+    let root_watch = root.watch_children_registry().expect("made by child()");
+    let middle_watch = middle.watch_children_registry().expect("made by child()");
+    drop(middle);
+    assert!(
+        !middle_watch.freed(),
+        "the job still follows the root through it"
+    );
+    root.cancel();
+    assert!(job.cancelled(), "the orphan was walked");
+    drop(job);
+    assert!(middle_watch.freed(), "the orphan went with its last child");
+    assert_eq!(root.child_count(), 0);
+    drop(root);
+    assert!(root_watch.freed());
+}

@@ -97,6 +97,20 @@ pub(super) struct Registry {
     slab: Mutex<Slab>,
 }
 
+/// What [`RunState::watch_children_registry`] returns: a `Weak` to the
+/// registry. For the loom models and memory tests; not part of the API.
+#[doc(hidden)]
+pub struct RegistryWatch(Weak<Registry>);
+
+impl RegistryWatch {
+    /// Has the registry been freed (its owner and every child it linked
+    /// gone, and nothing else holding it)?
+    #[doc(hidden)]
+    pub fn freed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 /// `RunState::children`: the state's registry (`Arc::into_raw`), made by
 /// its first `child()`, or null. Its `Drop` (the state's) lets go of it,
 /// detaching the children (they hold the registry until they go).
@@ -130,6 +144,17 @@ impl Drop for Children {
 #[cold]
 #[inline(never)]
 fn release_registry(registry: Arc<Registry>) {
+    if mutant("run_state::owner_gone_check_then_keep") {
+        // The bug: the check and the act under two locks. A last child's
+        // unlink between them finds nothing to take back, and the
+        // reference left in the registry then keeps it alive for ever.
+        let live = registry.lock().live;
+        if live > 0 {
+            registry.lock().keep = Some(Arc::clone(&registry));
+        }
+        drop(registry);
+        return;
+    }
     let mut slab = registry.lock();
     if slab.live > 0 {
         slab.keep = Some(Arc::clone(&registry));
@@ -582,6 +607,21 @@ impl RunState {
     pub fn child_slots(&self) -> usize {
         self.registry_ref()
             .map_or(0, |registry| registry.lock().entries.capacity())
+    }
+
+    /// A watch on this state's children registry (`None` if it never made
+    /// a child), which says whether the registry has been freed. For the
+    /// loom models and memory tests; not part of the API.
+    #[doc(hidden)]
+    pub fn watch_children_registry(&self) -> Option<RegistryWatch> {
+        // Acquire: as in `registry_ref`.
+        let ptr = self.children.0.load(Ordering::Acquire);
+        (!ptr.is_null()).then(|| {
+            // SAFETY: as in `registry`: `children` holds this reference
+            // while we hold `&self`; `ManuallyDrop`: borrowed, not dropped.
+            let registry = ManuallyDrop::new(unsafe { Arc::from_raw(ptr.cast_const()) });
+            RegistryWatch(Arc::downgrade(&registry))
+        })
     }
 
     // --- internals ------------------------------------------------------------
