@@ -61,6 +61,11 @@ use std::time::Instant;
 
 use crate::unwind;
 
+// The deadline runners: where timer tasks hand off user code of unbounded
+// length (src/timer/runner.rs). Normal builds only.
+#[cfg(not(loom))]
+pub(crate) mod runner;
+
 /// A task for the timer thread. It runs at most once, on that thread (under
 /// loom: on the thread that fires the timers).
 pub(crate) type Task = Box<dyn FnOnce() + Send + 'static>;
