@@ -355,7 +355,11 @@ mod tests {
         pool.submit(job(move || tx.send(thread::current().id()).unwrap()));
         {
             let state = pool.lock();
-            assert_eq!((state.runners, state.jobs.len()), (2, 1), "queued at the cap");
+            assert_eq!(
+                (state.runners, state.jobs.len()),
+                (2, 1),
+                "queued at the cap"
+            );
         }
         release_a.send(()).unwrap();
         let ran_on = rx.recv_timeout(PATIENCE).expect("the queued job ran");
