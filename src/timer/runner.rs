@@ -407,10 +407,11 @@ mod tests {
         let start = Instant::now();
         // Until one runner is left, and idle (not still returning from
         // its job: a submit would then start another).
-        while (|| {
+        let counts = |pool: &Runners| {
             let state = pool.lock();
-            (state.runners, state.idle) != (1, 1)
-        })() {
+            (state.runners, state.idle)
+        };
+        while counts(pool) != (1, 1) {
             assert!(start.elapsed() < PATIENCE, "idle runners never exited");
             thread::sleep(Duration::from_millis(5));
         }
