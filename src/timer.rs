@@ -28,8 +28,10 @@
 //!   thread lives on. A task may `schedule` or `cancel` (even itself: too
 //!   late, `false`).
 //! - **Runs user code**: tasks call the crate's objects (a lingering
-//!   `MultiOpen`'s shutdown; later `RunState` cancel callbacks), so a slow
-//!   task delays every task due after it. Tasks hold `Weak` references to
+//!   `MultiOpen`'s shutdown), so a slow task delays every task due after
+//!   it. A task whose user code is of unbounded length hands it to the
+//!   deadline runners ([`runner`]: a `RunState` deadline's `on_cancel`
+//!   callbacks), a small cached pool of threads, and returns. Tasks hold `Weak` references to
 //!   the objects they act on: a pending timer never keeps an object alive,
 //!   and a task whose object is gone does nothing.
 //!
@@ -60,6 +62,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::unwind;
+
+// The deadline runners: where timer tasks hand off user code of unbounded
+// length (src/timer/runner.rs). Normal builds only.
+#[cfg(not(loom))]
+pub(crate) mod runner;
 
 /// A task for the timer thread. It runs at most once, on that thread (under
 /// loom: on the thread that fires the timers).

@@ -16,11 +16,17 @@
 //! flag with the reason (cancelled() reads true from then on), wakes the
 //! waiting threads and futures, and marks the children (and theirs). The
 //! `on_cancel` callbacks (of the state and of its children) are user code
-//! of unbounded length: if there are any, the task hands them to a new
-//! thread (`multiopen-deadline`), one per firing that has callbacks, as
-//! .NET runs `CancelAfter` callbacks on its thread pool; a callback may
-//! then wait for another deadline, which the timer thread fires meanwhile.
-//! If the OS refuses a thread, they run on the timer thread (late, never
+//! of unbounded length: if there are any, the task hands them, as one job,
+//! to the deadline runners (`crate::timer::runner`), as .NET runs
+//! `CancelAfter` callbacks on its thread pool: a small cached pool of
+//! threads named `multiopen-deadline`. The job goes to an idle runner, or
+//! to a new one if none is idle (up to 64 runners; beyond, jobs queue until
+//! a runner is free), so a callback may block, or wait for another
+//! deadline (which the timer thread fires meanwhile), without delaying
+//! another deadline's callbacks; a burst of firings with quick callbacks
+//! is served by the few runners that are idle, not a thread per firing.
+//! Runners idle for 5 s exit, but the last. If the OS refuses a thread and
+//! no runner exists, the callbacks run on the timer thread (late, never
 //! lost). Wakers run on the timer thread (a waker is expected to be short:
 //! it schedules a task).
 //!
@@ -32,8 +38,6 @@
 //! [`DEADLINE_EXCEEDED`] (the first cancel wins, as always), so
 //! `cancelled()` stays one load: nobody polls a clock.
 
-#[cfg(not(loom))]
-use std::sync::PoisonError;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -63,14 +67,18 @@ impl RunState {
     /// **Callbacks run off the timer thread.** The `on_cancel` callbacks
     /// (this state's and its children's) are user code of any length, and
     /// the timer thread serves every deadline of the process; so a firing
-    /// deadline with callbacks to run hands them to a new thread
-    /// (`multiopen-deadline`, one per firing that has callbacks; a
-    /// thread spawn, some tens of microseconds), as .NET's `CancelAfter`
-    /// runs them on its thread pool: a callback may block, or wait for
-    /// another deadline, without delaying any other deadline. They run
-    /// after the flag is set, so a thread that sees the cancel may run
-    /// before them. Only if the OS refuses a thread do they run on the
-    /// timer thread.
+    /// deadline with callbacks to run hands them to a deadline runner: a
+    /// small cached pool of threads named `multiopen-deadline`, as .NET's
+    /// `CancelAfter` runs them on its thread pool. An idle runner takes
+    /// them (a futex wake), or, if none is idle, a new runner is started
+    /// for them (a thread spawn, some tens of microseconds), up to 64
+    /// runners; so a callback may block, or wait for another deadline,
+    /// without delaying any other deadline or its callbacks. With 64
+    /// runners busy, callbacks wait in a queue (FIFO) until one is free.
+    /// Runners idle for 5 s exit, all but one. The callbacks run after the
+    /// flag is set, so a thread that sees the cancel may run before them.
+    /// Only if the OS refuses a thread and no runner exists do they run on
+    /// the timer thread.
     ///
     /// The deadline belongs to the state, not to a run: it cancels the run
     /// in progress at that instant, or (a cancel is kept) the next one.
@@ -240,8 +248,9 @@ fn fire(state: &Weak<RunState>, armed: u64) {
 }
 
 /// Runs the cancel callbacks of `states` (children first, the state whose
-/// deadline fired last) on a new thread, or here if none can be had.
-/// Panics are reported by the panic hook only, as for a parent's cancel.
+/// deadline fired last) on a deadline runner (`crate::timer::runner`), or
+/// here if none can be had. Panics are reported by the panic hook only, as
+/// for a parent's cancel.
 fn run_callbacks_elsewhere(states: Vec<Arc<RunState>>) {
     let run = move || {
         for state in states {
@@ -249,26 +258,8 @@ fn run_callbacks_elsewhere(states: Vec<Arc<RunState>>) {
         }
     };
     #[cfg(not(loom))]
-    {
-        // Shared so that a refused spawn hands it back to run here.
-        let slot = Arc::new(std::sync::Mutex::new(Some(run)));
-        let theirs = Arc::clone(&slot);
-        let spawned = std::thread::Builder::new()
-            .name("multiopen-deadline".to_owned())
-            .spawn(move || {
-                let run = theirs.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(run) = run {
-                    run();
-                }
-            });
-        if spawned.is_err() {
-            let run = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-            if let Some(run) = run {
-                run();
-            }
-        }
-    }
-    // Under loom: no thread of its own; the model's firing thread runs them.
+    timer::runner::submit(Box::new(run));
+    // Under loom: no runners; the model's firing thread runs them.
     #[cfg(loom)]
     run();
 }
