@@ -713,3 +713,58 @@ fn a_panicking_waker_or_child_callback_does_not_stop_the_cancel() {
         assert_eq!(parent.registered_wakers(), 0);
     });
 }
+
+// --- review of the address-only slab (3c4648a) ---------------------------------
+
+/// Use-after-free: safe code can move a child's value out of its `Arc`
+/// (`Arc::into_inner`, `try_unwrap`, `get_mut` + `mem::replace`); the
+/// allocation is then freed while the value, still linked, lives on, so a
+/// slot that kept only the address pointed at freed memory (reused here by
+/// a bystander's `Arc<RunState>`, which the parent's cancel then hit).
+#[test]
+fn a_child_moved_out_of_its_arc_leaves_no_dangling_address() {
+    for _ in 0..rounds(100) {
+        let parent = RunState::new("parent");
+        let child = parent.child("child");
+        let grandchild = child.child("grandchild");
+        let moved = Arc::into_inner(child).expect("the only reference");
+        // Likely the freed allocation again (same size).
+        let bystander = Arc::new(RunState::new("bystander"));
+        parent.cancel();
+        assert!(!bystander.cancelled(), "a parent's cancel hit a stranger");
+        // Its own children still follow the parent (as a going child's do).
+        assert!(grandchild.cancelled());
+        assert_eq!(parent.child_count(), 1);
+        drop(moved);
+        assert_eq!(parent.child_count(), 0);
+        drop(grandchild);
+    }
+}
+
+/// Use-after-free: two children swapped between their `Arc`s
+/// (`Arc::get_mut` + `mem::swap`, safe code) each live in the other's
+/// allocation; when one goes, its allocation is freed while the other
+/// parent's slot still holds its address.
+#[test]
+fn children_swapped_between_arcs_leave_no_dangling_address() {
+    for _ in 0..rounds(100) {
+        let a = RunState::new("a");
+        let b = RunState::new("b");
+        let mut x = a.child("x");
+        let mut y = b.child("y");
+        // (With a weak count in the parent's slot, `get_mut` refuses: then
+        // there is nothing to swap, which is fine.)
+        if let (Some(x), Some(y)) = (Arc::get_mut(&mut x), Arc::get_mut(&mut y)) {
+            std::mem::swap(x, y);
+        }
+        // `x`'s allocation now holds b's child; drop it: b's slot goes,
+        // a's slot (which held x's address) must not dangle.
+        drop(x);
+        let bystander = Arc::new(RunState::new("bystander"));
+        a.cancel();
+        b.cancel();
+        assert!(!bystander.cancelled(), "a parent's cancel hit a stranger");
+        drop(y);
+        assert_eq!(a.child_count() + b.child_count(), 0);
+    }
+}
