@@ -447,7 +447,11 @@ impl RunState {
     /// dropped first, its children live on and still follow this state's
     /// parent (and its ancestors): `server.child("worker").child("job")`
     /// drops the worker at once, yet the server's cancel reaches the job. A
-    /// state with no parent dropped first detaches its children.
+    /// state with no parent dropped first detaches its children. A child
+    /// taken out of its `Arc` (`Arc::into_inner`, `try_unwrap`) stays
+    /// linked until it drops, but no longer follows this state's cancel
+    /// (its own children still do); `Arc::get_mut` on a child is `None`
+    /// (this state's `Weak`).
     ///
     /// A child made while this state reads cancelled follows this state's
     /// current cancel: a cancel of the run in progress (or of the next run,
