@@ -765,4 +765,237 @@ fn registries_are_freed_when_their_owner_and_children_are_all_gone() {
     assert_eq!(root.child_count(), 0);
     drop(root);
     assert!(root_watch.freed());
+// --- review of the address-only slab (3c4648a) ---------------------------------
+
+/// Use-after-free: safe code can move a child's value out of its `Arc`
+/// (`Arc::into_inner`, `try_unwrap`, `get_mut` + `mem::replace`); the
+/// allocation is then freed while the value, still linked, lives on, so a
+/// slot that kept only the address pointed at freed memory (reused here by
+/// a bystander's `Arc<RunState>`, which the parent's cancel then hit).
+#[test]
+fn a_child_moved_out_of_its_arc_leaves_no_dangling_address() {
+    for _ in 0..rounds(100) {
+        let parent = RunState::new("parent");
+        let child = parent.child("child");
+        let grandchild = child.child("grandchild");
+        let moved = Arc::into_inner(child).expect("the only reference");
+        // Likely the freed allocation again (same size).
+        let bystander = Arc::new(RunState::new("bystander"));
+        parent.cancel();
+        assert!(!bystander.cancelled(), "a parent's cancel hit a stranger");
+        // Its own children still follow the parent (as a going child's do).
+        assert!(grandchild.cancelled());
+        assert_eq!(parent.child_count(), 1);
+        drop(moved);
+        assert_eq!(parent.child_count(), 0);
+        drop(grandchild);
+    }
+}
+
+/// Use-after-free: two children swapped between their `Arc`s
+/// (`Arc::get_mut` + `mem::swap`, safe code) each live in the other's
+/// allocation; when one goes, its allocation is freed while the other
+/// parent's slot still holds its address.
+#[test]
+fn children_swapped_between_arcs_leave_no_dangling_address() {
+    for _ in 0..rounds(100) {
+        let a = RunState::new("a");
+        let b = RunState::new("b");
+        let mut x = a.child("x");
+        let mut y = b.child("y");
+        // (With a weak count in the parent's slot, `get_mut` refuses: then
+        // there is nothing to swap, which is fine.)
+        if let (Some(x), Some(y)) = (Arc::get_mut(&mut x), Arc::get_mut(&mut y)) {
+            std::mem::swap(x, y);
+        }
+        // `x`'s allocation now holds b's child; drop it: b's slot goes,
+        // a's slot (which held x's address) must not dangle.
+        drop(x);
+        let bystander = Arc::new(RunState::new("bystander"));
+        a.cancel();
+        b.cancel();
+        assert!(!bystander.cancelled(), "a parent's cancel hit a stranger");
+        drop(y);
+        assert_eq!(a.child_count() + b.child_count(), 0);
+    }
+}
+
+/// Use-after-free or a lost cancel with two walks of one registry at once:
+/// a parent cancelled, stopped, restarted and cancelled again while the
+/// first walk runs, as its children (some with callbacks or children of
+/// their own, so that both kinds of follow-up are met) drop. Every child
+/// alive when a cancel returned is cancelled; the registry empties.
+#[test]
+fn two_walks_of_one_registry_while_children_drop_lose_no_cancel() {
+    let n = if cfg!(miri) { 6 } else { 64 };
+    for _ in 0..rounds(200) {
+        let parent = Arc::new(RunState::new("parent"));
+        parent.start().unwrap();
+        let children: Vec<_> = (0..n)
+            .map(|i| {
+                let c = parent.child("c");
+                if i % 3 == 1 {
+                    c.on_cancel(|_| {});
+                }
+                let grand = (i % 3 == 2).then(|| c.child("g"));
+                (c, grand)
+            })
+            .collect();
+        let (kept, dropped): (Vec<_>, Vec<_>) = children
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        let start = Arc::new(Barrier::new(3));
+        let dropper = {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                drop(dropped);
+            })
+        };
+        let restarter = {
+            let (start, parent) = (Arc::clone(&start), Arc::clone(&parent));
+            thread::spawn(move || {
+                start.wait();
+                parent.cancel();
+                let _ = parent.stop();
+                parent.start().unwrap();
+                parent.cancel();
+            })
+        };
+        start.wait();
+        parent.cancel();
+        restarter.join().unwrap();
+        dropper.join().unwrap();
+        // Each of the restarter's cancels returned: the kept children (and
+        // their children) are cancelled.
+        for (_, (c, g)) in &kept {
+            assert!(c.cancelled());
+            assert!(g.as_ref().is_none_or(|g| g.cancelled()));
+        }
+        assert_eq!(parent.child_count(), kept.len());
+        drop(kept);
+        assert_eq!(parent.child_count(), 0);
+    }
+}
+
+/// Use-after-free or a lost cancel through an orphan: a grandparent's walk
+/// reaches a registry through the slot of a middle state that drops at
+/// that moment, while the middle's children drop too (and one stays).
+#[test]
+fn a_walk_through_an_orphan_while_the_middle_and_its_children_drop() {
+    let n = if cfg!(miri) { 4 } else { 32 };
+    for _ in 0..rounds(300) {
+        let root = RunState::new("root");
+        let middle = root.child("middle");
+        let stays = middle.child("stays");
+        let going: Vec<_> = (0..n).map(|_| middle.child("going")).collect();
+        let start = Arc::new(Barrier::new(3));
+        let t_middle = {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                drop(middle);
+            })
+        };
+        let t_children = {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                drop(going);
+            })
+        };
+        start.wait();
+        root.cancel();
+        t_middle.join().unwrap();
+        t_children.join().unwrap();
+        assert!(stays.cancelled(), "a grandchild missed the root's cancel");
+        // The middle is gone: its registry hangs off root as an orphan
+        // until `stays` goes (not counted as a child).
+        assert_eq!(root.child_count(), 0);
+        let weak = Arc::downgrade(&stays);
+        drop(stays);
+        assert!(weak.upgrade().is_none());
+        assert!(root.child_slots() <= 4);
+    }
+}
+
+/// Use-after-free or a deadlock when a parent goes while its children drop
+/// and the grandparent cancels: the registry, whose last owner's reference
+/// sits in `Slab::keep`, must live exactly until the last unlink.
+#[test]
+fn a_parent_dropped_while_its_children_drop_and_the_grandparent_cancels() {
+    let n = if cfg!(miri) { 4 } else { 32 };
+    no_deadlock("parent, children and grandparent racing", move || {
+        for _ in 0..rounds(300) {
+            let root = Arc::new(RunState::new("root"));
+            let parent = root.child("parent");
+            let kids: Vec<_> = (0..n).map(|_| parent.child("kid")).collect();
+            let watch: Vec<_> = kids.iter().map(Arc::downgrade).collect();
+            let start = Arc::new(Barrier::new(3));
+            let t_parent = {
+                let start = Arc::clone(&start);
+                thread::spawn(move || {
+                    start.wait();
+                    drop(parent);
+                })
+            };
+            let t_kids = {
+                let start = Arc::clone(&start);
+                thread::spawn(move || {
+                    start.wait();
+                    for kid in kids {
+                        drop(kid);
+                    }
+                })
+            };
+            start.wait();
+            root.cancel();
+            t_parent.join().unwrap();
+            t_kids.join().unwrap();
+            assert!(watch.iter().all(|w| w.upgrade().is_none()));
+            assert_eq!(root.child_count(), 0);
+        }
+    });
+}
+
+/// A leak or a dangling address when a walk holds a child's last reference
+/// (its holder dropped it between the walk's upgrade and release) and
+/// another walk (the parent's next run's cancel) meets its slot: many
+/// plain children dropped by their holders while two cancels walk.
+#[test]
+fn a_child_whose_last_reference_a_walk_holds_meets_a_second_walk() {
+    let n = if cfg!(miri) { 8 } else { 256 };
+    for _ in 0..rounds(100) {
+        let parent = Arc::new(RunState::new("parent"));
+        parent.start().unwrap();
+        let kids: Vec<_> = (0..n).map(|_| parent.child("kid")).collect();
+        let watch: Vec<_> = kids.iter().map(Arc::downgrade).collect();
+        let start = Arc::new(Barrier::new(3));
+        let dropper = {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                // Back to front, against the walk's direction: they cross.
+                for kid in kids.into_iter().rev() {
+                    drop(kid);
+                }
+            })
+        };
+        let second = {
+            let (start, parent) = (Arc::clone(&start), Arc::clone(&parent));
+            thread::spawn(move || {
+                start.wait();
+                let _ = parent.stop();
+                parent.start().unwrap();
+                parent.cancel();
+            })
+        };
+        start.wait();
+        parent.cancel();
+        dropper.join().unwrap();
+        second.join().unwrap();
+        assert!(watch.iter().all(|w| w.upgrade().is_none()));
+        assert_eq!(parent.child_count(), 0);
+    }
 }

@@ -340,10 +340,10 @@ impl RunState {
     /// recursion: a deep chain of children cannot overflow the stack.
     ///
     /// Without a reason (the common case), each registry's children are
-    /// marked under its lock, one `fetch_or` each, without a reference to
-    /// them (see `mark_children`); only a child that needs more (a wake,
-    /// children of its own, callbacks) is taken, by a strong reference, to
-    /// the work list, whose work runs after the lock is released: a
+    /// marked under its lock, one `fetch_or` each, through a strong
+    /// reference let go in place (see `mark_children`); only a child that
+    /// needs more (a wake, children of its own, callbacks) keeps its
+    /// reference, on the work list, whose work runs after the lock is released: a
     /// child's callbacks or its `Drop` (which unlinks it) may take that
     /// lock. With a reason, every child goes to the work list, where its
     /// reason is set under its own lock as its word is.

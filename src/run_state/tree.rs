@@ -5,16 +5,20 @@
 //!
 //! - `child()` returns an `Arc<RunState>`: the caller owns the child (clone
 //!   the `Arc` to share it, e.g. with the worker thread).
-//! - The parent keeps only the address of each child (no count: see "The
-//!   cancel walk"), in a slab (a `Vec` with a free list) inside a registry
+//! - The parent keeps only a `Weak` to each child (see "The cancel
+//!   walk"), in a slab (a `Vec` with a free list) inside a registry
 //!   that the parent allocates on its first `child()`
-//!   (`RunState::children`, one pointer). A child keeps the registry's
-//!   address and its index in the slab (its `ParentLink`, the first of its
-//!   fields, so the first to drop), also without a count: the registry
-//!   lives while any child is linked, because a parent dropped first
-//!   leaves its reference in the registry (`Slab::keep`) for the unlink
-//!   that empties it. (No count either way: making and dropping a child
-//!   is a lock to link, a lock to unlink, and the `Arc`'s own two RMWs.)
+//!   (`RunState::children`, one pointer). The weak count is needed: safe
+//!   code can move a child's value out of its `Arc` (`Arc::into_inner`,
+//!   `get_mut` + `mem::swap`), which frees the allocation while the
+//!   value, still linked, lives on; a bare address would dangle (see
+//!   `ChildPtr`). A child keeps the registry's address and its index in
+//!   the slab (its `ParentLink`, the first of its fields, so the first to
+//!   drop), without a count: the registry lives while any child is
+//!   linked, because a parent dropped first leaves its reference in the
+//!   registry (`Slab::keep`) for the unlink that empties it. (Making and
+//!   dropping a child is a lock to link, a lock to unlink, the `Arc`'s
+//!   own two RMWs and the slot's weak count's two.)
 //! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
 //!   registry's lock and frees its slot (O(1)), so a parent that makes
 //!   and drops a million children keeps one slot per child alive at a
@@ -57,22 +61,22 @@
 //! # The cancel walk
 //!
 //! Under the registry's lock, the cancel takes a strong reference to each
-//! child from its address (an upgrade: a CAS of the `Arc`'s count, which
-//! fails for a child whose last `Arc` is gone) and sets its word with one
-//! `fetch_or`. The address is safe to use under the lock: a child's
-//! allocation is freed only after its value's drop, whose first step (the
-//! unlink) waits for that lock. A child that needs nothing more (no waiter
+//! child from its `Weak` (an upgrade: a CAS of the `Arc`'s count, which
+//! fails for a child whose last `Arc` is gone, or whose value was moved
+//! out of it) and sets its word with one `fetch_or`. A child that needs nothing more (no waiter
 //! to wake, no children, no callbacks: most) is let go at once, in place,
 //! by `Arc::into_inner` (one RMW); if that finds ours the last reference
 //! (its holder dropped it as we walked), the value comes out, its slot
-//! forgets the address, and the value is dropped after the lock (its drop
+//! lets go of its `Weak`, and the value is dropped after the lock (its drop
 //! unlinks it, taking that lock). A child that needs more is kept, with
 //! the word it had, and the rest of the work (waking, callbacks,
 //! grandchildren) and the reference's release come after the lock. So a
 //! cancel of 10,000 plain children is 10,000 × (CAS, `fetch_or`, RMW)
 //! under one lock, with no list of them built.
 //!
-//! A child whose upgrade fails is dropping: while a value drops, only its
+//! A child whose upgrade fails is dropping (or was moved out of its `Arc`,
+//! which the walk cannot tell apart, and then misses the cancel itself):
+//! while a value drops, only its
 //! own drop may reach it (the contract of `drop_in_place`, which Miri
 //! checks), so nothing of it is read or written; its slot keeps a copy of
 //! its own registry (set by its first `child()`), through which its
@@ -324,27 +328,22 @@ enum Entry {
     Free(usize),
 }
 
-/// A linked child: the address of its `RunState` in its `Arc`
-/// (`Arc::as_ptr`), holding no count (making and dropping a child is two
-/// RMWs cheaper than with a `Weak`).
-struct ChildPtr(*const RunState);
-
-// SAFETY: dereferenced only under the registry's lock while the child is
-// linked (see `upgrade`); `RunState` is `Send + Sync`.
-unsafe impl Send for ChildPtr {}
+/// A linked child: a `Weak` to it (one weak count). The count is what
+/// keeps the address valid: safe code can move a child's value out of its
+/// `Arc` (`Arc::into_inner`, `try_unwrap`, `get_mut` + `mem::replace` or
+/// `swap`), which frees the allocation (or hands it another value) while
+/// the value, still linked, lives on; a bare address would then dangle.
+/// With the count, such a child only fails to upgrade (it is then treated
+/// as going: its own children still follow the cancel).
+struct ChildPtr(Weak<RunState>);
 
 impl ChildPtr {
     /// A strong reference to the child, or `None` if it is going (its last
-    /// `Arc` has been dropped). Call only under the registry's lock.
+    /// `Arc` has been dropped, or its value was moved out of it). A CAS of
+    /// the `Arc`'s count; never touches the value (which may be dropping).
+    #[inline]
     fn upgrade(&self) -> Option<Arc<RunState>> {
-        // SAFETY: under the lock the child is linked, so its allocation is
-        // alive: it is freed only after its value's drop, which unlinks it
-        // first and so waits for this lock. The `Weak` is borrowed
-        // (`ManuallyDrop`: no weak count taken or given back); `upgrade`
-        // touches only the `Arc`'s counts, never the value (which may be
-        // dropping).
-        let weak = ManuallyDrop::new(unsafe { Weak::from_raw(self.0) });
-        weak.upgrade()
+        self.0.upgrade()
     }
 }
 
@@ -384,7 +383,8 @@ impl Slab {
             self.entries.clear();
             self.free = NONE;
         } else {
-            // The entry replaced holds no reference: nothing to drop.
+            // The entry replaced holds a `Weak`: its drop runs no user
+            // code (at most it frees an allocation emptied by a move).
             self.entries[index] = Entry::Free(self.free);
             self.free = index;
         }
@@ -472,7 +472,11 @@ impl RunState {
     /// dropped first, its children live on and still follow this state's
     /// parent (and its ancestors): `server.child("worker").child("job")`
     /// drops the worker at once, yet the server's cancel reaches the job. A
-    /// state with no parent dropped first detaches its children.
+    /// state with no parent dropped first detaches its children. A child
+    /// taken out of its `Arc` (`Arc::into_inner`, `try_unwrap`) stays
+    /// linked until it drops, but no longer follows this state's cancel
+    /// (its own children still do); `Arc::get_mut` on a child is `None`
+    /// (this state's `Weak`).
     ///
     /// A child made while this state reads cancelled follows this state's
     /// current cancel: a cancel of the run in progress (or of the next run,
@@ -507,10 +511,10 @@ impl RunState {
         let mut slab = registry.lock();
         let mut inherited = None;
         let child = Arc::new_cyclic(|weak| {
-            // `Weak::as_ptr`: where the value will be; nothing is read
+            // A weak count of our own (see `ChildPtr`); nothing is read
             // through it before the value is in place (it is read under
             // this lock, which we hold until then).
-            let index = slab.insert(ChildPtr(weak.as_ptr()));
+            let index = slab.insert(ChildPtr(Weak::clone(weak)));
             // Under the lock, after the insert: see the module docs.
             // Acquire: as `cancelled`; a cancel seen here is one whose
             // children list comes after ours (or never looks).
@@ -799,8 +803,9 @@ impl Registry {
             } else if let Some(last) = Arc::into_inner(child) {
                 // Ours was the last reference (its holder dropped it as
                 // we walked): its drop, which takes this lock, comes after
-                // it; meanwhile its slot no longer points at it (its
-                // allocation is gone), and keeps its registry's copy.
+                // it; meanwhile its slot lets go of its `Weak` (freeing
+                // the emptied allocation: no user code) and keeps its
+                // registry's copy.
                 if let Entry::Child(ptr, _) = &mut slab.entries[index] {
                     *ptr = None;
                 }
