@@ -765,6 +765,8 @@ fn registries_are_freed_when_their_owner_and_children_are_all_gone() {
     assert_eq!(root.child_count(), 0);
     drop(root);
     assert!(root_watch.freed());
+}
+
 // --- review of the address-only slab (3c4648a) ---------------------------------
 
 /// Use-after-free: safe code can move a child's value out of its `Arc`
