@@ -509,29 +509,31 @@ impl RunState {
         // dropped, so it is alive while we hold `&self`.
         let registry = unsafe { &*raw };
         let mut slab = registry.lock();
-        let mut inherited = None;
+        // Under the lock (see the module docs; where in the locked section
+        // does not matter: a cancel's walk takes the lock after its RMW of
+        // the word). Before the insert, so that nothing that could panic
+        // comes between the insert and the value's `ParentLink`, which
+        // alone frees the slot.
+        // Acquire: as `cancelled`; a cancel seen here is one whose
+        // children list comes after ours (or never looks).
+        let mut s = self.state.load(Ordering::Acquire);
+        if s & HAS_CHILDREN == 0 {
+            // AcqRel: orders this RMW in the word with the cancel's;
+            // Release publishes the registry (stored before) to a
+            // canceller that sees the bit.
+            s = self.state.fetch_or(HAS_CHILDREN, Ordering::AcqRel);
+        }
+        let (word, inherited) =
+            if s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel") {
+                self.inherited_cancel()
+            } else {
+                (0, None)
+            };
         let child = Arc::new_cyclic(|weak| {
             // A weak count of our own (see `ChildPtr`); nothing is read
             // through it before the value is in place (it is read under
             // this lock, which we hold until then).
             let index = slab.insert(ChildPtr(Weak::clone(weak)));
-            // Under the lock, after the insert: see the module docs.
-            // Acquire: as `cancelled`; a cancel seen here is one whose
-            // children list comes after ours (or never looks).
-            let mut s = self.state.load(Ordering::Acquire);
-            if s & HAS_CHILDREN == 0 {
-                // AcqRel: orders this RMW in the word with the cancel's;
-                // Release publishes the registry (stored before) to a
-                // canceller that sees the bit.
-                s = self.state.fetch_or(HAS_CHILDREN, Ordering::AcqRel);
-            }
-            let word = if s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel") {
-                let (word, reason) = self.inherited_cancel();
-                inherited = reason;
-                word
-            } else {
-                0
-            };
             RunState::build(
                 name,
                 word,
