@@ -767,6 +767,16 @@ fn registries_are_freed_when_their_owner_and_children_are_all_gone() {
     assert!(root_watch.freed());
 }
 
+/// A thread that drops `value` once `start` lets it go (every racer waits
+/// at the same barrier, so the drop races the others' work).
+fn drop_at<T: Send + 'static>(start: &Arc<Barrier>, value: T) -> thread::JoinHandle<()> {
+    let start = Arc::clone(start);
+    thread::spawn(move || {
+        start.wait();
+        drop(value);
+    })
+}
+
 // --- review of the address-only slab (3c4648a) ---------------------------------
 
 /// Use-after-free: safe code can move a child's value out of its `Arc`
@@ -848,13 +858,7 @@ fn two_walks_of_one_registry_while_children_drop_lose_no_cancel() {
             .enumerate()
             .partition(|(i, _)| i % 2 == 0);
         let start = Arc::new(Barrier::new(3));
-        let dropper = {
-            let start = Arc::clone(&start);
-            thread::spawn(move || {
-                start.wait();
-                drop(dropped);
-            })
-        };
+        let dropper = drop_at(&start, dropped);
         let restarter = {
             let (start, parent) = (Arc::clone(&start), Arc::clone(&parent));
             thread::spawn(move || {
@@ -893,20 +897,8 @@ fn a_walk_through_an_orphan_while_the_middle_and_its_children_drop() {
         let stays = middle.child("stays");
         let going: Vec<_> = (0..n).map(|_| middle.child("going")).collect();
         let start = Arc::new(Barrier::new(3));
-        let t_middle = {
-            let start = Arc::clone(&start);
-            thread::spawn(move || {
-                start.wait();
-                drop(middle);
-            })
-        };
-        let t_children = {
-            let start = Arc::clone(&start);
-            thread::spawn(move || {
-                start.wait();
-                drop(going);
-            })
-        };
+        let t_middle = drop_at(&start, middle);
+        let t_children = drop_at(&start, going);
         start.wait();
         root.cancel();
         t_middle.join().unwrap();
@@ -935,22 +927,9 @@ fn a_parent_dropped_while_its_children_drop_and_the_grandparent_cancels() {
             let kids: Vec<_> = (0..n).map(|_| parent.child("kid")).collect();
             let watch: Vec<_> = kids.iter().map(Arc::downgrade).collect();
             let start = Arc::new(Barrier::new(3));
-            let t_parent = {
-                let start = Arc::clone(&start);
-                thread::spawn(move || {
-                    start.wait();
-                    drop(parent);
-                })
-            };
-            let t_kids = {
-                let start = Arc::clone(&start);
-                thread::spawn(move || {
-                    start.wait();
-                    for kid in kids {
-                        drop(kid);
-                    }
-                })
-            };
+            let t_parent = drop_at(&start, parent);
+            // A `Vec` drops its elements one by one, in order.
+            let t_kids = drop_at(&start, kids);
             start.wait();
             root.cancel();
             t_parent.join().unwrap();

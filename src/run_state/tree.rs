@@ -369,7 +369,9 @@ impl Slab {
     /// child that never made children (nothing to orphan, nothing to let
     /// go outside the lock) and freeing it leaves nothing upstream to
     /// free. Returns whether it did (if not, the caller takes the general
-    /// path).
+    /// path). Not `remove` and a drop, though it does a part of the same
+    /// bookkeeping: that measured 32–34 ns a child create+drop against
+    /// 23.7 ns for this (0.62–0.66× against 0.49× tokio-util's).
     #[inline]
     fn vacate(&mut self, index: usize) -> bool {
         if !matches!(self.entries.get(index), Some(Entry::Child(_, None)))
