@@ -152,3 +152,43 @@ fn an_idle_time_out_racing_a_submit_loses_no_job() {
         assert_all_gone(&pool);
     });
 }
+
+/// Two runners go idle at once (cap 2: the first blocks in its job while
+/// the second is started for the next) and time out (at their first
+/// sleep), racing each other and a third job: the job runs, at most one
+/// of them exits (only while the other is idle too), the pool never has no
+/// runner, and no third runner is started.
+#[test]
+fn two_idle_runners_time_out_while_a_job_arrives() {
+    model(3, || {
+        let pool = LoomRunners::new(2, Duration::from_secs(5));
+        let ran = Ran::new(3);
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let first = {
+            let (gate, ran) = (Arc::clone(&gate), Arc::clone(&ran));
+            Box::new(move || {
+                let (open, opened) = &*gate;
+                let mut open = open.lock().unwrap();
+                while !*open {
+                    open = opened.wait(open).unwrap();
+                }
+                drop(open);
+                Ran::job(&ran, 0)();
+            })
+        };
+        pool.submit(first);
+        pool.submit(Ran::job(&ran, 1)); // the first runner is busy: a second
+        ran.wait_for(1);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        ran.wait_for(0);
+        // Both runners go idle and time out, racing this submit.
+        pool.submit(Ran::job(&ran, 2));
+        ran.wait_for(2);
+        let counts = pool.counts();
+        assert!((1..=2).contains(&counts.runners), "{counts:?}");
+        assert_eq!(pool.shutdown(), 2, "two runners started");
+        ran.assert_each_once();
+        assert_all_gone(&pool);
+    });
+}

@@ -347,7 +347,9 @@ impl Runners {
                 if !woken {
                     if state.idle > 1 || mutant("runner::last_idle_exits") {
                         // Another runner is idle: this one goes.
-                        state.idle -= 1;
+                        if !mutant("runner::exit_keeps_idle") {
+                            state.idle -= 1;
+                        }
                         state.runners -= 1;
                         return;
                     }
