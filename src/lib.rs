@@ -41,6 +41,13 @@ mod unwind;
 #[doc(hidden)]
 pub use timer::fire_timers as loom_fire_timers;
 
+/// Under loom only, for the loom models: a deadline-runner pool of the
+/// model's own (the crate's is not built under loom) and its counts. See
+/// `src/timer/runner.rs`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use timer::runner::{LoomRunnerCounts, LoomRunners};
+
 #[cfg(not(all(doctest, loom_build)))]
 pub use error::{
     BoxError, CloseError, CloseHow, CloseSite, ClosedError, FinaliseError, JoinError,

@@ -719,8 +719,8 @@ fn until_by_clock(
 
 #[cfg(not(loom))]
 impl Futex {
-    /// [`wait_until`](Futex::wait_until), for `MultiOpen`'s bounded waits:
-    /// the same wait here; under loom it differs (see there).
+    /// [`wait_until`](Futex::wait_until), for `MultiOpen`'s bounded waits
+    /// and the deadline runners' idle time-out: the same wait here; under loom it differs (see there).
     #[inline]
     pub(crate) fn wait_deadline(
         &self,
@@ -731,7 +731,8 @@ impl Futex {
     }
 }
 
-/// Under loom, `MultiOpen`'s bounded waits: with no deadline, the untimed
+/// Under loom, `MultiOpen`'s bounded waits (and the deadline runners' idle
+/// time-out): with no deadline, the untimed
 /// [`wait`](Futex::wait) (`true`); with one, the timer fires at once
 /// (`false`, no sleep), whatever the deadline: loom has no clock, so the
 /// models explore a time-out at every point where a timed waiter would

@@ -64,8 +64,8 @@ use std::time::Instant;
 use crate::unwind;
 
 // The deadline runners: where timer tasks hand off user code of unbounded
-// length (src/timer/runner.rs). Normal builds only.
-#[cfg(not(loom))]
+// length (src/timer/runner.rs). Under loom, only for the models' own pools
+// (`LoomRunners`): the firing model thread runs the callbacks itself.
 pub(crate) mod runner;
 
 /// A task for the timer thread. It runs at most once, on that thread (under

@@ -3,8 +3,10 @@
 //! `on_cancel` callbacks of a firing `RunState` deadline), so that the
 //! crate's one timer thread never runs code of unbounded length.
 //!
-//! Crate-internal; normal builds only (under loom the firing model thread
-//! runs the callbacks itself). One call: [`submit`] a job.
+//! Crate-internal. One call: [`submit`] a job. Under loom there is no
+//! crate-wide pool (the firing model thread runs the callbacks itself), but
+//! [`Runners`] itself is built, so the models of `loom-tests/` make pools of
+//! their own through [`LoomRunners`] and check the very code that ships.
 //!
 //! # The promise
 //! A job may block, or wait for another deadline, without delaying any
@@ -65,7 +67,9 @@ use std::collections::VecDeque;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use crate::sync::{yield_now, Futex, Mutex, MutexGuard, Ordering, ThreadBuilder};
+#[cfg(loom)]
+use crate::sync::JoinHandle;
+use crate::sync::{mutant, yield_now, Futex, Mutex, MutexGuard, Ordering, ThreadBuilder};
 use crate::unwind;
 
 /// A job for a runner: runs once, on a runner thread (or, if none can be
@@ -76,13 +80,17 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 pub(crate) const NAME: &str = "multiopen-deadline";
 
 /// The most runners alive at once; beyond, jobs queue.
+#[cfg(not(loom))]
 pub(crate) const CAP: usize = 64;
 
 /// How long a runner stays idle before it exits (unless it is the last
 /// idle one).
+#[cfg(not(loom))]
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The crate's one pool: the deadline runners.
+/// The crate's one pool: the deadline runners. (Normal builds only: loom's
+/// `Mutex::new` is not `const`.)
+#[cfg(not(loom))]
 static DEADLINE_RUNNERS: Runners = Runners::new(NAME, CAP, IDLE_TIMEOUT);
 
 /// Runs `job` on a deadline runner (see the module doc): hands it to an
@@ -90,12 +98,14 @@ static DEADLINE_RUNNERS: Runners = Runners::new(NAME, CAP, IDLE_TIMEOUT);
 /// beyond the pool's lock and, when a runner must be started, a thread
 /// spawn (some tens of microseconds). Runs it here only if the OS refuses a
 /// thread and no runner exists.
+#[cfg(not(loom))]
 pub(crate) fn submit(job: Job) {
     DEADLINE_RUNNERS.submit(job);
 }
 
 /// A pool of runner threads (one static in the product; tests make their
-/// own, with a small cap and a short idle time).
+/// own, with a small cap and a short idle time, and so do the loom models,
+/// through [`LoomRunners`]).
 pub(crate) struct Runners {
     state: Mutex<State>,
     /// The idle runners' wake word: a sequence number, bumped under the
@@ -126,19 +136,65 @@ struct State {
     /// The process whose runners these counts describe (`None`: none yet);
     /// after a fork the child's id differs: see the module doc.
     pid: Option<u32>,
+    /// Loom only: [`LoomRunners::shutdown`] asked the idle runners to exit
+    /// (a model ends only once every thread has).
+    #[cfg(loom)]
+    shutdown: bool,
+    /// Loom only: the runners started, for `shutdown` to join.
+    #[cfg(loom)]
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl State {
+    const fn new() -> Self {
+        Self {
+            jobs: VecDeque::new(),
+            runners: 0,
+            idle: 0,
+            signals: 0,
+            pid: None,
+            #[cfg(loom)]
+            shutdown: false,
+            #[cfg(loom)]
+            threads: Vec::new(),
+        }
+    }
 }
 
 impl Runners {
+    #[cfg(not(loom))]
     const fn new(name: &'static str, cap: usize, idle_timeout: Duration) -> Self {
+        Self::assemble(
+            Mutex::new(State::new()),
+            Futex::new(0),
+            name,
+            cap,
+            idle_timeout,
+        )
+    }
+
+    /// Under loom: not `const` (loom's `Mutex::new` and `Futex::new` are not).
+    #[cfg(loom)]
+    fn new(name: &'static str, cap: usize, idle_timeout: Duration) -> Self {
+        Self::assemble(
+            Mutex::new(State::new()),
+            Futex::new(0),
+            name,
+            cap,
+            idle_timeout,
+        )
+    }
+
+    const fn assemble(
+        state: Mutex<State>,
+        wake: Futex,
+        name: &'static str,
+        cap: usize,
+        idle_timeout: Duration,
+    ) -> Self {
         Self {
-            state: Mutex::new(State {
-                jobs: VecDeque::new(),
-                runners: 0,
-                idle: 0,
-                signals: 0,
-                pid: None,
-            }),
-            wake: Futex::new(0),
+            state,
+            wake,
             name,
             cap,
             idle_timeout,
@@ -179,12 +235,15 @@ impl Runners {
             if state.idle > 0 {
                 state.idle -= 1;
                 state.signals += 1;
-                // Relaxed (load and store): every write of the word is under
-                // the lock, which orders them; the futex compares it
-                // atomically with a runner's sleep, which is all a wake
-                // needs. The job itself is published by the lock.
-                let word = self.wake.load(Ordering::Relaxed);
-                self.wake.store(word.wrapping_add(1), Ordering::Relaxed);
+                // Relaxed: every write of the word is under the lock, which
+                // orders them; the futex compares it atomically with a
+                // runner's sleep, which is all a wake needs. The job itself
+                // is published by the lock. (One RMW, not a load and a
+                // store: as cheap under the lock, and loom's search then
+                // sees it race a runner's read of the word; it wraps.)
+                if !mutant("runner::submit_no_bump") {
+                    self.wake.fetch_add(1, Ordering::Relaxed);
+                }
                 drop(state);
                 self.wake.wake_one();
                 return;
@@ -215,10 +274,13 @@ impl Runners {
         if self.refuse_threads {
             return false;
         }
-        ThreadBuilder::new()
+        let spawned = ThreadBuilder::new()
             .name(self.name.to_owned())
-            .spawn(move || self.serve())
-            .is_ok()
+            .spawn(move || self.serve());
+        // Under loom: kept for `LoomRunners::shutdown` to join.
+        #[cfg(loom)]
+        let spawned = spawned.map(|thread| self.lock().threads.push(thread));
+        spawned.is_ok()
     }
 
     /// A runner: takes jobs while there are any, then sleeps as idle until
@@ -235,13 +297,42 @@ impl Runners {
             state.idle += 1;
             let mut until = Instant::now().checked_add(self.idle_timeout);
             loop {
+                // Loom only: `LoomRunners::shutdown` ends the idle runners
+                // (this one is counted idle here, and the queue is empty).
+                #[cfg(loom)]
+                if state.shutdown && state.jobs.is_empty() {
+                    state.idle -= 1;
+                    state.runners -= 1;
+                    return;
+                }
                 // Relaxed: read under the lock, as `submit` writes it.
-                let word = self.wake.load(Ordering::Relaxed);
+                let read_late = mutant("runner::word_read_unlocked");
+                let word = (!read_late).then(|| self.wake.load(Ordering::Relaxed));
                 drop(state);
+                let word = word.unwrap_or_else(|| self.wake.load(Ordering::Relaxed));
                 // Returns at once if a `submit` bumped the word since the
-                // read; `false` only once `until` has come.
-                let woken = self.wake.wait_until(word, until);
+                // read; `false` only once `until` has come. (Under loom it
+                // times out at once when `until` is set, so the models
+                // explore the time-out at every point of every
+                // interleaving.)
+                let woken = self.wake.wait_deadline(word, until);
                 state = self.lock();
+                if !woken && mutant("runner::timeout_before_signal") {
+                    // The bug: the time-out handled first, a signal left
+                    // for this runner unseen.
+                    if state.idle > 1 {
+                        state.idle -= 1;
+                        state.runners -= 1;
+                        return;
+                    }
+                    until = None;
+                    continue;
+                }
+                if mutant("runner::job_before_signal") && !state.jobs.is_empty() {
+                    // The bug: a signalled runner leaves the idle count.
+                    state.idle -= 1;
+                    break;
+                }
                 if state.signals > 0 {
                     state.signals -= 1; // `submit` took us off `idle`
                     break;
@@ -254,9 +345,11 @@ impl Runners {
                     break;
                 }
                 if !woken {
-                    if state.idle > 1 {
+                    if state.idle > 1 || mutant("runner::last_idle_exits") {
                         // Another runner is idle: this one goes.
-                        state.idle -= 1;
+                        if !mutant("runner::exit_keeps_idle") {
+                            state.idle -= 1;
+                        }
                         state.runners -= 1;
                         return;
                     }
@@ -274,7 +367,75 @@ fn run(job: Job) {
     let _ = unwind::catch(job);
 }
 
-#[cfg(test)]
+/// Under loom only, for the models of `loom-tests/deadline_runners.rs`: a
+/// pool of runners of its own (leaked: spawning needs `&'static`), with
+/// its counts and a `shutdown` that ends its runners, so a model ends.
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct LoomRunners(&'static Runners);
+
+/// A [`LoomRunners`] pool's counts, read under its lock.
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoomRunnerCounts {
+    /// Runner threads alive (or being started).
+    pub runners: usize,
+    /// Runners asleep (or about to sleep) that no job has signalled.
+    pub idle: usize,
+    /// Signals left for idle runners and not taken yet.
+    pub signals: usize,
+    /// Jobs queued, not taken yet.
+    pub jobs: usize,
+}
+
+#[cfg(loom)]
+impl LoomRunners {
+    /// A pool of at most `cap` runners that time out after `idle_timeout`
+    /// (under loom: at their first sleep, unless `idle_timeout` is too long
+    /// for an `Instant`, such as `Duration::MAX`: then never).
+    pub fn new(cap: usize, idle_timeout: Duration) -> Self {
+        Self(Box::leak(Box::new(Runners::new(NAME, cap, idle_timeout))))
+    }
+
+    /// Runs `job` on a runner: the product's `submit`.
+    pub fn submit(&self, job: Box<dyn FnOnce() + Send + 'static>) {
+        self.0.submit(job);
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> LoomRunnerCounts {
+        let state = self.0.lock();
+        LoomRunnerCounts {
+            runners: state.runners,
+            idle: state.idle,
+            signals: state.signals,
+            jobs: state.jobs.len(),
+        }
+    }
+
+    /// Ends every runner once the queue is empty (runners finish their jobs
+    /// first) and joins them: returns how many runners were ever started.
+    /// Call it after every `submit` has returned.
+    pub fn shutdown(&self) -> usize {
+        let threads = {
+            let mut state = self.0.lock();
+            state.shutdown = true;
+            // Relaxed: as `submit`'s bump, under the lock.
+            self.0.wake.fetch_add(1, Ordering::Relaxed);
+            std::mem::take(&mut state.threads)
+        };
+        self.0.wake.wake_all();
+        let started = threads.len();
+        for thread in threads {
+            thread.join().expect("a runner panicked");
+        }
+        started
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
