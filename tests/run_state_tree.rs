@@ -116,10 +116,11 @@ fn a_deep_chain_is_cancelled_without_recursion() {
 #[test]
 fn a_million_children_made_and_dropped_under_concurrent_cancels_keep_memory_flat() {
     const MAKERS: usize = 2;
-    const PER_MAKER: usize = 500_000; // a million in all
-                                      // Each round: a fresh parent that a canceller cancels while the makers
-                                      // make and drop children; every child alive at the cancel, or made
-                                      // after it, must be cancelled.
+    // A million in all. The main thread cancels the parent part-way
+    // through while the makers make and drop children: every child alive
+    // at the cancel, or made after it, must be cancelled. (The live heap,
+    // in bytes, under many cancels: `tests/run_state_tree_memory.rs`.)
+    const PER_MAKER: usize = 500_000;
     let parent = Arc::new(RunState::new("parent"));
     let start = Arc::new(Barrier::new(MAKERS + 1));
     // Set once the parent's `cancel()` has returned: every child made
