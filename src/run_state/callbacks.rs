@@ -232,7 +232,9 @@ impl Callbacks {
                 // The bug: with a reader in flight, the retired references
                 // are given up (left for the reader to free, which never
                 // holds them): the replaced lists leak.
-                std::mem::take(retired).into_iter().for_each(std::mem::forget);
+                std::mem::take(retired)
+                    .into_iter()
+                    .for_each(std::mem::forget);
             }
             Vec::new()
         };
