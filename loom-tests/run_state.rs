@@ -120,8 +120,8 @@ fn two_starts_race() {
 /// before the start (kept: the run begins cancelled), during the run, or
 /// after the stop (kept for the next run), and is never lost: each way the
 /// state ends cancelled. (A start or stop that computed its new word from
-/// a plain load and stored it, the mutant `run_state::publish_load_store`,
-/// loses a cancel landing in between.)
+/// a plain load and wrote it blindly, the mutant
+/// `run_state::publish_blind_write`, loses a cancel landing in between.)
 #[test]
 fn start_stop_vs_cancel() {
     loom::model(|| {
@@ -499,7 +499,7 @@ fn callbacks_see_their_transition() {
         };
         canceller.join().unwrap();
         assert_eq!(stopper.join().unwrap(), Ok(()));
-        assert_eq!(rs.state(), RunPhase::Cancelled);
+        assert_eq!(rs.state(), RunPhase::Cancelled, "a cancel was lost");
     });
 }
 

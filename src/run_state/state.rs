@@ -609,11 +609,14 @@ impl RunState {
                 self.cancels_cleared.fetch_add(1, Ordering::Release);
                 counted = true;
             }
-            if mutant("run_state::publish_load_store") {
+            if mutant("run_state::publish_blind_write") {
                 // The bug: the new word is computed from a plain load and
-                // stored, not swapped in by a CAS, so a cancel (a
-                // `fetch_or`) landing between the two is lost.
-                self.state.store(next(s), order);
+                // written blindly (a swap, not a CAS), so a cancel (a
+                // `fetch_or`) landing between the two is lost. (A swap,
+                // not a store: loom 0.7 lets a plain store slip inside
+                // another thread's RMW, tokio-rs/loom#254, which would be
+                // caught for the wrong reason.)
+                self.state.swap(next(s), order);
                 break s;
             }
             match self
