@@ -3,7 +3,10 @@
 # loom-tests/mutants.txt, switch it on (MULTIOPEN_MUTANT=<name>, read by
 # src/sync.rs under --cfg loom only) and check that the named loom tests now
 # fail. Exits non-zero if any mutant survives, or if a listed name no longer
-# appears in src/.
+# appears in src/. Run without a name filter, it first checks that every
+# loom model (each test of each `[[test]]` target of Cargo.toml whose path
+# is under loom-tests/) has a line of mutants.txt mapping a mutant to it:
+# the same target, and no filter or one that is a substring of its name.
 #
 # Usage: bash loom-tests/mutants.sh [name-substring]
 set -euo pipefail
@@ -13,6 +16,51 @@ only="${1:-}"
 logdir="$(mktemp -d)"
 echo "== building loom tests once"
 cargo test --release --tests --no-run -q
+# Every model must be shown able to fail: name the ones no line maps to.
+if [[ -z "${only}" ]]; then
+    echo "== checking that every loom model has a mutant"
+    # The [[test]] targets whose path is under loom-tests/.
+    targets=$(awk '
+        /^\[/ { name = "" }
+        /^name *=/ { gsub(/^name *= *"|"$/, ""); name = $0 }
+        /^path *= *"loom-tests\// { if (name != "") print name }
+    ' Cargo.toml)
+    if [[ -z "${targets}" ]]; then
+        echo "no loom test targets found in Cargo.toml"
+        exit 1
+    fi
+    unmapped=()
+    models=0
+    for target in ${targets}; do
+        # `--list` prints one `<name>: test` line per test.
+        if ! list=$(cargo test --release -q --test "${target}" -- --list 2>&1); then
+            echo "listing the tests of ${target} failed:"
+            tail -20 <<<"${list}"
+            exit 1
+        fi
+        tests=$(sed -n 's/: test$//p' <<<"${list}")
+        for test in ${tests}; do
+            models=$((models + 1))
+            mapped=false
+            while read -r name t filter; do
+                [[ -z "${name}" || "${name}" == \#* || "${t}" != "${target}" ]] && continue
+                if [[ -z "${filter}" || "${test}" == *"${filter}"* ]]; then
+                    mapped=true
+                    break
+                fi
+            done <loom-tests/mutants.txt
+            "${mapped}" || unmapped+=("${target} ${test}")
+        done
+    done
+    if [[ ${#unmapped[@]} -gt 0 ]]; then
+        echo "loom models with no mutant in loom-tests/mutants.txt (add a deliberate"
+        echo "bug that each one catches; see the header of mutants.txt):"
+        printf '  %s\n' "${unmapped[@]}"
+        exit 1
+    fi
+    echo "every loom model (${models}) has a mutant"
+fi
+
 caught=0
 survived=()
 while read -r name target filter; do

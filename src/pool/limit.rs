@@ -542,10 +542,14 @@ impl Limit {
     /// its cap: the caller then takes an object back out and drops it.
     pub(super) fn give_idle(&self) -> bool {
         let no_wake = mutant("pool::cap_return_no_wake");
+        // The mutant trusts the return's earlier `verdict` and skips the
+        // close check here: a return racing `close` keeps its object idle
+        // after `close` drained the pool.
+        let ignores_close = mutant("pool::cap_return_ignores_close");
         // Relaxed: a guess for the CAS, which decides.
         let mut w = self.state.load(Ordering::Relaxed);
         loop {
-            if w & CLOSED != 0 || free(w) < 0 {
+            if (w & CLOSED != 0 && !ignores_close) || free(w) < 0 {
                 return false;
             }
             let (new, wake) = if no_wake {

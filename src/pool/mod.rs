@@ -492,13 +492,22 @@ impl<T, E> Pool<T, E> {
             // `stats` sees it neither made nor idle, rather than made and
             // not idle, which would pass for a reuse.
             let object = self.make(None)?;
+            // The mutant counts the object made before it is placed: a
+            // `stats` in between sees it made and not idle, a reuse that
+            // never happened.
+            let counted_early = mutant("pool::prefill_counts_made_early");
+            if counted_early {
+                bump(&self.rare.made_for_prefill);
+            }
             let placed = match self.put_in_front(object, NO_HOME, 0) {
                 Ok(()) => Ok(()),
                 Err(object) => self.idle.push(Entry::timeless(object)),
             };
             match placed {
                 Ok(()) => {
-                    bump(&self.rare.made_for_prefill);
+                    if !counted_early {
+                        bump(&self.rare.made_for_prefill);
+                    }
                     added += 1;
                 }
                 Err(entry) => {
@@ -508,7 +517,9 @@ impl<T, E> Pool<T, E> {
                     if !mutant("pool::prefill_assumes_room") {
                         bump(&self.rare.full_on_prefill);
                     }
-                    bump(&self.rare.made_for_prefill);
+                    if !counted_early {
+                        bump(&self.rare.made_for_prefill);
+                    }
                     take::drop_object(entry.object);
                     break;
                 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError};
 use super::error::CallbackPanicked;
 use super::state::HAS_CALLBACKS;
 use super::RunState;
-use crate::sync::{fence, Arc as ListArc, AtomicPtr, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, mutant, Arc as ListArc, AtomicPtr, AtomicUsize, Mutex, Ordering};
 use crate::unwind;
 
 /// A transition that callbacks can be registered for.
@@ -228,6 +228,14 @@ impl Callbacks {
             // every reader that loaded a retired list has its own reference.
             std::mem::take(retired)
         } else {
+            if mutant("run_state::callbacks_retired_leak") {
+                // The bug: with a reader in flight, the retired references
+                // are given up (left for the reader to free, which never
+                // holds them): the replaced lists leak.
+                std::mem::take(retired)
+                    .into_iter()
+                    .for_each(std::mem::forget);
+            }
             Vec::new()
         };
         drop(writer);

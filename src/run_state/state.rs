@@ -334,6 +334,11 @@ impl RunState {
             |s| {
                 let s = if ends_cancel {
                     (s & !CANCELLED) | ENDED_CANCELLED
+                } else if mutant("run_state::stop_clears_late_cancel") {
+                    // The bug: CANCELLED cleared whatever the claimed word
+                    // said, so a cancel that landed after the claim is
+                    // wiped: neither the ended run's nor the next run's.
+                    s & !CANCELLED
                 } else {
                     s
                 };
@@ -603,6 +608,16 @@ impl RunState {
                 // the word we just read, with CANCELLED; see `watch`.
                 self.cancels_cleared.fetch_add(1, Ordering::Release);
                 counted = true;
+            }
+            if mutant("run_state::publish_blind_write") {
+                // The bug: the new word is computed from a plain load and
+                // written blindly (a swap, not a CAS), so a cancel (a
+                // `fetch_or`) landing between the two is lost. (A swap,
+                // not a store: loom 0.7 lets a plain store slip inside
+                // another thread's RMW, tokio-rs/loom#254, which would be
+                // caught for the wrong reason.)
+                self.state.swap(next(s), order);
+                break s;
             }
             match self
                 .state
