@@ -90,6 +90,15 @@ impl RunState {
     /// makes the state the current state of the calling thread (see
     /// [`RunState::current`]) from before the start until after the stop.
     ///
+    /// The calling thread's, wherever the guard goes: moved into a worker
+    /// thread (or an async task), the guard leaves the state current on the
+    /// thread that made it until the guard drops, and not on the worker, so
+    /// code on the making thread that polls
+    /// [`with_current`](Self::with_current) sees the worker's cancel, and
+    /// the worker's does not. To run a function on a new thread under the
+    /// state (current there), use [`spawn`](Self::spawn); in a worker that
+    /// got the guard, [`enter`](Self::enter) the state there.
+    ///
     /// ```
     /// use std::sync::Arc;
     /// use multiopen::RunState;
