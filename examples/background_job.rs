@@ -69,9 +69,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let passes = Arc::new(AtomicU32::new(0));
     let job = {
-        // Start the run here, so a cancel can never arrive before it (a
-        // start clears a pending cancel); the guard moves into the thread
-        // and stops the run when the thread is done.
+        // Start the run here, so it reads running as soon as we go on (a
+        // cancel that came before would be kept: the run would begin
+        // cancelled); the guard moves into the thread and stops the run
+        // when the thread is done.
         let run = rs.run_owned();
         let passes = Arc::clone(&passes);
         thread::spawn(move || {

@@ -7,9 +7,9 @@
 
 use std::panic::{catch_unwind, panic_any, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 
@@ -124,6 +124,93 @@ fn fallible_call_never_panics_when_a_transition_drops_the_last_callback() {
         assert_eq!(panicked.panics, ["PanicOnDrop dropped"]);
         assert_eq!(ran.load(Ordering::SeqCst), 1);
     }
+}
+
+/// Makes `n` children of `parent` whose only strong reference (outside a
+/// cancel) is held by their own `on_cancel` callback, which lets go of it
+/// when it runs: the cancel that runs it then holds the last reference,
+/// and dropping it drops the callback, whose capture ([`PanicOnDrop`])
+/// panics. Returns `Weak`s to them; `ran` counts the callbacks run.
+fn self_releasing_children(
+    parent: &RunState,
+    n: usize,
+    ran: &Arc<AtomicUsize>,
+) -> Vec<Weak<RunState>> {
+    (0..n)
+        .map(|i| {
+            let child = parent.child(format!("child {i}"));
+            let holder: Arc<Mutex<Option<Arc<RunState>>>> = Arc::new(Mutex::new(None));
+            let (own, ran, capture) = (Arc::clone(&holder), Arc::clone(ran), PanicOnDrop);
+            child.on_cancel(move |_| {
+                let _ = &capture;
+                ran.fetch_add(1, Ordering::SeqCst);
+                drop(own.lock().unwrap().take());
+            });
+            let weak = Arc::downgrade(&child);
+            *holder.lock().unwrap() = Some(child);
+            weak
+        })
+        .collect()
+}
+
+/// A parent's cancel walks its children; a child's callback lets go of the
+/// child's last outside reference, so the walk drops the child, and a
+/// value the callback captured panics in its `Drop`. That panic used to
+/// escape the walk: `cancel()` ("never panics") panicked, the children not
+/// yet walked were never called back (plain cancel) or never cancelled at
+/// all (`cancel_with`).
+#[test]
+fn fallible_call_never_panics_when_a_cancel_walk_drops_the_last_child() {
+    for with_reason in [false, true] {
+        let parent = RunState::new("parent");
+        let plain = parent.child("plain"); // walked first, followed up last
+        let ran = Arc::new(AtomicUsize::new(0));
+        let children = self_releasing_children(&parent, 3, &ran);
+        let result = quietly(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                if with_reason {
+                    parent.cancel_with("shutdown");
+                } else {
+                    parent.cancel();
+                }
+            }))
+        });
+        assert!(
+            result.is_ok(),
+            "with_reason {with_reason}: cancel() panicked"
+        );
+        assert_eq!(ran.load(Ordering::SeqCst), 3, "every child called back");
+        assert!(plain.cancelled(), "every child cancelled");
+        assert!(
+            children.iter().all(|c| c.upgrade().is_none()),
+            "all released"
+        );
+        if with_reason {
+            assert_eq!(plain.reason().as_deref(), Some("shutdown"));
+        }
+    }
+}
+
+/// The same, for a deadline: its callbacks run as one job on a deadline
+/// runner, which used to stop at the first such panic, skipping the
+/// callbacks after it.
+#[test]
+fn fallible_call_never_panics_when_a_deadline_job_drops_the_last_child() {
+    let parent = Arc::new(RunState::new("parent"));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let _children = self_releasing_children(&parent, 3, &ran);
+    let parent_ran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&parent_ran);
+    parent.on_cancel(move |_| flag.store(true, Ordering::SeqCst));
+    quietly(|| {
+        parent.cancel_after(Duration::from_millis(1)).unwrap();
+        // A deadlock detector, not a timing bound.
+        let patience = Instant::now() + Duration::from_secs(20);
+        while !(ran.load(Ordering::SeqCst) == 3 && parent_ran.load(Ordering::SeqCst)) {
+            assert!(Instant::now() < patience, "a callback was skipped");
+            thread::sleep(Duration::from_millis(1));
+        }
+    });
 }
 
 // --- kind: a panic payload whose own Drop panics escapes ---------------------
@@ -337,4 +424,42 @@ fn stale_run_identity_never_cancels_a_foreign_run() {
     assert!(unwound.is_err());
     assert!(rs.is_running() && !rs.cancelled(), "{:?}", rs.state());
     rs.stop().unwrap();
+}
+
+// --- kind: an outer unwind mistaken for the guard's own panic ----------------
+
+/// A run guard made and dropped by cleanup code in a `Drop` that runs while
+/// the thread unwinds from an unrelated panic: its scope did not panic, so
+/// its run ends stopped, not cancelled "panicked" (std's `MutexGuard`
+/// likewise poisons only if the thread began panicking while it was held).
+#[test]
+fn outer_unwind_never_cancels_a_run_guarded_in_cleanup() {
+    struct Cleanup(Arc<RunState>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _run = self.0.run(); // a clean scope of cleanup work
+            let _owned = self.0.run_owned(); // joins it
+        }
+    }
+    let rs = Arc::new(RunState::new("cleanup"));
+    let in_scope = Arc::clone(&rs);
+    let unwound = quietly(|| {
+        catch_unwind(move || {
+            let _cleanup = Cleanup(in_scope);
+            panic!("unrelated");
+        })
+    });
+    assert!(unwound.is_err());
+    assert_eq!(rs.state(), RunPhase::Stopped, "reason {:?}", rs.reason());
+    // A guard's own panic still cancels.
+    let again = Arc::clone(&rs);
+    let unwound = quietly(|| {
+        catch_unwind(move || {
+            let _run = again.run();
+            panic!("the scope failed");
+        })
+    });
+    assert!(unwound.is_err());
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+    assert_eq!(rs.reason().as_deref(), Some("panicked"));
 }

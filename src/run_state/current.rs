@@ -299,7 +299,7 @@ impl RunState {
     /// [`current`](Self::current)), borrowed: no `Arc` clone, so threads
     /// that poll a shared state this way never write its cache lines. With
     /// no current state, `f` gets a new pending state named `"default"`,
-    /// made on the stack for this call (a few stores and a clock read; no
+    /// made on the stack for this call (a few stores; no clock read, no
     /// allocation). Returns what `f` returns.
     ///
     /// Cost with a current state: a thread-local read, a scan from the top

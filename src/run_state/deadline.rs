@@ -255,6 +255,9 @@ fn run_callbacks_elsewhere(states: Vec<Arc<RunState>>) {
     let run = move || {
         for state in states {
             let _ = state.notify(RunEvent::Cancel);
+            // Perhaps the last reference (a callback let go of the state):
+            // a panicking `Drop` of a capture must not skip the others.
+            super::cancel::release(state);
         }
     };
     #[cfg(not(loom))]

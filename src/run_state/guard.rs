@@ -81,6 +81,7 @@ impl RunState {
             run,
             started,
             start_panics,
+            unwinding: std::thread::panicking(),
         }
     }
 
@@ -88,6 +89,15 @@ impl RunState {
     /// clone of the `Arc`, so it can move into another thread. It also
     /// makes the state the current state of the calling thread (see
     /// [`RunState::current`]) from before the start until after the stop.
+    ///
+    /// The calling thread's, wherever the guard goes: moved into a worker
+    /// thread (or an async task), the guard leaves the state current on the
+    /// thread that made it until the guard drops, and not on the worker, so
+    /// code on the making thread that polls
+    /// [`with_current`](Self::with_current) sees the worker's cancel, and
+    /// the worker's does not. To run a function on a new thread under the
+    /// state (current there), use [`spawn`](Self::spawn); in a worker that
+    /// got the guard, [`enter`](Self::enter) the state there.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -115,6 +125,7 @@ impl RunState {
             run,
             started,
             start_panics,
+            unwinding: std::thread::panicking(),
             _current: current,
         }
     }
@@ -161,12 +172,17 @@ impl RunState {
     }
 }
 
-/// Ends a guard's hold on run number `run`: cancel it first if unwinding;
-/// then, if this was the last guard holding it, stop it. Neither if that
-/// run is no longer the current one (someone else stopped it, and perhaps
-/// started another): then `NotRunning`.
-fn end_run(runstate: &RunState, run: u64) -> Result<(), RunStateError> {
-    if std::thread::panicking() && !mutant("run_state::guard_no_cancel_on_panic") {
+/// Ends a guard's hold on run number `run`: cancel it first if the scope
+/// is unwinding from a panic (the thread is panicking now and was not when
+/// the guard was made: `made_unwinding`, as std's `MutexGuard` poisons
+/// only then; a guard made and dropped by cleanup code that runs during an
+/// unrelated unwind, in a `Drop`, ends its run cleanly); then, if this was
+/// the last guard holding it, stop it. Neither if that run is no longer the
+/// current one (someone else stopped it, and perhaps started another): then
+/// `NotRunning`.
+fn end_run(runstate: &RunState, run: u64, made_unwinding: bool) -> Result<(), RunStateError> {
+    if std::thread::panicking() && !made_unwinding && !mutant("run_state::guard_no_cancel_on_panic")
+    {
         // Callback panics are dropped here: there is nobody to report to
         // while unwinding.
         let _ = runstate.cancel_run(run);
@@ -206,6 +222,10 @@ pub struct RunGuard<'a> {
     /// Did this guard start the run?
     started: bool,
     start_panics: Option<CallbackPanicked>,
+    /// Was the thread unwinding when the guard was made (by cleanup code in
+    /// a `Drop`)? Then its drop never cancels: a panic of its own scope
+    /// cannot be told from the unwind it was made in (see `end_run`).
+    unwinding: bool,
 }
 
 impl<'a> RunGuard<'a> {
@@ -269,7 +289,7 @@ impl<'a> RunGuard<'a> {
     /// ```
     pub fn stop(mut self) -> Result<(), RunStateError> {
         match self.run.take() {
-            Some(run) => end_run(self.runstate, run),
+            Some(run) => end_run(self.runstate, run, self.unwinding),
             None => Ok(()),
         }
     }
@@ -281,7 +301,7 @@ impl Drop for RunGuard<'_> {
             // `end_run` runs callbacks (caught) and drops callback lists
             // (user `Drop`s): `in_cleanup` makes sure nothing of it can
             // panic out of this `Drop` while the thread unwinds (an abort).
-            let _ = unwind::in_cleanup(|| end_run(self.runstate, run));
+            let _ = unwind::in_cleanup(|| end_run(self.runstate, run, self.unwinding));
         }
     }
 }
@@ -318,6 +338,8 @@ pub struct OwnedRunGuard {
     /// As [`RunGuard`]'s.
     started: bool,
     start_panics: Option<CallbackPanicked>,
+    /// As [`RunGuard`]'s.
+    unwinding: bool,
     /// Makes the state current on the thread that called `run_owned`;
     /// dropped after `Drop::drop` ends the run (fields drop after it).
     _current: super::CurrentGuard,
@@ -365,7 +387,7 @@ impl OwnedRunGuard {
     /// ```
     pub fn stop(mut self) -> Result<(), RunStateError> {
         match self.run.take() {
-            Some(run) => end_run(&self.runstate, run),
+            Some(run) => end_run(&self.runstate, run, self.unwinding),
             None => Ok(()),
         }
     }
@@ -375,7 +397,7 @@ impl Drop for OwnedRunGuard {
     fn drop(&mut self) {
         if let Some(run) = self.run {
             // As `RunGuard`'s.
-            let _ = unwind::in_cleanup(|| end_run(&self.runstate, run));
+            let _ = unwind::in_cleanup(|| end_run(&self.runstate, run, self.unwinding));
         }
     }
 }
