@@ -71,8 +71,8 @@ pub use pool::{
 pub use run_state::SignalCanceller;
 #[cfg(not(all(doctest, loom_build)))]
 pub use run_state::{
-    CallbackId, CancelReason, CurrentGuard, DropGuard, HasRunState, OwnedDropGuard, OwnedRunGuard,
-    RunEvent, RunGuard, RunHandle, RunPhase, RunState, SpawnError, UntilCancelled,
+    CallbackId, CancelReason, CurrentGuard, DropGuard, HasRunState, LocalRunGuard, OwnedDropGuard,
+    OwnedRunGuard, RunEvent, RunGuard, RunHandle, RunPhase, RunState, SpawnError, UntilCancelled,
     UntilCancelledExt,
 };
 #[cfg(not(all(doctest, loom_build)))]

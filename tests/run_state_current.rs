@@ -1,7 +1,8 @@
 #![cfg(not(loom))]
 //! The current thread's state (issue 13 item 7): `RunState::current`,
 //! `try_current`, `with_current`, `enter`, and the scopes that set it
-//! (`run_owned`, `enter`; `spawn` in `run_state_spawn.rs`).
+//! (`run_here`, `enter`; `run_owned` sets none; `spawn` in
+//! `run_state_spawn.rs`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -34,10 +35,10 @@ fn no_current_state_gives_a_fresh_never_cancelled_default() {
 }
 
 #[test]
-fn run_owned_makes_its_state_current_until_it_stops() {
+fn run_here_makes_its_state_current_until_it_stops() {
     let rs = Arc::new(RunState::new("job"));
     {
-        let _run = rs.run_owned();
+        let _run = rs.run_here();
         assert!(Arc::ptr_eq(&RunState::current(), &rs));
         assert!(RunState::with_current(|cur| std::ptr::eq(cur, &*rs)));
         rs.cancel();
@@ -59,13 +60,13 @@ fn nested_current_states_are_restored_in_order() {
     let outer = Arc::new(RunState::new("outer"));
     let middle = Arc::new(RunState::new("middle"));
     let inner = Arc::new(RunState::new("inner"));
-    let _a = outer.run_owned();
+    let _a = outer.run_here();
     assert_eq!(current_name().as_deref(), Some("outer"));
     {
         let _b = middle.enter();
         assert_eq!(current_name().as_deref(), Some("middle"));
         {
-            let _c = inner.run_owned();
+            let _c = inner.run_here();
             assert_eq!(current_name().as_deref(), Some("inner"));
         }
         assert_eq!(current_name().as_deref(), Some("middle"));
@@ -77,10 +78,10 @@ fn nested_current_states_are_restored_in_order() {
 fn nested_current_states_are_restored_in_order_on_panic() {
     let outer = Arc::new(RunState::new("outer"));
     let inner = Arc::new(RunState::new("inner"));
-    let _a = outer.run_owned();
+    let _a = outer.run_here();
     let unwound = quietly(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            let _b = inner.run_owned();
+            let _b = inner.run_here();
             let _c = Arc::new(RunState::new("innermost")).enter();
             assert_eq!(current_name().as_deref(), Some("innermost"));
             panic!("the task failed");
@@ -128,18 +129,30 @@ fn a_scope_guard_dropped_on_another_thread_ends_the_scope() {
 }
 
 #[test]
-fn a_run_owned_guard_moved_to_a_worker_stays_current_where_it_was_made_until_dropped() {
+fn a_movable_run_guard_sets_no_current_state_where_it_is_made_or_moved() {
+    // `run_owned`'s guard may move (a thread, an async task): had it set
+    // the making thread's current state, that thread (a tokio worker, say)
+    // would read another task's state; it sets none anywhere.
     let rs = Arc::new(RunState::new("handed-over"));
     let run = rs.run_owned();
+    assert!(RunState::try_current().is_none());
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let worker = thread::spawn(move || {
         rx.recv().unwrap();
+        let on_worker = current_name();
         drop(run);
+        on_worker
     });
-    assert_eq!(current_name().as_deref(), Some("handed-over"));
     tx.send(()).unwrap();
-    worker.join().unwrap();
+    assert_eq!(worker.join().unwrap(), None);
     assert!(rs.stopped());
+    // Where the work runs, `enter` makes it current.
+    let run = rs.run_owned();
+    let worker = thread::spawn(move || {
+        let _scope = run.runstate().enter();
+        current_name()
+    });
+    assert_eq!(worker.join().unwrap().as_deref(), Some("handed-over"));
     assert!(RunState::try_current().is_none());
 }
 
@@ -180,10 +193,10 @@ fn current_inside_callbacks_is_the_transitioning_threads_current_state() {
         };
     }
     {
-        let _run = rs.run_owned();
+        let _run = rs.run_here();
         rs.cancel();
     }
-    // Under `run_owned`, every callback of its run sees the state current.
+    // Under `run_here`, every callback of its run sees the state current.
     let job = Some("job".to_owned());
     assert_eq!(
         *seen.lock().unwrap(),

@@ -3,7 +3,7 @@
 //! [`RunState::try_current`], [`RunState::enter`] and [`CurrentGuard`].
 //!
 //! Each thread keeps a stack of the states it runs under. A scope pushes
-//! one ([`enter`](RunState::enter), [`run_owned`](RunState::run_owned),
+//! one ([`enter`](RunState::enter), [`run_here`](RunState::run_here),
 //! [`spawn`](RunState::spawn)) and pops it when it ends, however it ends
 //! (return or unwind), so nested scopes restore the outer state in order.
 //! Deep library code then polls the state without being handed it:
@@ -15,13 +15,21 @@
 //! [`RunGuard`](super::RunGuard) borrows its state, and a guard may be
 //! `mem::forget`-ed (safe code) after which the state could move or be
 //! dropped while the stack still pointed at it. So the scopes that set the
-//! current state are those that hold an `Arc`: [`RunState::run_owned`],
+//! current state are those that hold an `Arc`: [`RunState::run_here`],
 //! [`RunState::enter`] and [`RunState::spawn`].
+//!
+//! # Why `run_owned()` does not set it
+//!
+//! Its guard is made to move (into a thread, an async task). Had it set
+//! the current state, it would be the making thread's until the guard
+//! dropped, wherever the run went: on a tokio worker, every other task
+//! polled there would read that state (and its cancel) as its own.
+//! [`run_here`](RunState::run_here)'s guard is `run_owned`'s with a scope,
+//! and is not `Send`.
 //!
 //! # A scope's guard dropped on another thread
 //!
-//! A [`CurrentGuard`] (and the [`OwnedRunGuard`](super::OwnedRunGuard)
-//! holding one) may move to another thread and be dropped there. Its state
+//! A [`CurrentGuard`] may move to another thread and be dropped there. Its state
 //! stays current on the thread that entered it until then: the guard and
 //! its stack entry share a flag, which the drop clears wherever it runs;
 //! the entering thread skips entries whose flag is clear and removes them
@@ -244,7 +252,7 @@ impl Drop for Reading {
 
 impl RunState {
     /// The state the calling thread runs under: the innermost scope of
-    /// [`enter`](Self::enter), [`run_owned`](Self::run_owned) or
+    /// [`enter`](Self::enter), [`run_here`](Self::run_here) or
     /// [`spawn`](Self::spawn) still open on this thread (the Python
     /// `RunState.default()`); if there is none, a new pending state named
     /// `"default"`, made for this call and shared with nobody, so it is
@@ -252,8 +260,9 @@ impl RunState {
     /// other code watches).
     ///
     /// A [`run`](Self::run) guard does not make its state current (it
-    /// borrows the state; see the module docs): use `run_owned` on an
-    /// `Arc<RunState>`, or `enter`.
+    /// borrows the state; see the module docs), nor does a
+    /// [`run_owned`](Self::run_owned) guard (it may move): use `run_here`
+    /// on an `Arc<RunState>`, or `enter`.
     ///
     /// Cost: a thread-local read and an `Arc` clone (an atomic increment on
     /// the state's count, shared with every thread that clones it); with
@@ -268,7 +277,7 @@ impl RunState {
     /// assert_eq!(RunState::current().name(), "default"); // no scope yet
     /// let rs = Arc::new(RunState::new("job"));
     /// {
-    ///     let _run = rs.run_owned(); // starts it and makes it current
+    ///     let _run = rs.run_here(); // starts it and makes it current
     ///     assert!(Arc::ptr_eq(&RunState::current(), &rs));
     /// }
     /// assert_eq!(RunState::current().name(), "default");
@@ -323,7 +332,7 @@ impl RunState {
     ///
     /// assert!(step().is_ok()); // no current state: never cancelled
     /// let rs = Arc::new(RunState::new("job"));
-    /// let _run = rs.run_owned();
+    /// let _run = rs.run_here();
     /// assert!(step().is_ok());
     /// rs.cancel();
     /// assert_eq!(step().unwrap_err().to_string(), "job was cancelled");

@@ -4,6 +4,7 @@
 //! [`OwnedDropGuard`] (`RunState::drop_guard`/`drop_guard_owned`).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::error::{CallbackPanicked, RunStateError};
@@ -86,18 +87,16 @@ impl RunState {
     }
 
     /// As [`run`](Self::run), for an `Arc<RunState>`: the guard owns a
-    /// clone of the `Arc`, so it can move into another thread. It also
-    /// makes the state the current state of the calling thread (see
-    /// [`RunState::current`]) from before the start until after the stop.
+    /// clone of the `Arc`, so it can move into another thread or an async
+    /// task. Costs what `run` costs plus an `Arc` clone.
     ///
-    /// The calling thread's, wherever the guard goes: moved into a worker
-    /// thread (or an async task), the guard leaves the state current on the
-    /// thread that made it until the guard drops, and not on the worker, so
-    /// code on the making thread that polls
-    /// [`with_current`](Self::with_current) sees the worker's cancel, and
-    /// the worker's does not. To run a function on a new thread under the
-    /// state (current there), use [`spawn`](Self::spawn); in a worker that
-    /// got the guard, [`enter`](Self::enter) the state there.
+    /// It does not make the state the current state of any thread (see
+    /// [`RunState::current`]): a guard that can move would leave it current
+    /// on the thread that made it, not where the run goes (on a tokio
+    /// worker, every other task polled there would read it). For that, use
+    /// [`run_here`](Self::run_here) (the guard stays on its thread),
+    /// [`spawn`](Self::spawn) (a new thread under the state), or
+    /// [`enter`](Self::enter) where the work runs.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -117,8 +116,54 @@ impl RunState {
     /// assert!(rs.stopped());
     /// ```
     pub fn run_owned(self: &Arc<Self>) -> OwnedRunGuard {
+        self.owned_guard(None)
+    }
+
+    /// As [`run_owned`](Self::run_owned), and the state is the calling
+    /// thread's current state (see [`RunState::current`]) from before the
+    /// start (so `on_start` callbacks see it) until after the stop: the
+    /// Python `with runstate:`. The guard cannot leave the thread (it is
+    /// not `Send`). Costs what `run_owned` costs plus a push onto the
+    /// thread's stack of current states and a pop (no atomic RMW but the
+    /// `Arc` clone they hold).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use multiopen::RunState;
+    ///
+    /// fn deep_library_code() -> Result<(), multiopen::Cancelled> {
+    ///     RunState::with_current(|rs| rs.check()) // no parameter needed
+    /// }
+    ///
+    /// let rs = Arc::new(RunState::new("job"));
+    /// {
+    ///     let _run = rs.run_here(); // started, and current on this thread
+    ///     assert_eq!(RunState::current().name(), "job");
+    ///     assert!(deep_library_code().is_ok());
+    ///     rs.cancel();
+    ///     assert!(deep_library_code().is_err());
+    /// } // stopped, then no longer current
+    /// assert!(rs.stopped());
+    /// assert!(RunState::try_current().is_none());
+    /// ```
+    ///
+    /// ```compile_fail
+    /// // The guard stays on its thread:
+    /// let rs = std::sync::Arc::new(multiopen::RunState::new("job"));
+    /// let run = rs.run_here();
+    /// std::thread::spawn(move || drop(run));
+    /// ```
+    pub fn run_here(self: &Arc<Self>) -> LocalRunGuard {
         // The thread's current state from before the start to after the stop.
         let current = self.enter();
+        LocalRunGuard {
+            guard: self.owned_guard(Some(current)),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// `run_owned`'s guard, holding `current` (if any) until after its stop.
+    fn owned_guard(self: &Arc<Self>, current: Option<super::CurrentGuard>) -> OwnedRunGuard {
         let (run, started, start_panics) = self.guard_start();
         OwnedRunGuard {
             runstate: Arc::clone(self),
@@ -340,9 +385,10 @@ pub struct OwnedRunGuard {
     start_panics: Option<CallbackPanicked>,
     /// As [`RunGuard`]'s.
     unwinding: bool,
-    /// Makes the state current on the thread that called `run_owned`;
-    /// dropped after `Drop::drop` ends the run (fields drop after it).
-    _current: super::CurrentGuard,
+    /// For [`RunState::run_here`]: makes the state current on the thread
+    /// that called it; dropped after `Drop::drop` ends the run (fields drop
+    /// after it). `None` for `run_owned`.
+    _current: Option<super::CurrentGuard>,
 }
 
 impl OwnedRunGuard {
@@ -407,6 +453,62 @@ impl fmt::Debug for OwnedRunGuard {
         f.debug_struct("OwnedRunGuard")
             .field("runstate", &*self.runstate)
             .field("started", &self.started)
+            .finish()
+    }
+}
+
+/// A run that stops when this guard is dropped, with the state current on
+/// the thread that made it until then: see [`RunState::run_here`]. Not
+/// `Send`. Derefs to [`OwnedRunGuard`] for `runstate()`, `started()` and
+/// `start_panics()`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use multiopen::RunState;
+///
+/// let rs = Arc::new(RunState::new("job"));
+/// let run = rs.run_here();
+/// assert!(run.started() && run.runstate().is_running());
+/// run.stop()?; // stopped, then no longer current
+/// assert!(rs.stopped() && RunState::try_current().is_none());
+/// # Ok::<(), multiopen::RunStateError>(())
+/// ```
+#[must_use = "dropping the guard stops the run at once"]
+pub struct LocalRunGuard {
+    /// The run, holding the thread's current-state scope.
+    guard: OwnedRunGuard,
+    /// Not `Send`: the scope belongs to this thread's stack.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl LocalRunGuard {
+    /// Stops the run now (then leaves the current-state scope): see
+    /// [`RunGuard::stop`], whose errors it returns.
+    ///
+    /// ```
+    /// let rs = std::sync::Arc::new(multiopen::RunState::new("job"));
+    /// rs.run_here().stop()?;
+    /// assert!(rs.stopped());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn stop(self) -> Result<(), RunStateError> {
+        self.guard.stop()
+    }
+}
+
+impl std::ops::Deref for LocalRunGuard {
+    type Target = OwnedRunGuard;
+
+    fn deref(&self) -> &OwnedRunGuard {
+        &self.guard
+    }
+}
+
+impl fmt::Debug for LocalRunGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalRunGuard")
+            .field("runstate", &*self.guard.runstate)
+            .field("started", &self.guard.started)
             .finish()
     }
 }

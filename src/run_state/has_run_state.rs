@@ -71,7 +71,7 @@ use super::RunState;
 /// `From` a name: `RunState` is built from `&'static str`, `String` or
 /// `Cow<'static, str>`, see below), which make a `RunState` rather than act
 /// on one; and
-/// [`RunState::run_owned`], [`RunState::drop_guard_owned`],
+/// [`RunState::run_owned`], [`RunState::run_here`], [`RunState::drop_guard_owned`],
 /// [`RunState::cancel_at`], [`RunState::cancel_after`], [`RunState::spawn`],
 /// [`RunState::enter`], `RunState::cancel_on_signals` and
 /// `RunState::catch_signals` (feature

@@ -162,7 +162,7 @@ pub use cancel::CancelReason;
 pub use current::CurrentGuard;
 pub use deadline::DEADLINE_EXCEEDED;
 pub use futures::{Cancellation, RunUntilCancelled, WaitCancelled, WaitStopped};
-pub use guard::{DropGuard, OwnedDropGuard, OwnedRunGuard, RunGuard};
+pub use guard::{DropGuard, LocalRunGuard, OwnedDropGuard, OwnedRunGuard, RunGuard};
 pub use has_run_state::HasRunState;
 pub use iter::{UntilCancelled, UntilCancelledExt};
 #[cfg(all(feature = "signal", unix))]

@@ -274,7 +274,7 @@ where
     }
     let _ = runstate.stop_run(Some(run));
     // The scope ends after the stop, so `on_end` callbacks see the state as
-    // current, as they do under `run_owned`.
+    // current, as they do under `run_here`.
     drop(current);
     packet.set(result);
 }
