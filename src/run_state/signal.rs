@@ -129,18 +129,20 @@ impl RunState {
             ));
         }
         let signals: Vec<c_int> = signals.to_vec();
-        arm(&signals)?;
-        match self.start_signal_thread(&signals) {
-            Ok((handle, thread)) => Ok(SignalCanceller {
-                handle,
-                thread: Some(thread),
-                signals,
-            }),
-            Err(error) => {
-                disarm(&signals);
-                Err(error)
-            }
-        }
+        // The order closes a window (review): the "second signal gets the
+        // default action" switch is turned on only once the signal thread
+        // has registered its handlers, so a signal that comes in between
+        // is never taken as the first without a cancel (the next would then
+        // have ended the process). Until then one gets what it got before
+        // the call (the default action, or the other cancellers').
+        prepare(&signals)?;
+        let (handle, thread) = self.start_signal_thread(&signals)?;
+        activate(&signals);
+        Ok(SignalCanceller {
+            handle,
+            thread: Some(thread),
+            signals,
+        })
     }
 
     /// The thread that turns the recorded signals into cancels, and the
@@ -227,56 +229,61 @@ fn dispositions() -> std::sync::MutexGuard<'static, Vec<Disposition>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A canceller of each of `signals` is about to be installed: the next of
-/// each only cancels. On error, what was armed is disarmed again.
-fn arm(signals: &[c_int]) -> std::io::Result<()> {
+/// A canceller of each of `signals` is about to be installed: each has
+/// its entry (and, if its disposition is the default, the two actions of
+/// `default_next`), not yet counted live, so its flag is unchanged: a
+/// signal now gets what it got before. On error, the entries made stay, as
+/// if a canceller of them had come and gone.
+fn prepare(signals: &[c_int]) -> std::io::Result<()> {
     let mut table = dispositions();
-    for (i, &signal) in signals.iter().enumerate() {
-        if let Err(error) = arm_one(&mut table, signal) {
-            drop(table);
-            disarm(&signals[..i]);
-            return Err(error);
-        }
+    for &signal in signals {
+        prepare_one(&mut table, signal)?;
     }
     Ok(())
 }
 
-fn arm_one(table: &mut Vec<Disposition>, signal: c_int) -> std::io::Result<()> {
-    let at = match table.iter().position(|d| d.signal == signal) {
-        Some(at) => at,
-        None => {
-            let default_next = if disposition_is_default(signal)? {
-                let flag = Arc::new(AtomicBool::new(true));
-                // Order matters (actions run in registration order): test
-                // the flag, then set it.
-                signal_hook::flag::register_conditional_default(signal, Arc::clone(&flag))?;
-                signal_hook::flag::register(signal, Arc::clone(&flag))?;
-                Some(flag)
-            } else {
-                None
-            };
-            table.push(Disposition {
-                signal,
-                default_next,
-                live: 0,
-            });
-            table.len() - 1
-        }
-    };
-    let entry = &mut table[at];
-    entry.live += 1;
-    if entry.live == 1 {
-        if let Some(flag) = &entry.default_next {
-            // SeqCst, as signal-hook's own flag actions use: the handler
-            // reads it on whichever thread the signal arrives.
-            flag.store(false, Ordering::SeqCst);
-        }
+fn prepare_one(table: &mut Vec<Disposition>, signal: c_int) -> std::io::Result<()> {
+    if !table.iter().any(|d| d.signal == signal) {
+        let default_next = if disposition_is_default(signal)? {
+            let flag = Arc::new(AtomicBool::new(true));
+            // Order matters (actions run in registration order): test
+            // the flag, then set it.
+            signal_hook::flag::register_conditional_default(signal, Arc::clone(&flag))?;
+            signal_hook::flag::register(signal, Arc::clone(&flag))?;
+            Some(flag)
+        } else {
+            None
+        };
+        table.push(Disposition {
+            signal,
+            default_next,
+            live: 0,
+        });
     }
     Ok(())
 }
 
-/// A canceller of each of `signals` has been dropped (or failed to
-/// install): once none of a signal is left, it gets its old disposition.
+/// A canceller of each of `signals` (prepared) now has its handlers
+/// registered: the next of each only cancels.
+fn activate(signals: &[c_int]) {
+    let mut table = dispositions();
+    for &signal in signals {
+        if let Some(entry) = table.iter_mut().find(|d| d.signal == signal) {
+            entry.live += 1;
+            if entry.live == 1 {
+                if let Some(flag) = &entry.default_next {
+                    // SeqCst, as signal-hook's own flag actions use: the
+                    // handler reads it on whichever thread the signal
+                    // arrives.
+                    flag.store(false, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}
+
+/// A canceller of each of `signals` is being dropped: once none of a
+/// signal is left, it gets its old disposition.
 fn disarm(signals: &[c_int]) {
     let mut table = dispositions();
     for &signal in signals {
@@ -341,8 +348,10 @@ pub struct SignalCanceller {
 
 impl Drop for SignalCanceller {
     fn drop(&mut self) {
-        self.handle.close();
+        // Disarmed first, mirroring the install: a signal from now on gets
+        // its old disposition back (and may still cancel, harmlessly).
         disarm(&self.signals);
+        self.handle.close();
         if let Some(thread) = self.thread.take() {
             // Joining our own thread would wait forever (std refuses with
             // a panic): on it, detach instead; the loop it runs ends after
@@ -361,5 +370,41 @@ impl Drop for SignalCanceller {
 fn join(thread: std::thread::JoinHandle<()>) {
     if let Err(payload) = thread.join() {
         unwind::drop_payload(payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag of `signal`'s entry (default disposition), and its live count.
+    fn entry(signal: c_int) -> (bool, usize) {
+        let table = dispositions();
+        let d = table.iter().find(|d| d.signal == signal).unwrap();
+        let flag = d.default_next.as_ref().unwrap();
+        (flag.load(Ordering::SeqCst), d.live)
+    }
+
+    /// A signal that comes while a canceller is being installed (after the
+    /// default-next actions exist, before the signal thread's handlers do)
+    /// must not be taken as "the first": that one only cancels, and none
+    /// was registered yet, so the next would have got the default action
+    /// (ending the process, for SIGINT) with no cancel ever made. The
+    /// switch is turned on only by `activate`, after the thread is ready.
+    #[test]
+    fn a_signal_while_a_canceller_installs_is_not_taken_as_the_first() {
+        // SIGURG: default disposition, default action "ignore" (harmless
+        // here); no other test of this binary uses it.
+        let signal = libc::SIGURG;
+        prepare(&[signal]).unwrap();
+        assert_eq!(entry(signal), (true, 0), "prepared: the old disposition");
+        // SAFETY: `raise` with a valid signal number; its action here is
+        // the emulated default (ignore) and the flag's store.
+        unsafe { libc::raise(signal) };
+        assert_eq!(entry(signal), (true, 0), "nothing armed, nothing taken");
+        activate(&[signal]);
+        assert_eq!(entry(signal), (false, 1), "armed: the next only cancels");
+        disarm(&[signal]);
+        assert_eq!(entry(signal), (true, 0), "disarmed: the old disposition");
     }
 }
