@@ -434,12 +434,27 @@ fn cross_check() {
         }
         timed
     };
+    // With a reason (as a deadline or a signal cancels): each child gets
+    // its reason, in a cold part made for it.
+    let runstate_cancel_with = |iters| {
+        let mut timed = Duration::ZERO;
+        for _ in 0..iters {
+            let parent = RunState::new("parent");
+            let kids: Vec<_> = (0..CHILDREN).map(|_| parent.child("kid")).collect();
+            let start = Instant::now();
+            parent.cancel_with("deadline exceeded");
+            timed += start.elapsed();
+            drop(black_box(kids));
+        }
+        timed
+    };
     let spreads = interleaved(
         60,
         2,
         &[
             ("tokio_cancel_10k_child_tokens", &tokio_cancel),
             ("runstate_cancel_10k_children", &runstate_cancel),
+            ("runstate_cancel_with_10k_children", &runstate_cancel_with),
         ],
     );
     println!("### cancel a parent of 10,000 children (60 rounds of 2)\n");

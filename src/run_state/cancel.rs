@@ -136,8 +136,9 @@ impl RunState {
     /// children it costs more than `cancel`: each child's reason is set
     /// under its own lock, which allocates the child's cold part (times,
     /// callbacks, reasons) if it has none, where `cancel` marks plain
-    /// children in place; 10,000 plain children took 2–3 ms with a reason
-    /// against 0.09 ms without (release build, 2 cores). A deadline and a
+    /// children in place: about 40 ns per child against 9 (10,000 plain
+    /// children: 0.40–0.42 ms with a reason, 0.085 ms without, on a 2-core
+    /// VM; see `BENCHMARKS.md`). A deadline and a
     /// signal cancel with a reason too. Never fails; callback panics as for
     /// `cancel` (see [`try_cancel_with`](Self::try_cancel_with)).
     ///

@@ -126,9 +126,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 #[cfg(doc)]
 use std::time::SystemTime;
-use std::time::{Duration, Instant};
 
 use crate::sync::{AtomicU64, Futex, LazyBox, LazyWakers, Mutex};
 
@@ -261,9 +261,6 @@ pub(super) struct Cold {
     /// [`run`](RunState::run)). Read and written only under `TIMING`, as
     /// `runs`.
     guards: AtomicU64,
-    /// Where ticks count from: when the cold part was made (before the
-    /// first start).
-    base: Instant,
     callbacks: Callbacks,
     /// The reason of the cancel (see `cancel.rs`); only slow paths lock it.
     reasons: Mutex<Reasons>,
@@ -320,7 +317,6 @@ impl RunState {
             runs: AtomicU64::new(0),
             publishes: AtomicU64::new(0),
             guards: AtomicU64::new(0),
-            base: Instant::now(),
             callbacks: Callbacks::new(),
             reasons: Mutex::new(Reasons::default()),
         })
