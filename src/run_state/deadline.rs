@@ -89,6 +89,12 @@ impl RunState {
     /// state dropped before its deadline is never cancelled by it (and its
     /// timer entry is removed). A [`child`](Self::child) is an `Arc` already.
     ///
+    /// After a `fork()`, the child process has no timer thread (threads do
+    /// not survive a fork): a deadline set before the fork fires there
+    /// only once something in the child schedules on the timer (another
+    /// `cancel_at` or `cancel_after`, a `MultiOpen` linger), which starts
+    /// the thread anew; it then fires every inherited deadline that is due.
+    ///
     /// Errors: [`RunStateError::TimerUnavailable`] if the timer thread could
     /// not be started (the OS refused a thread); nothing is scheduled.
     ///

@@ -68,7 +68,7 @@
 //!
 //! # Clocks and timestamps
 //!
-//! Durations are measured on the monotonic clock ([`Instant`]): each
+//! Durations are measured on the monotonic clock ([`Instant`](std::time::Instant)): each
 //! `RunState` keeps the `Instant` of its creation and stores nanoseconds
 //! since then in `AtomicU64`s. Wall-clock times ([`SystemTime`], as
 //! nanoseconds since the Unix epoch, also in `AtomicU64`s) are read at each

@@ -141,7 +141,10 @@ pub enum RunPhase {
     Paused,
     /// Running and cancelled: asked to stop, not stopped yet (`"stopping"`).
     Stopping,
-    /// Stopped after a cancel (`"cancelled"`).
+    /// Stopped, and cancelled (`"cancelled"`): the run was cancelled before
+    /// it ended, or a cancel (or a deadline) came after its stop; such a
+    /// cancel is kept for the next run, which begins cancelled (see
+    /// [`RunState::start`]). [`RunState::reason`] tells which cancel.
     Cancelled,
     /// Stopped, not cancelled (`"stopped"`).
     Stopped,

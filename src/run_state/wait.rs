@@ -31,6 +31,17 @@ use crate::sync::{mutant, Ordering};
 //   as it asked; that is the API, not re-entrancy.)
 // - `sleep_slow`: bounded by its duration, and cut short by a cancel from
 //   any thread; from an `on_cancel` callback it returns at once.
+// - `wait_cancelled` (and its timed forms): returns once cancelled; from
+//   an `on_cancel` callback at once (the cancel is published before the
+//   callbacks run), from any other place a cancel by any thread ends it.
+// - `wait_stopped` (and its timed forms): waits for the run to end, which
+//   ends by `stop`, the last run guard's drop, or a spawned function's
+//   return. Called on a thread that alone can end the run (from a
+//   callback or code running while this thread holds the run's only
+//   guard), it waits for something only it can do, as a thread that joins
+//   itself would: not re-entrancy inside the crate (no lock or claim of
+//   ours is held), but a wait the caller asked for. Documented on
+//   `wait_stopped`; the timed forms bound it.
 // - The callbacks' registration mutex: no user code runs under it (lists
 //   are freed after it is released), so a callback or a captured value's
 //   `Drop` may register or remove callbacks.
@@ -341,7 +352,11 @@ impl RunState {
     /// lost wake-up). A state never started waits for its first run to
     /// end, which may never come: bound it with
     /// [`wait_stopped_timeout`](Self::wait_stopped_timeout) or
-    /// [`wait_stopped_deadline`](Self::wait_stopped_deadline).
+    /// [`wait_stopped_deadline`](Self::wait_stopped_deadline). Likewise,
+    /// called where only the calling thread can end the run (in an
+    /// `on_cancel` callback of a cancel made by the thread that holds the
+    /// run's only guard, say), it waits for ever, as a thread joining itself
+    /// would: stop first, or wait elsewhere.
     ///
     /// ```
     /// use std::sync::Arc;
