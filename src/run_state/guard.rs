@@ -1,6 +1,7 @@
-//! The run guards: [`RunGuard`] and [`OwnedRunGuard`], which hold a run
-//! and end it when the last of them is dropped (`end_run`), and
-//! `RunState::run`/`run_owned`; the cancel-on-drop guards [`DropGuard`] and
+//! The run guards: [`RunGuard`], [`OwnedRunGuard`] and [`LocalRunGuard`],
+//! which hold a run and end it when the last of them is dropped
+//! (`end_run`), and `RunState::run`/`run_owned`/`run_here`; the
+//! cancel-on-drop guards [`DropGuard`] and
 //! [`OwnedDropGuard`] (`RunState::drop_guard`/`drop_guard_owned`).
 
 use std::fmt;
@@ -126,6 +127,15 @@ impl RunState {
     /// not `Send`). Costs what `run_owned` costs plus a push onto the
     /// thread's stack of current states and a pop (no atomic RMW but the
     /// `Arc` clone they hold).
+    ///
+    /// For synchronous code: not `Send` keeps it out of a multi-thread
+    /// executor's tasks, but a task that stays on one thread (`block_on`,
+    /// `join!`, a tokio `LocalSet`) could hold it across an `.await`, and
+    /// every other future polled on that thread meanwhile would read the
+    /// state (and its cancel) as its own, as under the `run_owned` that set
+    /// it. In async code, use `run_owned` and pass the state (or `enter` it
+    /// between awaits). A guard that is `mem::forget`-ed leaves the state
+    /// running and current on this thread until the thread exits.
     ///
     /// ```
     /// use std::sync::Arc;
