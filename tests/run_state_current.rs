@@ -242,3 +242,95 @@ fn each_thread_has_its_own_current_state() {
     assert_eq!(other.join().unwrap().as_deref(), Some("b"));
     assert_eq!(current_name().as_deref(), Some("a"));
 }
+
+/// Records, for each of `rs`'s events, the name of the thread's current
+/// state its callback saw.
+fn record_events(rs: &RunState) -> Arc<Mutex<Vec<Seen>>> {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    for event in ["start", "cancel", "end"] {
+        let seen = Arc::clone(&seen);
+        let record = move |_: &RunState| {
+            seen.lock()
+                .unwrap()
+                .push((event.to_owned(), current_name()))
+        };
+        match event {
+            "start" => rs.on_start(record),
+            "cancel" => rs.on_cancel(record),
+            _ => rs.on_end(record),
+        };
+    }
+    seen
+}
+
+#[test]
+fn run_here_stop_ends_the_run_before_the_scope() {
+    let rs = Arc::new(RunState::new("job"));
+    let seen = record_events(&rs);
+    let run = rs.run_here();
+    assert!(run.started());
+    run.stop().unwrap();
+    assert!(rs.stopped());
+    assert!(RunState::try_current().is_none());
+    let job = Some("job".to_owned());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("start".to_owned(), job.clone()), ("end".to_owned(), job)]
+    );
+}
+
+#[test]
+fn run_here_cancels_on_a_panic_of_its_scope_with_the_state_still_current() {
+    let rs = Arc::new(RunState::new("job"));
+    let seen = record_events(&rs);
+    let outer = Arc::new(RunState::new("outer"));
+    let _outer = outer.enter();
+    let unwound = quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let _run = rs.run_here();
+            panic!("the task failed");
+        }))
+    });
+    assert!(unwound.is_err());
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+    assert_eq!(rs.reason().as_deref(), Some("panicked"));
+    assert_eq!(current_name().as_deref(), Some("outer"));
+    let job = Some("job".to_owned());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("start".to_owned(), job.clone()),
+            ("cancel".to_owned(), job.clone()),
+            ("end".to_owned(), job)
+        ]
+    );
+}
+
+#[test]
+fn run_here_made_while_unwinding_ends_its_run_cleanly() {
+    // Cleanup code in a `Drop` that runs during an unrelated unwind: its
+    // run is not the one that panicked, so it stops without a cancel.
+    struct Cleanup(Arc<RunState>, Arc<Mutex<Option<Option<String>>>>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _run = self.0.run_here();
+            *self.1.lock().unwrap() = Some(current_name());
+        }
+    }
+    let rs = Arc::new(RunState::new("cleanup"));
+    let seen_inside: Arc<Mutex<Option<Option<String>>>> = Arc::default();
+    let unwound = quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let _cleanup = Cleanup(Arc::clone(&rs), Arc::clone(&seen_inside));
+            panic!("unrelated");
+        }))
+    });
+    assert!(unwound.is_err());
+    assert_eq!(
+        *seen_inside.lock().unwrap(),
+        Some(Some("cleanup".to_owned()))
+    );
+    assert_eq!(rs.state(), RunPhase::Stopped);
+    assert!(!rs.cancelled());
+    assert!(RunState::try_current().is_none());
+}

@@ -463,3 +463,37 @@ fn outer_unwind_never_cancels_a_run_guarded_in_cleanup() {
     assert_eq!(rs.state(), RunPhase::Cancelled);
     assert_eq!(rs.reason().as_deref(), Some("panicked"));
 }
+
+#[test]
+fn lost_cancel_when_a_guard_made_during_an_unwind_moves_to_a_thread_that_panics() {
+    // Cleanup code in a `Drop`, during an unrelated unwind, starts a run and
+    // hands its guard to a worker; the worker's own work then panics. The
+    // "made while unwinding" exemption belongs to the making thread's
+    // unwind, not the worker's: the run is cancelled "panicked".
+    struct Handover(Arc<RunState>, mpsc::Sender<thread::JoinHandle<()>>);
+    impl Drop for Handover {
+        fn drop(&mut self) {
+            let run = self.0.run_owned();
+            let worker = thread::spawn(move || {
+                let _run = run;
+                panic!("the worker failed");
+            });
+            self.1.send(worker).unwrap();
+        }
+    }
+    let rs = Arc::new(RunState::new("handed-over"));
+    let (tx, rx) = mpsc::channel();
+    let in_scope = Arc::clone(&rs);
+    let worker = quietly(|| {
+        let unwound = catch_unwind(AssertUnwindSafe(move || {
+            let _handover = Handover(in_scope, tx);
+            panic!("unrelated");
+        }));
+        assert!(unwound.is_err());
+        let worker = rx.recv().unwrap();
+        worker.join()
+    });
+    assert!(worker.is_err(), "the worker panicked");
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+    assert_eq!(rs.reason().as_deref(), Some("panicked"));
+}

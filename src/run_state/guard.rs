@@ -1,6 +1,7 @@
-//! The run guards: [`RunGuard`] and [`OwnedRunGuard`], which hold a run
-//! and end it when the last of them is dropped (`end_run`), and
-//! `RunState::run`/`run_owned`; the cancel-on-drop guards [`DropGuard`] and
+//! The run guards: [`RunGuard`], [`OwnedRunGuard`] and [`LocalRunGuard`],
+//! which hold a run and end it when the last of them is dropped
+//! (`end_run`), and `RunState::run`/`run_owned`/`run_here`; the
+//! cancel-on-drop guards [`DropGuard`] and
 //! [`OwnedDropGuard`] (`RunState::drop_guard`/`drop_guard_owned`).
 
 use std::fmt;
@@ -82,7 +83,7 @@ impl RunState {
             run,
             started,
             start_panics,
-            unwinding: std::thread::panicking(),
+            unwinding: made_unwinding(),
         }
     }
 
@@ -127,6 +128,15 @@ impl RunState {
     /// thread's stack of current states and a pop (no atomic RMW but the
     /// `Arc` clone they hold).
     ///
+    /// For synchronous code: not `Send` keeps it out of a multi-thread
+    /// executor's tasks, but a task that stays on one thread (`block_on`,
+    /// `join!`, a tokio `LocalSet`) could hold it across an `.await`, and
+    /// every other future polled on that thread meanwhile would read the
+    /// state (and its cancel) as its own, as under the `run_owned` that set
+    /// it. In async code, use `run_owned` and pass the state (or `enter` it
+    /// between awaits). A guard that is `mem::forget`-ed leaves the state
+    /// running and current on this thread until the thread exits.
+    ///
     /// ```
     /// use std::sync::Arc;
     /// use multiopen::RunState;
@@ -170,7 +180,7 @@ impl RunState {
             run,
             started,
             start_panics,
-            unwinding: std::thread::panicking(),
+            unwinding: made_unwinding(),
             _current: current,
         }
     }
@@ -217,16 +227,41 @@ impl RunState {
     }
 }
 
+/// Identifies the calling thread while it lives: the address of a
+/// thread-local of its own (`const`, without a destructor, so readable
+/// even while the thread's locals are being destroyed; 0 if not).
+fn thread_mark() -> usize {
+    std::thread_local! {
+        static MARK: u8 = const { 0 };
+    }
+    MARK.try_with(|mark| std::ptr::from_ref(mark) as usize)
+        .unwrap_or(0)
+}
+
+/// For a guard being made: the thread it is made on if that thread is
+/// unwinding now (cleanup code in a `Drop`), else `None`.
+fn made_unwinding() -> Option<usize> {
+    std::thread::panicking().then(thread_mark)
+}
+
 /// Ends a guard's hold on run number `run`: cancel it first if the scope
-/// is unwinding from a panic (the thread is panicking now and was not when
-/// the guard was made: `made_unwinding`, as std's `MutexGuard` poisons
-/// only then; a guard made and dropped by cleanup code that runs during an
-/// unrelated unwind, in a `Drop`, ends its run cleanly); then, if this was
-/// the last guard holding it, stop it. Neither if that run is no longer the
-/// current one (someone else stopped it, and perhaps started another): then
+/// is unwinding from a panic (the thread is panicking now, and is not the
+/// thread that was already unwinding when the guard was made:
+/// `made_unwinding`, as std's `MutexGuard` poisons only then; a guard made
+/// and dropped by cleanup code that runs during an unrelated unwind, in a
+/// `Drop`, ends its run cleanly, and one made so but moved to another
+/// thread that then panics is cancelled); then, if this was the last guard
+/// holding it, stop it. Neither if that run is no longer the current one
+/// (someone else stopped it, and perhaps started another): then
 /// `NotRunning`.
-fn end_run(runstate: &RunState, run: u64, made_unwinding: bool) -> Result<(), RunStateError> {
-    if std::thread::panicking() && !made_unwinding && !mutant("run_state::guard_no_cancel_on_panic")
+fn end_run(
+    runstate: &RunState,
+    run: u64,
+    made_unwinding: Option<usize>,
+) -> Result<(), RunStateError> {
+    if std::thread::panicking()
+        && made_unwinding.is_none_or(|made_on| made_on != thread_mark())
+        && !mutant("run_state::guard_no_cancel_on_panic")
     {
         // Callback panics are dropped here: there is nobody to report to
         // while unwinding.
@@ -267,10 +302,11 @@ pub struct RunGuard<'a> {
     /// Did this guard start the run?
     started: bool,
     start_panics: Option<CallbackPanicked>,
-    /// Was the thread unwinding when the guard was made (by cleanup code in
-    /// a `Drop`)? Then its drop never cancels: a panic of its own scope
-    /// cannot be told from the unwind it was made in (see `end_run`).
-    unwinding: bool,
+    /// The thread that made the guard, if it was unwinding then (cleanup
+    /// code in a `Drop`): a drop there never cancels, since a panic of the
+    /// guard's own scope cannot be told from the unwind it was made in
+    /// (see `end_run`).
+    unwinding: Option<usize>,
 }
 
 impl<'a> RunGuard<'a> {
@@ -384,7 +420,7 @@ pub struct OwnedRunGuard {
     started: bool,
     start_panics: Option<CallbackPanicked>,
     /// As [`RunGuard`]'s.
-    unwinding: bool,
+    unwinding: Option<usize>,
     /// For [`RunState::run_here`]: makes the state current on the thread
     /// that called it; dropped after `Drop::drop` ends the run (fields drop
     /// after it). `None` for `run_owned`.

@@ -17,7 +17,7 @@ use crate::sync::{fence, mutant, AtomicU64, Ordering};
 pub(super) struct Times {
     /// Last start, nanoseconds since the Unix epoch.
     start_wall: AtomicU64,
-    /// Last start, ticks (nanoseconds since `RunState::base`, plus one).
+    /// Last start, ticks (nanoseconds since `tick_base`, plus one).
     start_mono: AtomicU64,
     /// Last stop, nanoseconds since the Unix epoch.
     stop_wall: AtomicU64,
