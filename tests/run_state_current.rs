@@ -177,21 +177,8 @@ type Seen = (String, Option<String>);
 
 #[test]
 fn current_inside_callbacks_is_the_transitioning_threads_current_state() {
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let rs = Arc::new(RunState::new("job"));
-    for event in ["start", "cancel", "end"] {
-        let seen = Arc::clone(&seen);
-        let record = move |_: &RunState| {
-            seen.lock()
-                .unwrap()
-                .push((event.to_owned(), current_name()))
-        };
-        match event {
-            "start" => rs.on_start(record),
-            "cancel" => rs.on_cancel(record),
-            _ => rs.on_end(record),
-        };
-    }
+    let seen = record_events(&rs);
     {
         let _run = rs.run_here();
         rs.cancel();
@@ -246,21 +233,7 @@ fn each_thread_has_its_own_current_state() {
 /// Records, for each of `rs`'s events, the name of the thread's current
 /// state its callback saw.
 fn record_events(rs: &RunState) -> Arc<Mutex<Vec<Seen>>> {
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    for event in ["start", "cancel", "end"] {
-        let seen = Arc::clone(&seen);
-        let record = move |_: &RunState| {
-            seen.lock()
-                .unwrap()
-                .push((event.to_owned(), current_name()))
-        };
-        match event {
-            "start" => rs.on_start(record),
-            "cancel" => rs.on_cancel(record),
-            _ => rs.on_end(record),
-        };
-    }
-    seen
+    common::record_events(rs, |event| (event.to_owned(), current_name()))
 }
 
 #[test]

@@ -17,17 +17,7 @@ use multiopen::{RunPhase, RunState, RunStateError};
 
 /// Records the callbacks' events on `rs`, in order.
 fn record_events(rs: &RunState) -> Arc<Mutex<Vec<&'static str>>> {
-    let events: Arc<Mutex<Vec<&'static str>>> = Arc::default();
-    for event in ["start", "cancel", "end"] {
-        let events = Arc::clone(&events);
-        let record = move |_: &RunState| events.lock().unwrap().push(event);
-        match event {
-            "start" => rs.on_start(record),
-            "cancel" => rs.on_cancel(record),
-            _ => rs.on_end(record),
-        };
-    }
-    events
+    common::record_events(rs, |event| event)
 }
 
 #[test]

@@ -778,6 +778,26 @@ fn drop_at<T: Send + 'static>(start: &Arc<Barrier>, value: T) -> thread::JoinHan
     })
 }
 
+/// A thread that, at `start`, cancels `parent` (if `cancel_first`), ends
+/// its run, starts the next, and cancels that: racing the caller's own
+/// cancel of the first run.
+fn restart_at(
+    start: &Arc<Barrier>,
+    parent: &Arc<RunState>,
+    cancel_first: bool,
+) -> thread::JoinHandle<()> {
+    let (start, parent) = (Arc::clone(start), Arc::clone(parent));
+    thread::spawn(move || {
+        start.wait();
+        if cancel_first {
+            parent.cancel();
+        }
+        let _ = parent.stop();
+        parent.start().unwrap();
+        parent.cancel();
+    })
+}
+
 // --- review of the address-only slab (3c4648a) ---------------------------------
 
 /// Use-after-free: safe code can move a child's value out of its `Arc`
@@ -860,16 +880,7 @@ fn two_walks_of_one_registry_while_children_drop_lose_no_cancel() {
             .partition(|(i, _)| i % 2 == 0);
         let start = Arc::new(Barrier::new(3));
         let dropper = drop_at(&start, dropped);
-        let restarter = {
-            let (start, parent) = (Arc::clone(&start), Arc::clone(&parent));
-            thread::spawn(move || {
-                start.wait();
-                parent.cancel();
-                let _ = parent.stop();
-                parent.start().unwrap();
-                parent.cancel();
-            })
-        };
+        let restarter = restart_at(&start, &parent, true);
         start.wait();
         parent.cancel();
         restarter.join().unwrap();
@@ -954,25 +965,10 @@ fn a_child_whose_last_reference_a_walk_holds_meets_a_second_walk() {
         let kids: Vec<_> = (0..n).map(|_| parent.child("kid")).collect();
         let watch: Vec<_> = kids.iter().map(Arc::downgrade).collect();
         let start = Arc::new(Barrier::new(3));
-        let dropper = {
-            let start = Arc::clone(&start);
-            thread::spawn(move || {
-                start.wait();
-                // Back to front, against the walk's direction: they cross.
-                for kid in kids.into_iter().rev() {
-                    drop(kid);
-                }
-            })
-        };
-        let second = {
-            let (start, parent) = (Arc::clone(&start), Arc::clone(&parent));
-            thread::spawn(move || {
-                start.wait();
-                let _ = parent.stop();
-                parent.start().unwrap();
-                parent.cancel();
-            })
-        };
+        // Back to front, against the walk's direction, so they cross (a
+        // `Vec` drops its elements in order).
+        let dropper = drop_at(&start, kids.into_iter().rev().collect::<Vec<_>>());
+        let second = restart_at(&start, &parent, false);
         start.wait();
         parent.cancel();
         dropper.join().unwrap();

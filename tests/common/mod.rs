@@ -59,3 +59,22 @@ pub fn rounds(n: usize) -> usize {
         n
     }
 }
+
+/// Registers one callback on each of `rs`'s events (start, cancel, end)
+/// that pushes `seen(event name)`, and returns what they push, in order.
+pub fn record_events<T: Send + 'static>(
+    rs: &multiopen::RunState,
+    seen: impl Fn(&'static str) -> T + Clone + Send + Sync + 'static,
+) -> std::sync::Arc<Mutex<Vec<T>>> {
+    let events: std::sync::Arc<Mutex<Vec<T>>> = std::sync::Arc::default();
+    for event in ["start", "cancel", "end"] {
+        let (events, seen) = (std::sync::Arc::clone(&events), seen.clone());
+        let record = move |_: &multiopen::RunState| events.lock().unwrap().push(seen(event));
+        match event {
+            "start" => rs.on_start(record),
+            "cancel" => rs.on_cancel(record),
+            _ => rs.on_end(record),
+        };
+    }
+    events
+}
