@@ -389,7 +389,7 @@ impl RunState {
                     }
                 }
                 Follow::Registry(registry) => registry.mark(reason.is_some(), &mut work),
-                Follow::Last(state) => release_last(state),
+                Follow::Last(state) => release(state),
             }
         }
     }
@@ -443,18 +443,13 @@ fn child_follow_up(
 }
 
 /// Lets go of a reference a cancel's walk took (or a deadline's job
-/// holds). It may be the last (its holder let go meanwhile, or its own
-/// callback did): the state then drops here, and with it its callbacks,
-/// whose captured values' `Drop`s are user code that may panic. Such a
-/// panic (reported by the panic hook where it happened) is disposed of,
-/// so that the walk goes on to the other children and the cancel never
-/// panics.
-pub(super) fn release(state: Arc<RunState>) {
-    let _ = unwind::catch(move || drop(state));
-}
-
-/// As [`release`], for a child whose last reference the walk turned out to
-/// hold (`Follow::Last`).
-fn release_last(state: RunState) {
+/// holds), or of a child whose last reference the walk turned out to hold
+/// (`Follow::Last`). A reference may be the last (its holder let go
+/// meanwhile, or its own callback did): the state then drops here, and
+/// with it its callbacks, whose captured values' `Drop`s are user code
+/// that may panic. Such a panic (reported by the panic hook where it
+/// happened) is disposed of, so that the walk goes on to the other
+/// children and the cancel never panics.
+pub(super) fn release<T>(state: T) {
     let _ = unwind::catch(move || drop(state));
 }

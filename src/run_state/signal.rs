@@ -266,33 +266,31 @@ fn prepare_one(table: &mut Vec<Disposition>, signal: c_int) -> std::io::Result<(
 /// A canceller of each of `signals` (prepared) now has its handlers
 /// registered: the next of each only cancels.
 fn activate(signals: &[c_int]) {
-    let mut table = dispositions();
-    for &signal in signals {
-        if let Some(entry) = table.iter_mut().find(|d| d.signal == signal) {
-            entry.live += 1;
-            if entry.live == 1 {
-                if let Some(flag) = &entry.default_next {
-                    // SeqCst, as signal-hook's own flag actions use: the
-                    // handler reads it on whichever thread the signal
-                    // arrives.
-                    flag.store(false, Ordering::SeqCst);
-                }
-            }
-        }
-    }
+    count_live(signals, |live| live + 1);
 }
 
 /// A canceller of each of `signals` is being dropped: once none of a
 /// signal is left, it gets its old disposition.
 fn disarm(signals: &[c_int]) {
+    count_live(signals, |live| live.saturating_sub(1));
+}
+
+/// Moves the live count of each of `signals` by `step`; the flag follows
+/// it: set ("the default action next") exactly while none is live. (At
+/// zero it is already set: only `count_live` clears it, and the signal
+/// actions only set it.)
+fn count_live(signals: &[c_int], step: impl Fn(usize) -> usize) {
     let mut table = dispositions();
     for &signal in signals {
         if let Some(entry) = table.iter_mut().find(|d| d.signal == signal) {
-            entry.live = entry.live.saturating_sub(1);
-            if entry.live == 0 {
+            let was = entry.live;
+            entry.live = step(was);
+            if (was == 0) != (entry.live == 0) {
                 if let Some(flag) = &entry.default_next {
-                    // SeqCst: as in `arm_one`.
-                    flag.store(true, Ordering::SeqCst);
+                    // SeqCst, as signal-hook's own flag actions use: the
+                    // handler reads it on whichever thread the signal
+                    // arrives.
+                    flag.store(entry.live == 0, Ordering::SeqCst);
                 }
             }
         }
