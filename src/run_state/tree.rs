@@ -16,9 +16,8 @@
 //!   the slab (its `ParentLink`, the first of its fields, so the first to
 //!   drop), without a count: the registry lives while any child is
 //!   linked, because a parent dropped first leaves its reference in the
-//!   registry (`Slab::keep`) for the unlink that empties it. (Making and
-//!   dropping a child is a lock to link, a lock to unlink, the `Arc`'s
-//!   own two RMWs and the slot's weak count's two.)
+//!   registry (`Slab::keep`) for the unlink that empties it. (For what
+//!   making and dropping a child costs, see "What a child costs".)
 //! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
 //!   registry's lock and frees its slot (O(1)), so a parent that makes
 //!   and drops a million children keeps one slot per child alive at a
@@ -83,6 +82,38 @@
 //! children still follow the cancel. (An earlier design wrote the word of
 //! a dropping child through a raw pointer; Miri's Stacked Borrows check
 //! rejected it.)
+
+//!
+//! # What a child costs
+//!
+//! Making and dropping a child is an allocation and its free, and nine
+//! atomic RMWs: the registry lock and unlock to link and again to unlink
+//! (four), the slot's weak count taken and let go (two), and the `Arc`'s
+//! own three (`new_cyclic` sets the strong count with an RMW; the last
+//! `Arc` and the implicit weak reference each let go of one). Measured
+//! against what was tried instead (`BENCHMARKS.md`, issue 13):
+//!
+//! - A slot with the bare address (no weak count) is about 3 ns faster
+//!   (0.44× tokio-util's `child_token()` + drop against 0.49–0.51×), and
+//!   unsound: safe code can move a child out of its `Arc` (see
+//!   `ChildPtr`). Only a child handle that never hands out an
+//!   `Arc<RunState>` (nor does `current()`, a guard or a spawn) could make
+//!   the bare address sound: the crate shares states as `Arc<RunState>`
+//!   everywhere, so that trade was not taken.
+//! - `Arc::new` and then `Arc::downgrade` (one RMW for the two of
+//!   `new_cyclic` and `Weak::clone`) ran 4–5 ns slower (it builds the
+//!   value on the stack and copies it in); `Arc::new_uninit`, with the
+//!   value written in place and the `Weak` taken before the lock, ran no
+//!   faster.
+//! - A child's drop that leaves its slot for the parent to reclaim later
+//!   (no lock in the drop) is 4–5 ns faster, but a value moved out of its
+//!   `Arc` could then not tell whether its registry still lives (nor the
+//!   registry tell it from a dropped one), and a dropped child would keep
+//!   its memory until the parent's next call.
+//! - A lock-free link or unlink needs as many RMWs as the lock: an insert
+//!   must order its slot's write before its read of the parent's word
+//!   against a cancel's RMW and scan (a store-load order: an RMW or a
+//!   `SeqCst` fence), and the free list needs its own.
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
