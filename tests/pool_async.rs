@@ -505,3 +505,48 @@ fn on_tokio_a_timeout_is_the_runtimes_and_leaves_nothing_behind() {
     drop(got);
     at_rest(&pool);
 }
+
+/// A waker that resizes the pool that woke it: user code, which must run
+/// under no lock of the pool (the kind: a wake runs user code, so it comes
+/// after every crate lock is released).
+struct ResizingWaker {
+    pool: Arc<Pool<Live>>,
+    to: usize,
+    woken: AtomicUsize,
+}
+
+impl std::task::Wake for ResizingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.fetch_add(1, Ordering::SeqCst);
+        self.pool.resize(self.to).expect("a cap in range");
+    }
+}
+
+#[test]
+fn a_waker_may_lock_what_its_wake_held_resize() {
+    let (pool, _, _) = counted_pool(1);
+    let held = pool.get().unwrap();
+    let waker_state = Arc::new(ResizingWaker {
+        pool: Arc::clone(&pool),
+        to: 3,
+        woken: AtomicUsize::new(0),
+    });
+    let waker = std::task::Waker::from(Arc::clone(&waker_state));
+    let mut get = pool.get_async();
+    assert!(poll(&mut get, &waker).is_pending());
+    // Room for the waiting future: its waker runs, and resizes again.
+    let resizer = Arc::clone(&pool);
+    let old = common::no_deadlock("a resize whose wake resizes", move || {
+        resizer.resize(2).unwrap()
+    });
+    assert_eq!(old, 1);
+    assert_eq!(waker_state.woken.load(Ordering::SeqCst), 1);
+    assert!(matches!(poll(&mut get, &waker), Poll::Ready(Ok(_))));
+    // The waker's resize came after ours: the cap is its.
+    assert_eq!(pool.resize(3).unwrap(), 3);
+    drop((get, held));
+    at_rest(&pool);
+}

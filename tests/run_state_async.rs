@@ -406,3 +406,48 @@ fn futures_dropped_while_the_cancel_wakes_lose_no_wake_for_the_others() {
         assert_eq!(rs.registered_wakers(), 0);
     }
 }
+
+/// A waker that reads the reason of the state that woke it: user code,
+/// which must run under no lock of the state (the kind: a wake runs user
+/// code, so it comes after every crate lock is released; the stop of a
+/// cancelled run held the reasons lock across its wake).
+struct ReasonReadingWaker {
+    rs: Arc<RunState>,
+    seen: std::sync::Mutex<Vec<Option<String>>>,
+}
+
+impl std::task::Wake for ReasonReadingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let reason = self.rs.reason().map(|r| r.to_string());
+        self.seen.lock().unwrap().push(reason);
+    }
+}
+
+#[test]
+fn a_waker_may_lock_what_its_wake_held_stop() {
+    let rs = Arc::new(RunState::new("job"));
+    rs.start().unwrap();
+    rs.cancel_with("shutdown");
+    let waker_state = Arc::new(ReasonReadingWaker {
+        rs: Arc::clone(&rs),
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let waker = Waker::from(Arc::clone(&waker_state));
+    let mut stopped = Box::pin(rs.wait_stopped_async());
+    assert!(poll(&mut stopped, &waker).is_pending());
+    let stopper = Arc::clone(&rs);
+    common::no_deadlock(
+        "the stop of a cancelled run, whose wake reads the reason",
+        move || stopper.stop().unwrap(),
+    );
+    // Woken once, after the stop moved the reason to the ended run's record.
+    assert_eq!(
+        *waker_state.seen.lock().unwrap(),
+        [Some("shutdown".to_string())]
+    );
+    assert!(poll(&mut stopped, &waker).is_ready());
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+}

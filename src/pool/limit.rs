@@ -326,8 +326,9 @@ impl Limit {
     }
 
     /// [`update`](Self::update), returning the word to `wake` for (if a
-    /// wake is due) instead of waking: for a caller holding the futures'
-    /// queue lock, which `wake` may take.
+    /// wake is due) instead of waking: for a caller holding a lock that
+    /// `wake` may take (the futures' queue lock), or that the user code a
+    /// wake runs (a waker) may take (`resizing`).
     #[inline]
     fn update_deferred<R>(
         &self,
@@ -630,18 +631,26 @@ impl Limit {
     /// free tokens move by the difference, and a waiter is woken if the
     /// new room is for it. Returns the old cap.
     pub(super) fn resize(&self, cap: usize) -> usize {
-        let _serial = self.resizing.lock().unwrap_or_else(|e| e.into_inner());
+        let serial = self.resizing.lock().unwrap_or_else(|e| e.into_inner());
         // Relaxed: written only under `resizing`, which we hold.
         let old = self.cap.load(Ordering::Relaxed);
         let delta = cap as i64 - old as i64;
-        if mutant("pool::cap_resize_no_wake") {
+        let wake = if mutant("pool::cap_resize_no_wake") {
             self.state
                 .fetch_add((delta as u64) << FREE_SHIFT, Ordering::AcqRel);
+            None
         } else {
-            self.update(|w| Ok((with_free(w, free(w) + delta), ())));
-        }
+            self.update_deferred(|w| Ok((with_free(w, free(w) + delta), ())))
+                .1
+        };
         // Relaxed: reports only.
         self.cap.store(cap, Ordering::Relaxed);
+        drop(serial);
+        // The wake after the lock: it may run a future's waker, user code
+        // that may resize too (`a_waker_may_lock_what_its_wake_held_resize`).
+        if let Some(w) = wake {
+            self.wake(w);
+        }
         old
     }
 

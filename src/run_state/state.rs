@@ -267,14 +267,14 @@ impl RunState {
                 ..live
             },
         );
-        self.publish(
+        let prev = self.publish(
             |s| {
                 ((s | RUNNING | STARTED) & !(ENDED_CANCELLED | PAUSED | TIMING | ANY_WAITERS))
                     .wrapping_add(EPOCH_ONE)
             },
             true,
-            "run_state::start_no_wake",
         );
+        self.wake_waiters(prev, "run_state::start_no_wake");
         Ok((run, self.notify(RunEvent::Start)))
     }
 
@@ -333,7 +333,7 @@ impl RunState {
             },
         );
         let ends_cancel = reasons.is_some();
-        self.publish(
+        let prev = self.publish(
             |s| {
                 let s = if ends_cancel {
                     (s & !CANCELLED) | ENDED_CANCELLED
@@ -348,11 +348,13 @@ impl RunState {
                 (s & !(RUNNING | PAUSED | TIMING | ANY_WAITERS)).wrapping_add(EPOCH_ONE)
             },
             false,
-            "run_state::stop_no_wake",
         );
         if let Some(mut reasons) = reasons {
             reasons.ended = reasons.current.take();
         }
+        // After the reasons lock is released: a waker is user code, and
+        // may read the reason (`a_waker_may_lock_what_its_wake_held`).
+        self.wake_waiters(prev, "run_state::stop_no_wake");
         self.notify(RunEvent::End)?;
         Ok(())
     }
@@ -577,14 +579,16 @@ impl RunState {
 
     /// Publishes a claimed start (`starting`) or stop: `next` sets the
     /// flags, clears `TIMING` and both waiter bits and bumps `EPOCH` (making
-    /// the spare slot live), in one RMW; then wakes the waiters it saw.
-    /// Returns the word published.
+    /// the spare slot live), in one RMW. Returns the word it replaced, whose
+    /// waiters the caller wakes (`wake_waiters`) once it holds no lock: a
+    /// wake runs user code (a future's waker).
     ///
     /// A start that will clear `ENDED_CANCELLED` first counts it in
     /// `cancels_cleared`. While we hold `TIMING` nobody else clears (or
     /// sets) the flag, so once seen it is still set when our CAS succeeds: each
     /// cleared cancel is counted exactly once, before its clearing.
-    fn publish(&self, next: impl Fn(u32) -> u32, starting: bool, no_wake: &str) -> u32 {
+    #[must_use = "the waiters of the word replaced are to be woken"]
+    fn publish(&self, next: impl Fn(u32) -> u32, starting: bool) -> u32 {
         // Release: the spare slot's stores (and all before this
         // transition) are visible to whoever loads the new word with
         // Acquire. (The fence in `write_spare` already orders them before
@@ -600,7 +604,7 @@ impl RunState {
         // Relaxed: a first guess for the CAS.
         let mut s = self.state.load(Ordering::Relaxed);
         let mut counted = false;
-        let prev = loop {
+        loop {
             if starting
                 && s & ENDED_CANCELLED != 0
                 && !counted
@@ -629,9 +633,7 @@ impl RunState {
                 Ok(prev) => break prev,
                 Err(now) => s = now,
             }
-        };
-        self.wake_waiters(prev, no_wake);
-        next(prev)
+        }
     }
 
     pub(super) fn not_running_error(&self, s: u32) -> RunStateError {
