@@ -659,6 +659,11 @@ pub(crate) use wakers::{LazyWakers, WakerKey};
 mod lazy_box;
 pub(crate) use lazy_box::LazyBox;
 
+// A mutex whose release is its last access to its memory (the children
+// registry, freed by whichever user finds it empty): src/sync/lock.rs.
+mod lock;
+pub(crate) use lock::{Lock, LockGuard};
+
 // The timed futex wait, native per platform (and, on macOS, the untimed
 // wait and the wake beside it): src/sync/timed_wait.rs.
 #[cfg(not(loom))]

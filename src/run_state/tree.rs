@@ -117,19 +117,19 @@
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
-use std::sync::{Arc, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
 use super::cancel::CancelReason;
 use super::state::{
     ANY_CANCEL, ANY_WAITERS, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CALLBACKS, HAS_CHILDREN,
 };
 use super::RunState;
-use crate::sync::{fence, mutant, AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::sync::{fence, mutant, AtomicPtr, Lock, LockGuard, Ordering};
 
 /// A parent's children: a slab of `Weak`s under a lock taken only to add,
 /// remove or list children (never on a query, never by a childless cancel).
 pub(super) struct Registry {
-    slab: Mutex<Slab>,
+    slab: Lock<Slab>,
 }
 
 /// What [`RunState::watch_children_registry`] returns: a `Weak` to the
@@ -204,7 +204,11 @@ fn release_registry(registry: Arc<Registry>) {
 /// Holds no count on the registry (making and dropping a child is two
 /// RMWs cheaper): a registry lives while any child is linked in it, since
 /// its owner's reference, when the owner goes first, stays in the
-/// registry (`Slab::keep`) until the unlink that empties it.
+/// registry (`Slab::keep`) until the unlink that empties it. Whoever finds
+/// it empty under its lock may free it as soon as it takes that lock, even
+/// while the user that emptied it is still in its release: the lock is a
+/// `sync::Lock`, whose release is its last access (std's `Mutex` wakes
+/// through itself after its release).
 pub(super) struct ParentLink {
     /// As `Children` holds it (`Arc::into_raw`): its provenance covers the
     /// `Arc`'s counts, for `registry_arc`.
@@ -212,7 +216,7 @@ pub(super) struct ParentLink {
     index: usize,
 }
 
-// SAFETY: `registry` is only read as `&Registry` (a `Mutex`, `Sync`), and
+// SAFETY: `registry` is only read as `&Registry` (a `Lock`, `Sync`), and
 // it lives while the child that holds this link is linked (see above).
 unsafe impl Send for ParentLink {}
 // SAFETY: as for `Send`.
@@ -222,7 +226,8 @@ impl ParentLink {
     /// The registry this child is linked in.
     fn registry(&self) -> &Registry {
         // SAFETY: alive while this child is linked (see the type's docs),
-        // which it is until this link's `Drop` unlinks it.
+        // which it is until this link's `Drop` unlinks it; that unlink's
+        // release is its last use (the reference is not used after it).
         unsafe { &*self.registry }
     }
 
@@ -275,7 +280,7 @@ impl Drop for ParentLink {
 
 /// Removes slot `index` of the locked `slab`; what is to be let go after
 /// the lock comes back (see [`Unlinked::finish`]).
-fn unlink(mut slab: MutexGuard<'_, Slab>, index: usize) -> Unlinked {
+fn unlink(mut slab: LockGuard<'_, Slab>, index: usize) -> Unlinked {
     let freed = slab.remove(index);
     let (upstream, keep) = slab.emptied();
     Unlinked {
@@ -477,11 +482,13 @@ impl Slab {
 }
 
 impl Registry {
+    /// The slab, locked. A `sync::Lock`, not std's `Mutex`: a registry is
+    /// freed by whichever user finds it empty under this lock, which may
+    /// be the moment another user's release made it so; std's release
+    /// still wakes through the mutex after it (see `sync/lock.rs`).
     #[inline]
-    fn lock(&self) -> MutexGuard<'_, Slab> {
-        // Nothing under the lock panics but an allocation; a poisoned lock
-        // still guards a consistent slab.
-        self.slab.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> LockGuard<'_, Slab> {
+        self.slab.lock()
     }
 }
 
@@ -684,7 +691,7 @@ impl RunState {
     #[inline(never)]
     fn make_registry(&self) -> *const Registry {
         let new = Arc::into_raw(Arc::new(Registry {
-            slab: Mutex::new(Slab {
+            slab: Lock::new(Slab {
                 entries: Vec::new(),
                 free: NONE,
                 live: 0,
