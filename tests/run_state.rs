@@ -159,7 +159,7 @@ fn stop_errors() {
     let stopped_at = rs.stop_time();
     let err = rs.end().unwrap_err();
     assert_eq!(err, RunStateError::NotRunning { name: "s".into() });
-    assert_eq!(err.to_string(), "s is not running (already stopped)");
+    assert_eq!(err.to_string(), "the run of s has already stopped");
     assert_eq!(rs.stop_time(), stopped_at);
 }
 

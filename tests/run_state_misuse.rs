@@ -497,3 +497,57 @@ fn lost_cancel_when_a_guard_made_during_an_unwind_moves_to_a_thread_that_panics(
     assert_eq!(rs.state(), RunPhase::Cancelled);
     assert_eq!(rs.reason().as_deref(), Some("panicked"));
 }
+
+/// A guard's panic cancels the run it is in, whoever started it: a run
+/// `start()` started is held by no guard (a guard does not stop it), but a
+/// worker's panic under it still tells the others.
+#[test]
+fn a_guard_in_a_started_run_cancels_it_if_its_scope_panics() {
+    let rs = RunState::new("supervised");
+    rs.start().unwrap();
+    let outcome = quietly(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let _worker = rs.run();
+            panic!("worker failed");
+        }))
+    });
+    assert!(outcome.is_err());
+    assert!(rs.cancelled(), "the worker's panic cancels the started run");
+    assert_eq!(rs.reason().as_deref(), Some("panicked"));
+    assert!(rs.is_running(), "a guard never stops a run start() started");
+    // A clean guard on it changes nothing.
+    drop(rs.run());
+    assert!(rs.is_running());
+    rs.stop().unwrap();
+    assert_eq!(rs.state(), RunPhase::Cancelled);
+}
+
+/// A cancel after a cancelled run has stopped is not "already cancelled":
+/// it is kept for the next run, as any cancel between runs, so it runs the
+/// callbacks again and its reason replaces the ended run's.
+#[test]
+fn a_cancel_after_a_cancelled_stop_is_the_next_runs() {
+    let rs = RunState::new("job");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    rs.on_cancel(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    rs.start().unwrap();
+    rs.cancel_with("first");
+    rs.cancel_with("ignored: the run is cancelled already");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    rs.stop().unwrap();
+    assert!(rs.cancelled());
+    assert_eq!(rs.reason().as_deref(), Some("first"));
+    rs.cancel_with("second");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "a new cancel, for the next run"
+    );
+    assert_eq!(rs.reason().as_deref(), Some("second"));
+    rs.start().unwrap();
+    assert!(rs.cancelled(), "the next run begins cancelled");
+    assert_eq!(rs.reason().as_deref(), Some("second"));
+}

@@ -324,6 +324,16 @@ impl RunState {
     /// their own, never on the crate's one timer thread (so a slow
     /// callback delays no other deadline).
     ///
+    /// A callback registered on a run cancelled already does not run for
+    /// that cancel (as in the Python `cs.resources`; unlike .NET's
+    /// `Register`, which runs it at once). To act on a cancel whether it
+    /// came before or after the registration, register, then check
+    /// [`cancelled`](Self::cancelled), and make the action idempotent (a
+    /// cancel racing the registration may run the callback too), or wait
+    /// instead ([`wait_cancelled`](Self::wait_cancelled) or
+    /// [`wait_cancelled_async`](Self::wait_cancelled_async), which see a
+    /// cancel from before they began).
+    ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;

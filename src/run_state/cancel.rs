@@ -70,10 +70,14 @@ impl RunState {
     ///
     /// Never refused, never blocks, never fails, never panics: one
     /// `fetch_or`, a futex wake only if some thread sleeps; the children,
-    /// if any, on a slow path of their own. Cancelling a state that is
+    /// if any, on a slow path of their own. Cancelling a run that is
     /// already cancelled does nothing. A cancel while no run is in progress
     /// (before the first start, or after a stop) is kept for the next run,
-    /// which begins cancelled (see [`start`](Self::start)).
+    /// which begins cancelled (see [`start`](Self::start)); after a
+    /// cancelled run has stopped (the state still reads
+    /// [`cancelled`](Self::cancelled)), a cancel is such a new one, for the
+    /// next run: it runs the `on_cancel` callbacks again, and its reason
+    /// replaces the ended run's.
     ///
     /// A panicking `on_cancel` callback is caught: the others still run and
     /// the state is cancelled all the same. The panic is reported where
@@ -127,8 +131,10 @@ impl RunState {
     /// [`cancel`](Self::cancel) with a reason, which
     /// [`reason`](Self::reason) then returns, [`check`](Self::check)'s
     /// [`Cancelled`](crate::Cancelled) error carries, and the children
-    /// inherit. The first cancel wins: on a state cancelled already
-    /// (with or without a reason) this does nothing.
+    /// inherit. The first cancel of a run wins: on a run cancelled already
+    /// (with or without a reason) this does nothing. After a cancelled run
+    /// has stopped, it is the next run's cancel (see
+    /// [`cancel`](Self::cancel)).
     ///
     /// Costs what `cancel` costs plus a small mutex held across the
     /// `fetch_or` (uncontended but for another `cancel_with`, a stop
@@ -176,7 +182,8 @@ impl RunState {
     /// (or a parent's cancel with a reason, or a deadline) cancelled it;
     /// `None` if it is not cancelled or a plain [`cancel`](Self::cancel)
     /// came first. Once a cancelled run has stopped, the reason of its
-    /// cancel, until the next start.
+    /// cancel, until the next start or the next cancel (which is the next
+    /// run's, with its own reason, or none).
     ///
     /// Takes the reasons mutex (a slow path: not for a hot loop; poll
     /// [`cancelled`](Self::cancelled) there).

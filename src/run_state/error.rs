@@ -152,7 +152,7 @@ impl std::error::Error for CallbackPanicked {}
 /// rs.start()?;
 /// assert!(matches!(rs.start(), Err(RunStateError::AlreadyRunning { .. })));
 /// rs.stop()?;
-/// assert_eq!(rs.stop().unwrap_err().to_string(), "job is not running (already stopped)");
+/// assert_eq!(rs.stop().unwrap_err().to_string(), "the run of job has already stopped");
 /// # Ok::<(), RunStateError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +168,9 @@ pub enum RunStateError {
         /// The `RunState`'s name.
         name: String,
     },
-    /// `stop` or `pause` on a state that has stopped since its last start.
+    /// `stop` or `pause` on a state that has stopped since its last start;
+    /// or a guard's stop of its run, which has stopped (another run may be
+    /// in progress: the message says only that this one has stopped).
     NotRunning {
         /// The `RunState`'s name.
         name: String,
@@ -196,7 +198,7 @@ impl fmt::Display for RunStateError {
         match self {
             Self::AlreadyRunning { name } => write!(f, "{name} is already running"),
             Self::NeverStarted { name } => write!(f, "{name} has never been started"),
-            Self::NotRunning { name } => write!(f, "{name} is not running (already stopped)"),
+            Self::NotRunning { name } => write!(f, "the run of {name} has already stopped"),
             Self::Cancelled(e) => e.fmt(f),
             Self::NotPaused { name } => write!(f, "{name} is not paused"),
             Self::CallbackPanicked(e) => e.fmt(f),

@@ -35,7 +35,8 @@ impl RunState {
     /// inner guard ends first and changes nothing.) A guard that panics
     /// cancels the shared run, so the others are told to stop. A run
     /// started by [`start`](Self::start) is held by no guard: a guard that
-    /// finds one changes nothing when dropped; [`stop`](Self::stop) ends it.
+    /// finds one does not stop it when dropped ([`stop`](Self::stop) ends
+    /// it), but cancels it if the guard's scope panics, as any guard does.
     ///
     /// To watch or cancel each worker on its own, give each its own
     /// [`child`](Self::child) of a supervisor's state instead: cancelling
@@ -192,12 +193,15 @@ impl RunState {
     /// guard left meanwhile) is not joined: we start a new one, so a guard
     /// never holds nothing while the state is stopped because it came a
     /// moment too late. Each retry follows another thread's start or stop.
-    fn guard_start(&self) -> (Option<u64>, bool, Option<CallbackPanicked>) {
+    fn guard_start(&self) -> (Option<Hold>, bool, Option<CallbackPanicked>) {
         loop {
             match self.start_run(true) {
-                Ok((run, callbacks)) => return (Some(run), true, callbacks.err()),
+                Ok((run, callbacks)) => {
+                    let hold = Hold { run, holder: true };
+                    return (Some(hold), true, callbacks.err());
+                }
                 Err(RunStateError::AlreadyRunning { .. }) => match self.join_run() {
-                    Ok(run) => return (run, false, None),
+                    Ok(hold) => return (Some(hold), false, None),
                     Err(_) if mutant("run_state::guard_join_gives_up") => {
                         // The bug: the run ended under us; hold nothing.
                         return (None, false, None);
@@ -209,22 +213,34 @@ impl RunState {
         }
     }
 
-    /// Joins the run in progress as one more holder, if a guard started it:
-    /// its number. `Ok(None)` if `start()` started it (no guard holds it);
-    /// `Err` if it is not running (any more).
-    fn join_run(&self) -> Result<Option<u64>, RunStateError> {
+    /// Joins the run in progress: as one more holder if a guard started it,
+    /// else (`start()` started it: no guard holds it) only to cancel it if
+    /// the guard's scope panics. `Err` if it is not running (any more).
+    fn join_run(&self) -> Result<Hold, RunStateError> {
         self.claim(false, None)?;
         // Relaxed, all: `guards` and `runs` change only under TIMING, which
         // we hold (our Acquire claim follows their last change).
         let cold = self.cold();
         let guards = cold.guards.load(Ordering::Relaxed);
-        let run = (guards > 0).then(|| {
+        let holder = guards > 0;
+        if holder {
             cold.guards.store(guards + 1, Ordering::Relaxed);
-            cold.runs.load(Ordering::Relaxed)
-        });
+        }
+        let run = cold.runs.load(Ordering::Relaxed);
         self.unclaim();
-        Ok(run)
+        Ok(Hold { run, holder })
     }
+}
+
+/// The run a guard is in: its number (`RunState::runs`), and whether the
+/// guard is one of its holders (the last of whom stops it). `holder` is
+/// `false` for a run that `start()` started, which no guard holds: the
+/// guard only cancels it if its scope panics
+/// (`a_guard_in_a_started_run_cancels_it_if_its_scope_panics`).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    run: u64,
+    holder: bool,
 }
 
 /// Identifies the calling thread while it lives: the address of a
@@ -244,19 +260,19 @@ fn made_unwinding() -> Option<usize> {
     std::thread::panicking().then(thread_mark)
 }
 
-/// Ends a guard's hold on run number `run`: cancel it first if the scope
+/// Ends a guard's hold on its run: cancel it first if the scope
 /// is unwinding from a panic (the thread is panicking now, and is not the
 /// thread that was already unwinding when the guard was made:
 /// `made_unwinding`, as std's `MutexGuard` poisons only then; a guard made
 /// and dropped by cleanup code that runs during an unrelated unwind, in a
 /// `Drop`, ends its run cleanly, and one made so but moved to another
-/// thread that then panics is cancelled); then, if this was the last guard
-/// holding it, stop it. Neither if that run is no longer the current one
+/// thread that then panics is cancelled); then, if the guard is a holder
+/// and the last one, stop it. Neither if that run is no longer the current one
 /// (someone else stopped it, and perhaps started another): then
 /// `NotRunning`.
 fn end_run(
     runstate: &RunState,
-    run: u64,
+    Hold { run, holder }: Hold,
     made_unwinding: Option<usize>,
 ) -> Result<(), RunStateError> {
     if std::thread::panicking()
@@ -266,6 +282,9 @@ fn end_run(
         // Callback panics are dropped here: there is nobody to report to
         // while unwinding.
         let _ = runstate.cancel_run(run);
+    }
+    if !holder {
+        return Ok(()); // `start()`'s run: `stop()` ends it
     }
     let claimed = runstate.claim(false, Some((run, "run_state::guard_ignores_run")))?;
     // Relaxed: under TIMING, as in `join_run`.
@@ -295,10 +314,9 @@ fn end_run(
 #[must_use = "dropping the guard stops the run at once"]
 pub struct RunGuard<'a> {
     runstate: &'a RunState,
-    /// The number of the run this guard holds (`RunState::runs`); `None`
-    /// if it holds none (the run was started by `start()`, or the guard
-    /// has ended its hold).
-    run: Option<u64>,
+    /// The run this guard is in (see `Hold`); `None` once the guard has
+    /// ended its hold (or found no run to join).
+    run: Option<Hold>,
     /// Did this guard start the run?
     started: bool,
     start_panics: Option<CallbackPanicked>,
@@ -415,7 +433,7 @@ impl fmt::Debug for RunGuard<'_> {
 pub struct OwnedRunGuard {
     runstate: Arc<RunState>,
     /// As [`RunGuard`]'s.
-    run: Option<u64>,
+    run: Option<Hold>,
     /// As [`RunGuard`]'s.
     started: bool,
     start_panics: Option<CallbackPanicked>,

@@ -557,6 +557,7 @@ pub trait HasRunState {
     /// assert!(worker.cancelled());
     /// ```
     #[inline]
+    #[must_use = "a child dropped at once unlinks at once: keep it for the work it stands for"]
     fn child(&self, name: impl Into<Cow<'static, str>>) -> Arc<RunState>
     where
         Self: Sized,

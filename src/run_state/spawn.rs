@@ -158,9 +158,13 @@ impl RunState {
     /// [`enter`](Self::enter), a nested `spawn`).
     ///
     /// The `on_start` callbacks run here, in the calling thread (their
-    /// panics are in [`RunHandle::start_panics`]); `on_cancel` and `on_end`
-    /// run on the new thread, and their panics there are dropped, as a
-    /// [`RunGuard`](super::RunGuard)'s drop drops them.
+    /// panics are in [`RunHandle::start_panics`]); `on_end` runs on the new
+    /// thread, and so does `on_cancel` for the cancel made because `f`
+    /// panicked (their panics there are dropped, as a
+    /// [`RunGuard`](super::RunGuard)'s drop drops them). Any other cancel's
+    /// `on_cancel` runs where every cancel runs it: in the cancelling
+    /// thread (the caller of [`RunHandle::cancel`], of a parent's cancel,
+    /// or a deadline's thread: see [`on_cancel`](Self::on_cancel)).
     ///
     /// Errors: [`SpawnError::Start`] if the state cannot start (it is
     /// running: nothing is spawned and nothing changes);

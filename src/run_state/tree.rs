@@ -62,8 +62,9 @@
 //! Under the registry's lock, the cancel takes a strong reference to each
 //! child from its `Weak` (an upgrade: a CAS of the `Arc`'s count, which
 //! fails for a child whose last `Arc` is gone, or whose value was moved
-//! out of it) and sets its word with one `fetch_or`. A child that needs nothing more (no waiter
-//! to wake, no children, no callbacks: most) is let go at once, in place,
+//! out of it) and sets its word with one `fetch_or`. A child that needs
+//! nothing more (no waiter to wake, no children, no callbacks: most) is
+//! let go at once, in place,
 //! by `Arc::into_inner` (one RMW); if that finds ours the last reference
 //! (its holder dropped it as we walked), the value comes out, its slot
 //! lets go of its `Weak`, and the value is dropped after the lock (its drop
@@ -82,7 +83,6 @@
 //! children still follow the cancel. (An earlier design wrote the word of
 //! a dropping child through a raw pointer; Miri's Stacked Borrows check
 //! rejected it.)
-
 //!
 //! # What a child costs
 //!
@@ -110,10 +110,12 @@
 //!   `Arc` could then not tell whether its registry still lives (nor the
 //!   registry tell it from a dropped one), and a dropped child would keep
 //!   its memory until the parent's next call.
-//! - A lock-free link or unlink needs as many RMWs as the lock: an insert
-//!   must order its slot's write before its read of the parent's word
-//!   against a cancel's RMW and scan (a store-load order: an RMW or a
-//!   `SeqCst` fence), and the free list needs its own.
+//! - A lock-free link (one `SeqCst` CAS into a slot, then a `SeqCst` load
+//!   of the parent's word, against the cancel's `SeqCst` `fetch_or` and
+//!   scan) and unlink would save two of the four lock RMWs. What such a
+//!   design must then solve is the reclamation race with a walk (a slot
+//!   emptied and reused while a walk upgrades its `Weak`; the free list's
+//!   ABA), which the lock settles today: not built yet.
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
@@ -542,6 +544,7 @@ impl RunState {
     /// assert!(late.cancelled()); // made after the cancel: cancelled at once
     /// assert_eq!(late.reason().as_deref(), Some("shutdown"));
     /// ```
+    #[must_use = "a child dropped at once unlinks at once: keep it for the work it stands for"]
     pub fn child(&self, name: impl Into<Cow<'static, str>>) -> Arc<RunState> {
         let name = name.into();
         let raw = self.registry();
