@@ -214,3 +214,36 @@ fn a_deadline_callback_may_replace_and_clear_the_deadline_while_firing() {
         assert!(rs.clear_deadline());
     });
 }
+
+/// A deadline's cancel is told from a user's cancel with the same words,
+/// through the tree (a grandchild's inherited reason), through `check`'s
+/// error, and from a fired timer as from a past deadline.
+#[test]
+fn a_deadline_is_told_from_a_user_reason_with_the_same_text() {
+    let job = Arc::new(RunState::new("job"));
+    let step = job.child("step");
+    let sub = step.child("sub");
+    job.cancel_at(Instant::now() + Duration::from_millis(5))
+        .unwrap();
+    no_deadlock("the timer fires", {
+        let sub = Arc::clone(&sub);
+        move || sub.wait_cancelled()
+    });
+    assert!(job.deadline_exceeded() && step.deadline_exceeded() && sub.deadline_exceeded());
+    assert!(sub.check().unwrap_err().is_deadline_exceeded());
+    assert_eq!(sub.reason().as_deref(), Some(DEADLINE_EXCEEDED));
+
+    let imitation = RunState::new("imitation");
+    let child = imitation.child("child");
+    imitation.cancel_with(DEADLINE_EXCEEDED);
+    assert_eq!(child.reason().as_deref(), Some(DEADLINE_EXCEEDED));
+    assert!(!imitation.deadline_exceeded() && !child.deadline_exceeded());
+    assert!(!child.check().unwrap_err().is_deadline_exceeded());
+
+    let past = Arc::new(RunState::new("past"));
+    past.cancel_at(Instant::now()).unwrap();
+    assert!(past.deadline_exceeded());
+    let plain = RunState::new("plain");
+    plain.cancel();
+    assert!(!plain.deadline_exceeded() && !RunState::new("fresh").deadline_exceeded());
+}

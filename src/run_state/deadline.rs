@@ -49,8 +49,23 @@ use crate::sync::{mutant, Ordering};
 use crate::timer;
 
 /// The reason a deadline cancels with: `"deadline exceeded"` (Go's
-/// `context.DeadlineExceeded` message).
+/// `context.DeadlineExceeded` message). A deadline's reason is told from a
+/// user's reason with the same text by
+/// [`Cancelled::is_deadline_exceeded`](crate::Cancelled::is_deadline_exceeded)
+/// and [`RunState::deadline_exceeded`].
 pub const DEADLINE_EXCEEDED: &str = "deadline exceeded";
+
+/// The one `Arc` every deadline cancels with (children inherit it by
+/// clone), so that it is told from a user's equal text by address.
+pub(crate) fn deadline_reason() -> CancelReason {
+    static REASON: std::sync::OnceLock<CancelReason> = std::sync::OnceLock::new();
+    Arc::clone(REASON.get_or_init(|| DEADLINE_EXCEEDED.into()))
+}
+
+/// Is `reason` a deadline's (see [`deadline_reason`])?
+pub(crate) fn is_deadline_reason(reason: &CancelReason) -> bool {
+    Arc::ptr_eq(reason, &deadline_reason())
+}
 
 impl RunState {
     /// Cancels this state at `deadline`, with the reason
@@ -113,7 +128,7 @@ impl RunState {
     pub fn cancel_at(self: &Arc<Self>, deadline: Instant) -> Result<(), RunStateError> {
         if deadline <= Instant::now() {
             self.clear_deadline();
-            self.cancel_with(DEADLINE_EXCEEDED);
+            self.cancel_with(deadline_reason());
             return Ok(());
         }
         let weak = Arc::downgrade(self);
@@ -180,6 +195,32 @@ impl RunState {
         self.cold_ref()?.lock_reasons().timer.map(|key| key.at())
     }
 
+    /// Is the state cancelled by a deadline (its own, or an ancestor's,
+    /// inherited): Go's `errors.Is(ctx.Err(), context.DeadlineExceeded)`.
+    /// Told by the reason's identity, not its text: a
+    /// [`cancel_with`](Self::cancel_with) that gives the same words is not
+    /// a deadline. `false` if not cancelled, or if another cancel came
+    /// first. Takes the reasons lock, as [`reason`](Self::reason).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use multiopen::{run_state::DEADLINE_EXCEEDED, RunState};
+    ///
+    /// let job = Arc::new(RunState::new("job"));
+    /// let step = job.child("step");
+    /// job.cancel_after(Duration::ZERO)?; // due at once
+    /// assert!(job.deadline_exceeded() && step.deadline_exceeded());
+    /// let other = RunState::new("other");
+    /// other.cancel_with(DEADLINE_EXCEEDED); // the same words, no deadline
+    /// assert!(!other.deadline_exceeded());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn deadline_exceeded(&self) -> bool {
+        self.reason()
+            .is_some_and(|reason| is_deadline_reason(&reason))
+    }
+
     /// Removes the deadline, if one is pending; returns whether one was
     /// (`false` if it has fired already). Once this returns, the deadline
     /// never cancels, even if its time has come and the timer is about to
@@ -232,7 +273,7 @@ fn fire(state: &Weak<RunState>, armed: u64) {
         // as `cancel_with`.
         let prev = state.state.fetch_or(CANCELLED, Ordering::Release);
         if prev & CANCELLED == 0 {
-            reasons.current = Some(DEADLINE_EXCEEDED.into());
+            reasons.current = Some(deadline_reason());
         }
         prev
     };
@@ -240,7 +281,7 @@ fn fire(state: &Weak<RunState>, armed: u64) {
         return;
     }
     state.wake_waiters(prev, "run_state::cancel_no_wake");
-    let reason: Option<CancelReason> = Some(DEADLINE_EXCEEDED.into());
+    let reason: Option<CancelReason> = Some(deadline_reason());
     let mut callbacks = Vec::new();
     if prev & HAS_CHILDREN != 0 {
         state.cancel_children(reason, Some(&mut callbacks));

@@ -36,6 +36,30 @@ pub struct Cancelled {
     pub reason: Option<crate::run_state::CancelReason>,
 }
 
+impl Cancelled {
+    /// Was it a deadline's cancel (see
+    /// [`RunState::deadline_exceeded`](crate::RunState::deadline_exceeded))?
+    /// Told by the reason's identity, not its text. Go's
+    /// `errors.Is(err, context.DeadlineExceeded)`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use multiopen::RunState;
+    ///
+    /// let job = Arc::new(RunState::new("job"));
+    /// job.cancel_after(Duration::ZERO)?;
+    /// let err = job.check().unwrap_err();
+    /// assert!(err.is_deadline_exceeded());
+    /// # Ok::<(), multiopen::RunStateError>(())
+    /// ```
+    pub fn is_deadline_exceeded(&self) -> bool {
+        self.reason
+            .as_ref()
+            .is_some_and(crate::run_state::deadline::is_deadline_reason)
+    }
+}
+
 impl fmt::Display for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} was cancelled", self.name)?;
