@@ -266,3 +266,32 @@ fn spawn_of_a_child_sets_its_current_state_inside_another_entered_one() {
     let h2 = child.spawn(|rs| rs.cancelled()).unwrap();
     assert!(h2.join().unwrap());
 }
+
+/// A spawned state's `on_cancel` runs where every cancel runs it: in the
+/// cancelling thread (here the caller of `RunHandle::cancel`), not on the
+/// spawned thread (from a review: `spawn`'s docs said otherwise).
+#[test]
+fn a_spawned_states_on_cancel_runs_in_the_cancelling_thread() {
+    let rs = Arc::new(RunState::new("spawned-job"));
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    rs.on_cancel(move |_| {
+        let name = thread::current().name().map(str::to_owned);
+        let _ = tx.lock().unwrap().send(name);
+    });
+    let handle = rs
+        .spawn(|rs| while rs.sleep(Duration::from_secs(3600)).is_ok() {})
+        .unwrap();
+    common::no_deadlock("cancel and join", move || {
+        thread::Builder::new()
+            .name("canceller".into())
+            .spawn(move || {
+                handle.cancel();
+                handle.join().unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+    assert_eq!(rx.recv().unwrap().as_deref(), Some("canceller"));
+}
