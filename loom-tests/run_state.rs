@@ -675,8 +675,20 @@ fn stale_guard_claim_wakes_a_waiting_stop() {
 /// the cancel meet in the parent's word and its registry lock).
 #[test]
 fn child_made_while_parent_cancels() {
-    loom::model(|| {
+    child_made_while_parent_cancels_in(false);
+}
+
+/// As [`child_made_while_parent_cancels`], with the child in the slab (a holder takes the
+/// fast slot first).
+#[test]
+fn child_made_while_parent_cancels_slab() {
+    child_made_while_parent_cancels_in(true);
+}
+
+fn child_made_while_parent_cancels_in(slab: bool) {
+    loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
+        let _holder = slab.then(|| parent.child("holder"));
         let maker = {
             let parent = Arc::clone(&parent);
             thread::spawn(move || parent.child("child"))
@@ -689,6 +701,27 @@ fn child_made_while_parent_cancels() {
     });
 }
 
+/// A child is made while its parent cancels without a reason: linked in
+/// the fast slot with one CAS, it meets the cancel in that slot's
+/// modification order (the walk's `Release` RMW of the slot, the link's
+/// `Acquire` CAS, then its load of the parent's word), without `SeqCst`
+/// and without the lock (see `fast_slot.rs`).
+#[test]
+fn fast_child_made_while_parent_cancels_plainly() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        let maker = {
+            let parent = Arc::clone(&parent);
+            thread::spawn(move || parent.child("child"))
+        };
+        parent.cancel();
+        let child = maker.join().unwrap();
+        assert!(child.cancelled(), "a child of a cancelled parent");
+        drop(child);
+        assert_eq!(parent.child_count(), 0);
+    });
+}
+
 /// A child's last owner drops it while the parent cancels: the cancel
 /// may hold the last reference, so the child's drop (its unlink, which
 /// takes the registry lock) can run in the cancelling thread; that lock
@@ -697,8 +730,20 @@ fn child_made_while_parent_cancels() {
 /// ends empty.
 #[test]
 fn child_dropped_while_parent_cancels() {
-    loom::model(|| {
+    child_dropped_while_parent_cancels_in(false);
+}
+
+/// As [`child_dropped_while_parent_cancels`], with the child in the slab (a holder takes the
+/// fast slot first).
+#[test]
+fn child_dropped_while_parent_cancels_slab() {
+    child_dropped_while_parent_cancels_in(true);
+}
+
+fn child_dropped_while_parent_cancels_in(slab: bool) {
+    loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
+        let _holder = slab.then(|| parent.child("holder"));
         let child = parent.child("child");
         let dropper = thread::spawn(move || {
             // A load of the word the walk marks: the `Arc`'s counts are
@@ -711,7 +756,7 @@ fn child_dropped_while_parent_cancels() {
         });
         parent.cancel();
         dropper.join().unwrap();
-        assert_eq!(parent.child_count(), 0);
+        assert_eq!(parent.child_count(), usize::from(slab));
         assert!(parent.child("late").cancelled());
     });
 }
@@ -723,9 +768,22 @@ fn child_dropped_while_parent_cancels() {
 /// A leak or a double free otherwise; the child's link holds no count.
 #[test]
 fn parent_dropped_while_its_last_child_drops() {
-    loom::model(|| {
+    parent_dropped_while_its_last_child_drops_in(false);
+}
+
+/// As [`parent_dropped_while_its_last_child_drops`], with the child in the slab (a holder takes the
+/// fast slot first).
+#[test]
+fn parent_dropped_while_its_last_child_drops_slab() {
+    parent_dropped_while_its_last_child_drops_in(true);
+}
+
+fn parent_dropped_while_its_last_child_drops_in(slab: bool) {
+    loom::model(move || {
         let parent = RunState::new("parent");
+        let holder = slab.then(|| parent.child("holder"));
         let child = parent.child("child");
+        drop(holder);
         let watch = parent.watch_children_registry().expect("made by child()");
         let dropper = thread::spawn(move || drop(child));
         drop(parent);
@@ -817,11 +875,36 @@ fn guard_joins_while_the_last_other_guard_ends() {
 /// registry itself. Either way the registries end empty.
 #[test]
 fn middle_dropped_while_root_cancels() {
-    loom::model(|| {
+    middle_dropped_while_root_cancels_in(false);
+}
+
+/// As [`middle_dropped_while_root_cancels`], with the child in the slab (a holder takes the
+/// fast slot first).
+#[test]
+fn middle_dropped_while_root_cancels_slab() {
+    middle_dropped_while_root_cancels_in(true);
+}
+
+fn middle_dropped_while_root_cancels_in(slab: bool) {
+    loom::model(move || {
         let root = Arc::new(RunState::new("root"));
+        let holder = slab.then(|| root.child("holder"));
         let middle = root.child("middle");
+        drop(holder);
+        let holder = slab.then(|| middle.child("holder"));
         let job = middle.child("job");
-        let dropper = thread::spawn(move || drop(middle));
+        drop(holder);
+        let dropper = {
+            let root = Arc::clone(&root);
+            thread::spawn(move || {
+                // A load of the word the cancel sets first: the `Arc`'s
+                // counts are std's, invisible to loom, so without an access
+                // that depends on the cancel's first, loom's partial-order
+                // reduction never runs the whole drop before the cancel.
+                let _ = root.cancelled();
+                drop(middle)
+            })
+        };
         root.cancel();
         dropper.join().unwrap();
         assert!(job.cancelled(), "cut off by the dropped middle");
@@ -836,7 +919,18 @@ fn middle_dropped_while_root_cancels() {
 /// never inherits the past run's cancel for good.
 #[test]
 fn child_made_while_parent_restarts() {
-    loom::model(|| {
+    child_made_while_parent_restarts_in(false);
+}
+
+/// As [`child_made_while_parent_restarts`], with the child in the slab (a holder takes the
+/// fast slot first).
+#[test]
+fn child_made_while_parent_restarts_slab() {
+    child_made_while_parent_restarts_in(true);
+}
+
+fn child_made_while_parent_restarts_in(slab: bool) {
+    loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
         parent.start().unwrap();
         parent.cancel_with("why");
@@ -845,6 +939,7 @@ fn child_made_while_parent_restarts() {
             let parent = Arc::clone(&parent);
             thread::spawn(move || parent.start().unwrap())
         };
+        let _holder = slab.then(|| parent.child("holder"));
         let child = parent.child("child");
         if child.cancelled() {
             assert_eq!(child.reason().as_deref(), Some("why"));
@@ -861,9 +956,21 @@ fn child_made_while_parent_restarts() {
 /// children.
 #[test]
 fn children_reason_survives_a_restart_mid_cancel() {
-    loom::model(|| {
+    children_reason_survives_a_restart_mid_cancel_in(false);
+}
+
+/// As [`children_reason_survives_a_restart_mid_cancel`], with the child in the slab (a holder takes the
+/// fast slot first).
+#[test]
+fn children_reason_survives_a_restart_mid_cancel_slab() {
+    children_reason_survives_a_restart_mid_cancel_in(true);
+}
+
+fn children_reason_survives_a_restart_mid_cancel_in(slab: bool) {
+    loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
         parent.start().unwrap();
+        let _holder = slab.then(|| parent.child("holder"));
         let child = parent.child("child");
         let restarter = {
             let parent = Arc::clone(&parent);

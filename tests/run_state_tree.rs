@@ -15,7 +15,7 @@ use multiopen::run_state::DEADLINE_EXCEEDED;
 use multiopen::{RunEvent, RunPhase, RunState};
 
 mod common;
-use common::{counting, no_deadlock, quietly, rounds};
+use common::{at, counting, no_deadlock, quietly, rounds};
 
 // --- children ------------------------------------------------------------------
 
@@ -510,11 +510,8 @@ fn a_middle_dropped_while_the_root_cancels_leaves_its_children_cancelled() {
         let middle = root.child("middle");
         let job = middle.child("job");
         let barrier = Arc::new(Barrier::new(2));
-        let (r, b) = (Arc::clone(&root), Arc::clone(&barrier));
-        let t = thread::spawn(move || {
-            b.wait();
-            r.cancel();
-        });
+        let r = Arc::clone(&root);
+        let t = at(&barrier, move || r.cancel());
         barrier.wait();
         drop(middle);
         t.join().unwrap();
@@ -771,11 +768,7 @@ fn registries_are_freed_when_their_owner_and_children_are_all_gone() {
 /// A thread that drops `value` once `start` lets it go (every racer waits
 /// at the same barrier, so the drop races the others' work).
 fn drop_at<T: Send + 'static>(start: &Arc<Barrier>, value: T) -> thread::JoinHandle<()> {
-    let start = Arc::clone(start);
-    thread::spawn(move || {
-        start.wait();
-        drop(value);
-    })
+    at(start, move || drop(value))
 }
 
 /// A thread that, at `start`, cancels `parent` (if `cancel_first`), ends
@@ -786,9 +779,8 @@ fn restart_at(
     parent: &Arc<RunState>,
     cancel_first: bool,
 ) -> thread::JoinHandle<()> {
-    let (start, parent) = (Arc::clone(start), Arc::clone(parent));
-    thread::spawn(move || {
-        start.wait();
+    let parent = Arc::clone(parent);
+    at(start, move || {
         if cancel_first {
             parent.cancel();
         }

@@ -7,24 +7,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
-use std::thread;
 
 use multiopen::RunState;
 
 mod common;
-use common::{no_deadlock, rounds};
-
-/// A thread that runs `f` once `start` lets it go.
-fn at<T: Send + 'static>(
-    start: &Arc<Barrier>,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> thread::JoinHandle<T> {
-    let start = Arc::clone(start);
-    thread::spawn(move || {
-        start.wait();
-        f()
-    })
-}
+use common::{at, no_deadlock, rounds};
 
 // --- the registry freed while a child's unlink is still in its unlock -------
 

@@ -78,3 +78,16 @@ pub fn record_events<T: Send + 'static>(
     }
     events
 }
+
+/// A thread that runs `f` once `start` lets it go (every racer waits at the
+/// same barrier, so `f` races the others' work).
+pub fn at<T: Send + 'static>(
+    start: &std::sync::Arc<std::sync::Barrier>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let start = std::sync::Arc::clone(start);
+    std::thread::spawn(move || {
+        start.wait();
+        f()
+    })
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::slab::{Entry, Upstream};
 use super::{Registry, Slab};
+use crate::run_state::RunState;
 use crate::sync::{mutant, AtomicPtr, LockGuard, Ordering};
 
 /// `RunState::children`: the state's registry (`Arc::into_raw`), made by
@@ -44,7 +45,13 @@ fn release_registry(registry: Arc<Registry>) {
         // The bug: the check and the act under two locks. A last child's
         // unlink between them finds nothing to take back, and the
         // reference left in the registry then keeps it alive for ever.
-        let live = registry.lock().live;
+        let live = {
+            let mut slab = registry.lock();
+            if registry.fast.close() {
+                slab.live += 1;
+            }
+            slab.live
+        };
         if live > 0 {
             registry.lock().keep = Some(Arc::clone(&registry));
         }
@@ -52,6 +59,10 @@ fn release_registry(registry: Arc<Registry>) {
         return;
     }
     let mut slab = registry.lock();
+    // A child in the fast slot now unlinks under the lock, counted.
+    if registry.fast.close() {
+        slab.live += 1;
+    }
     if slab.live > 0 {
         slab.keep = Some(Arc::clone(&registry));
     }
@@ -74,7 +85,22 @@ pub(crate) struct ParentLink {
     /// As `Children` holds it (`Arc::into_raw`): its provenance covers the
     /// `Arc`'s counts, for `registry_arc`.
     pub(super) registry: *const Registry,
-    pub(super) index: usize,
+    /// Where in the registry the child is (see [`Place`]): the address of
+    /// its allocation as the fast slot holds it (`Weak::into_raw`, a
+    /// multiple of 8), or `(index << 1) | 1`, without provenance, for slot
+    /// `index` of the slab. Atomic only because `child()` moves it to the
+    /// slab after building the child, if the fast link fails: before the
+    /// child is shared, so every access is `Relaxed`.
+    place: AtomicPtr<RunState>,
+}
+
+/// Where a child is linked in its parent's registry.
+#[derive(Clone, Copy)]
+pub(super) enum Place {
+    /// In the fast slot, at this address (see `fast_slot.rs`).
+    Fast(*mut RunState),
+    /// In this slot of the slab.
+    Slab(usize),
 }
 
 // SAFETY: `registry` is only read as `&Registry` (a `Lock`, `Sync`), and
@@ -84,6 +110,42 @@ unsafe impl Send for ParentLink {}
 unsafe impl Sync for ParentLink {}
 
 impl ParentLink {
+    /// A link to the fast slot of `registry`, where the child is at `ptr`
+    /// (`Weak::into_raw` of the slot's `Weak`).
+    pub(super) fn fast(registry: *const Registry, ptr: *const RunState) -> Self {
+        Self {
+            registry,
+            place: AtomicPtr::new(ptr.cast_mut()),
+        }
+    }
+
+    /// A link to slot `index` of `registry`'s slab.
+    pub(super) fn in_slab(registry: *const Registry, index: usize) -> Self {
+        Self {
+            registry,
+            place: AtomicPtr::new(slab_place(index)),
+        }
+    }
+
+    /// Moves the link to slot `index` of the slab (the fast link failed);
+    /// before the child is shared.
+    pub(super) fn set_slab(&self, index: usize) {
+        // Relaxed: before the child is shared (see `place`).
+        self.place.store(slab_place(index), Ordering::Relaxed);
+    }
+
+    /// Where the child is linked.
+    #[inline]
+    pub(super) fn place(&self) -> Place {
+        // Relaxed: see `place`.
+        let word = self.place.load(Ordering::Relaxed);
+        if word.addr() & 1 == 0 {
+            Place::Fast(word)
+        } else {
+            Place::Slab(word.addr() >> 1)
+        }
+    }
+
     /// The registry this child is linked in.
     pub(super) fn registry(&self) -> &Registry {
         // SAFETY: alive while this child is linked (see the type's docs),
@@ -117,26 +179,96 @@ impl Drop for ParentLink {
         if mutant("run_state::child_never_unlinks") {
             return;
         }
+        match self.place() {
+            Place::Slab(index) => self.unlink_from_slab(index),
+            Place::Fast(ptr) => {
+                if !self.registry().fast.unlink(ptr) {
+                    self.unlink_from_closed_fast_slot(ptr);
+                }
+            }
+        }
+    }
+}
+
+impl ParentLink {
+    /// The unlink of a child in slot `index` of the slab.
+    #[inline]
+    fn unlink_from_slab(&self, index: usize) {
         let mut slab = self.registry().lock();
-        if slab.vacate(self.index) {
+        if slab.vacate(index) {
             return;
         }
         if !mutant("run_state::dropped_middle_detaches_children") {
-            if let Some(own) = slab.own_registry(self.index) {
+            if let Some(own) = slab.own_registry(index) {
                 let mut own_slab = own.lock();
+                // Its fast child, if any, now unlinks under the lock,
+                // counted, so that the unlink that empties it frees this
+                // slot (lock order: a parent's registry, then its child's).
+                if own.fast.close() {
+                    own_slab.live += 1;
+                }
                 if own_slab.live > 0 {
-                    // Lock order: a parent's registry, then its child's.
-                    own_slab.upstream = Some((self.registry_arc(), self.index));
+                    own_slab.upstream = Some((self.registry_arc(), index));
                     drop(own_slab);
                     slab.orphans += 1;
                     // Dropping the entry replaced runs no user code.
-                    slab.entries[self.index] = Entry::Orphan(own);
+                    slab.entries[index] = Entry::Orphan(own);
                     return;
                 }
             }
         }
-        unlink(slab, self.index).finish();
+        unlink(slab, index).finish();
     }
+
+    /// The unlink of the child at `ptr` in the fast slot once it is
+    /// `SLOW` (see `fast_slot.rs`): under the lock, as for a slab child,
+    /// its own registry moving to a slab slot of its own if it is to
+    /// become an orphan.
+    #[cold]
+    #[inline(never)]
+    fn unlink_from_closed_fast_slot(&self, ptr: *mut RunState) {
+        let registry = self.registry();
+        let mut slab = registry.lock();
+        let weak = registry.fast.take(ptr);
+        // Counted by `close` when it made the slot `SLOW`.
+        slab.live -= 1;
+        let own = slab.fast_own.take();
+        if let Some(own) = own.as_ref() {
+            if !mutant("run_state::dropped_middle_detaches_children") {
+                let mut own_slab = own.lock();
+                // As in `unlink_from_slab`.
+                if own.fast.close() {
+                    own_slab.live += 1;
+                }
+                if own_slab.live > 0 {
+                    let index = slab.insert_orphan(Arc::clone(own));
+                    own_slab.upstream = Some((self.registry_arc(), index));
+                    drop(own_slab);
+                    // Not emptied: the orphan is linked.
+                    drop(slab);
+                    drop(weak);
+                    return;
+                }
+            }
+        }
+        let (upstream, keep) = slab.emptied();
+        drop(slab);
+        // No user code: a `Weak` (at most an allocation emptied by a move)
+        // and a registry reference (the one our `Children` still holds).
+        drop(weak);
+        drop(own);
+        Unlinked {
+            freed: None,
+            upstream,
+            keep,
+        }
+        .finish();
+    }
+}
+
+/// The `place` of slot `index` of the slab: odd, without provenance.
+fn slab_place(index: usize) -> *mut RunState {
+    std::ptr::without_provenance_mut((index << 1) | 1)
 }
 
 /// Removes slot `index` of the locked `slab`; what is to be let go after

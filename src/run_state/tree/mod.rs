@@ -6,18 +6,24 @@
 //! - `child()` returns an `Arc<RunState>`: the caller owns the child (clone
 //!   the `Arc` to share it, e.g. with the worker thread).
 //! - The parent keeps only a `Weak` to each child (see "The cancel
-//!   walk"), in a slab (a `Vec` with a free list) inside a registry
-//!   that the parent allocates on its first `child()`
-//!   (`RunState::children`, one pointer). The weak count is needed: safe
+//!   walk"), inside a registry that the parent allocates on its first
+//!   `child()` (`RunState::children`, one pointer): one child in the
+//!   registry's *fast slot* (an atomic pointer, linked and unlinked with
+//!   one CAS each, without the lock: see `fast_slot.rs`), the others in a
+//!   slab (a `Vec` with a free list) under the registry's lock. The first
+//!   child made while the fast slot is empty takes it; most parents have
+//!   one child at a time, and never lock. The weak count is needed: safe
 //!   code can move a child's value out of its `Arc` (`Arc::into_inner`,
 //!   `get_mut` + `mem::swap`), which frees the allocation while the
 //!   value, still linked, lives on; a bare address would dangle (see
-//!   `ChildPtr`). A child keeps the registry's address and its index in
-//!   the slab (its `ParentLink`, the first of its fields, so the first to
+//!   `ChildPtr`). A child keeps the registry's address and its place in
+//!   it (its `ParentLink`, the first of its fields, so the first to
 //!   drop), without a count: the registry lives while any child is
 //!   linked, because a parent dropped first leaves its reference in the
-//!   registry (`Slab::keep`) for the unlink that empties it. (For what
-//!   making and dropping a child costs, see "What a child costs".)
+//!   registry (`Slab::keep`) for the unlink that empties it (closing the
+//!   fast slot first, so that a child in it unlinks under the lock,
+//!   counted). (For what making and dropping a child costs, see "What a
+//!   child costs".)
 //! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
 //!   registry's lock and frees its slot (O(1)), so a parent that makes
 //!   and drops a million children keeps one slot per child alive at a
@@ -52,7 +58,9 @@
 //! `HAS_CHILDREN` and its lock comes after the insert, so it lists the
 //! child; or the cancel comes first, and the child reads `CANCELLED` and is
 //! made cancelled. A cancelled parent's children are cancelled before its
-//! `cancel` returns (a child made after it, at creation).
+//! `cancel` returns (a child made after it, at creation). A child linked in
+//! the fast slot meets the cancel in the slot's modification order instead
+//! of the lock (the argument is in `fast_slot.rs`).
 //!
 //! `cancelled()` on a child is the same one load as on any state: the
 //! parent's cancel writes each child's word; no query ever walks the tree.
@@ -86,12 +94,14 @@
 //!
 //! # What a child costs
 //!
-//! Making and dropping a child is an allocation and its free, and nine
-//! atomic RMWs: the registry lock and unlock to link and again to unlink
-//! (four), the slot's weak count taken and let go (two), and the `Arc`'s
-//! own three (`new_cyclic` sets the strong count with an RMW; the last
-//! `Arc` and the implicit weak reference each let go of one). Measured
-//! against what was tried instead (`BENCHMARKS.md`, issue 13):
+//! Making and dropping a child in the fast slot is an allocation and its
+//! free, and seven atomic RMWs: the slot's CAS to link and its CAS to
+//! unlink (two), the slot's weak count taken and let go (two), and the
+//! `Arc`'s own three (`new_cyclic` sets the strong count with an RMW; the
+//! last `Arc` and the implicit weak reference each let go of one). In the
+//! slab, the lock and its release to link and again to unlink make it
+//! nine. Measured against what was tried instead (`BENCHMARKS.md`, issue
+//! 13; the figures before the fast slot, whose own are in `BENCHMARKS.md`):
 //!
 //! - A slot with the bare address (no weak count) is about 3 ns faster
 //!   (0.44× tokio-util's `child_token()` + drop against 0.49–0.51×), and
@@ -110,12 +120,13 @@
 //!   `Arc` could then not tell whether its registry still lives (nor the
 //!   registry tell it from a dropped one), and a dropped child would keep
 //!   its memory until the parent's next call.
-//! - A lock-free link (one `SeqCst` CAS into a slot, then a `SeqCst` load
-//!   of the parent's word, against the cancel's `SeqCst` `fetch_or` and
-//!   scan) and unlink would save two of the four lock RMWs. What such a
-//!   design must then solve is the reclamation race with a walk (a slot
-//!   emptied and reused while a walk upgrades its `Weak`; the free list's
-//!   ABA), which the lock settles today: not built yet.
+//! - A lock-free link into the slab (one `SeqCst` CAS into a slot, then a
+//!   `SeqCst` load of the parent's word, against the cancel's `SeqCst`
+//!   `fetch_or` and scan) must solve the reclamation race with a walk (a
+//!   slot emptied and reused while a walk upgrades its `Weak`; the free
+//!   list's ABA). The fast slot is that design for one slot: the walk pins
+//!   the `Weak` with a tag, the slot's `Weak` rules out ABA, and the
+//!   `Acquire`/`Release` RMWs of the one word replace `SeqCst`.
 
 mod fast_slot;
 mod link;
@@ -130,6 +141,8 @@ use super::cancel::CancelReason;
 use super::state::{ANY_CANCEL, CANCELLED, ENDED_CANCELLED, FROM_PARENT, HAS_CHILDREN};
 use super::RunState;
 use crate::sync::{mutant, Lock, LockGuard, Ordering};
+use fast_slot::FastSlot;
+use link::Place;
 use slab::{ChildPtr, Slab, NONE};
 
 pub(crate) use link::{Children, ParentLink};
@@ -139,6 +152,8 @@ pub(crate) use walk::Follow;
 /// remove or list children (never on a query, never by a childless cancel).
 pub(crate) struct Registry {
     slab: Lock<Slab>,
+    /// One child linked and unlinked without the lock (see `fast_slot.rs`).
+    fast: FastSlot,
 }
 
 /// What [`RunState::watch_children_registry`] returns: a `Weak` to the
@@ -199,9 +214,11 @@ impl RunState {
     /// read cancelled, with that reason, only until the child's own next
     /// start.
     ///
-    /// Costs: an allocation for the child, and this state's registry lock
-    /// to insert it (and, in the child's drop, to remove it): O(1). A
-    /// state's first child also allocates the registry.
+    /// Costs: an allocation for the child, and one CAS to link it (and, in
+    /// its drop, one to unlink it) if it is this state's only live child;
+    /// otherwise this state's registry lock to insert it (and to remove
+    /// it): O(1) either way, never blocking but on that lock. A state's
+    /// first child also allocates the registry.
     ///
     /// ```
     /// use multiopen::RunState;
@@ -223,6 +240,59 @@ impl RunState {
         // SAFETY: `children` holds this reference until this `RunState` is
         // dropped, so it is alive while we hold `&self`.
         let registry = unsafe { &*raw };
+        // Acquire: as `cancelled`.
+        let mut s = self.state.load(Ordering::Acquire);
+        if s & HAS_CHILDREN == 0 {
+            // AcqRel: orders this RMW in the word with a cancel's (a cancel
+            // after it walks the registry; one before it shows here);
+            // Release publishes the registry (stored before) to a
+            // canceller that sees the bit.
+            s = self.state.fetch_or(HAS_CHILDREN, Ordering::AcqRel);
+        }
+        if s & ANY_CANCEL != 0 || !registry.fast.is_open() {
+            return self.child_in_slab(name, raw);
+        }
+        // The fast slot (see `fast_slot.rs`): build the child, then link it
+        // with one CAS, then look at our word again.
+        let mut weak = std::ptr::null();
+        let child = Arc::new_cyclic(|me| {
+            // A weak count of the slot's own (see `ChildPtr`).
+            weak = Weak::into_raw(Weak::clone(me));
+            RunState::build(name, 0, Some(ParentLink::fast(raw, weak)))
+        });
+        if registry.fast.link(weak) {
+            // Acquire: a cancel whose walk's RMW of the slot came before
+            // our link happened before this load (see `fast_slot.rs`).
+            if self.state.load(Ordering::Acquire) & ANY_CANCEL != 0
+                && !mutant("run_state::fast_child_misses_late_cancel")
+            {
+                self.inherit_late(&child);
+            }
+        } else {
+            // Taken meanwhile: the slab, under the lock, with the `Weak`
+            // the slot did not take.
+            let mut slab = registry.lock();
+            // SAFETY: from `into_raw` above, not taken by the slot.
+            let index = slab.insert(ChildPtr(unsafe { Weak::from_raw(weak) }));
+            if let Some(link) = &child._parent {
+                link.set_slab(index);
+            }
+            // Acquire: as above; under the lock, as in `child_in_slab`.
+            if self.state.load(Ordering::Acquire) & ANY_CANCEL != 0 {
+                self.inherit_late(&child);
+            }
+            drop(slab);
+        }
+        child
+    }
+
+    /// `child()` in the slab, under the registry lock (the fast slot is
+    /// taken, or this state reads cancelled).
+    #[cold]
+    #[inline(never)]
+    fn child_in_slab(&self, name: Cow<'static, str>, raw: *const Registry) -> Arc<RunState> {
+        // SAFETY: as in `child`.
+        let registry = unsafe { &*raw };
         let mut slab = registry.lock();
         // Under the lock (see the module docs; where in the locked section
         // does not matter: a cancel's walk takes the lock after its RMW of
@@ -231,13 +301,7 @@ impl RunState {
         // alone frees the slot.
         // Acquire: as `cancelled`; a cancel seen here is one whose
         // children list comes after ours (or never looks).
-        let mut s = self.state.load(Ordering::Acquire);
-        if s & HAS_CHILDREN == 0 {
-            // AcqRel: orders this RMW in the word with the cancel's;
-            // Release publishes the registry (stored before) to a
-            // canceller that sees the bit.
-            s = self.state.fetch_or(HAS_CHILDREN, Ordering::AcqRel);
-        }
+        let s = self.state.load(Ordering::Acquire);
         let (word, inherited) =
             if s & ANY_CANCEL != 0 && !mutant("run_state::child_misses_parent_cancel") {
                 self.inherited_cancel()
@@ -249,14 +313,7 @@ impl RunState {
             // through it before the value is in place (it is read under
             // this lock, which we hold until then).
             let index = slab.insert(ChildPtr(Weak::clone(weak)));
-            RunState::build(
-                name,
-                word,
-                Some(ParentLink {
-                    registry: raw,
-                    index,
-                }),
-            )
+            RunState::build(name, word, Some(ParentLink::in_slab(raw, index)))
         });
         if let Some(reason) = inherited {
             // Still under the registry lock, and nobody else has the child
@@ -265,6 +322,37 @@ impl RunState {
         }
         drop(slab);
         child
+    }
+
+    /// A child linked (in the fast slot, or in the slab after the fast link
+    /// failed) while this state was cancelled, though it read not
+    /// cancelled before it built the child: the child inherits the cancel
+    /// as it stands now (see `inherited_cancel`), as if made now. A walk of
+    /// that cancel may mark it too: its word's RMW and the reason, set
+    /// under the child's reasons lock, go to whichever comes first.
+    #[cold]
+    #[inline(never)]
+    fn inherit_late(&self, child: &RunState) {
+        let (word, reason) = self.inherited_cancel();
+        if word == 0 {
+            return;
+        }
+        match reason {
+            // Release: as in `cancel`.
+            None => drop(child.state.fetch_or(word, Ordering::Release)),
+            Some(reason) => {
+                let mut reasons = child.lock_reasons();
+                // Release: as in `cancel`.
+                let prev = child.state.fetch_or(word, Ordering::Release);
+                if prev & ANY_CANCEL == 0 {
+                    if word & CANCELLED != 0 {
+                        reasons.current = Some(reason);
+                    } else {
+                        reasons.ended = Some(reason);
+                    }
+                }
+            }
+        }
     }
 
     /// The word a child made now begins with, as this state reads
@@ -318,7 +406,7 @@ impl RunState {
     pub fn child_count(&self) -> usize {
         self.registry_ref().map_or(0, |registry| {
             let slab = registry.lock();
-            slab.live - slab.orphans
+            slab.live - slab.orphans + usize::from(registry.fast.holds_uncounted_child())
         })
     }
 
@@ -373,7 +461,9 @@ impl RunState {
                 orphans: 0,
                 upstream: None,
                 keep: None,
+                fast_own: None,
             }),
+            fast: FastSlot::new(),
         }))
         .cast_mut();
         // AcqRel: Release publishes the registry; Acquire (also on
@@ -393,7 +483,19 @@ impl RunState {
                     // Our parent's lock alone (we hold no other): the
                     // slot's copy, for our unlink and for a walk that
                     // finds us going (see `Entry::Child`).
-                    link.registry().lock().set_own_registry(link.index, &mine);
+                    let registry = link.registry();
+                    let mut slab = registry.lock();
+                    match link.place() {
+                        Place::Slab(index) => slab.set_own_registry(index, &mine),
+                        Place::Fast(_) => {
+                            // Our unlink may have to leave our registry
+                            // upstream as an orphan: it takes the lock.
+                            slab.fast_own = Some(Arc::clone(&mine));
+                            if registry.fast.close() {
+                                slab.live += 1;
+                            }
+                        }
+                    }
                 }
                 new
             }

@@ -30,6 +30,10 @@ pub(super) struct Slab {
     /// registry alive for their `ParentLink`s, which hold no count. Taken
     /// (and let go outside the lock) by the unlink that empties it.
     pub(super) keep: Option<Arc<Registry>>,
+    /// The own registry of the child in the fast slot, once it has one
+    /// (what `Entry::Child`'s second field is for a slab child); the slot
+    /// is then `SLOW`, and the child counted in `live`.
+    pub(super) fast_own: Option<Arc<Registry>>,
 }
 
 pub(super) enum Entry {
@@ -68,19 +72,30 @@ impl ChildPtr {
 impl Slab {
     #[inline]
     pub(super) fn insert(&mut self, child: ChildPtr) -> usize {
+        self.insert_entry(Entry::Child(Some(child), None))
+    }
+
+    /// Puts `entry` (occupied) in a vacant slot; returns its index.
+    #[inline]
+    fn insert_entry(&mut self, entry: Entry) -> usize {
         self.live += 1;
         if self.free == NONE {
-            self.entries.push(Entry::Child(Some(child), None));
+            self.entries.push(entry);
             return self.entries.len() - 1;
         }
         let index = self.free;
-        let Entry::Free(next) =
-            std::mem::replace(&mut self.entries[index], Entry::Child(Some(child), None))
-        else {
+        let Entry::Free(next) = std::mem::replace(&mut self.entries[index], entry) else {
             unreachable!("the free list holds vacant slots only");
         };
         self.free = next;
         index
+    }
+
+    /// Leaves the registry of a gone fast child (see `Slab::fast_own`) in
+    /// a slot of its own, as an orphan; returns its index.
+    pub(super) fn insert_orphan(&mut self, registry: Arc<Registry>) -> usize {
+        self.orphans += 1;
+        self.insert_entry(Entry::Orphan(registry))
     }
 
     /// The common unlink, done in place: frees slot `index` if it holds a

@@ -66,6 +66,27 @@ impl Registry {
             }
             return;
         }
+        // The fast slot first (its RMW is what a link racing this walk
+        // meets: see `fast_slot.rs`).
+        self.fast.walk(|weak| {
+            match weak.upgrade() {
+                // Going (as below): its children follow us through the
+                // copy of its registry, if it has one (the slot is then
+                // `SLOW`, and its drop waits for this lock).
+                None => {
+                    if !mutant("run_state::fast_walk_skips_going_child") {
+                        follow.extend(slab.fast_own.clone().map(Follow::Registry));
+                    }
+                }
+                // A last reference is dropped after the lock, its `Weak`
+                // left in the slot for its own unlink (see `fast_slot.rs`).
+                Some(child) => {
+                    if let Some(last) = mark_child(child, reason, follow) {
+                        follow.push(Follow::Last(last));
+                    }
+                }
+            }
+        });
         for index in 0..slab.entries.len() {
             let child = match &slab.entries[index] {
                 Entry::Child(Some(child), _) => child.upgrade(),
@@ -91,27 +112,7 @@ impl Registry {
                 }
                 continue;
             };
-            if reason {
-                follow.push(Follow::State(child, None));
-                continue;
-            }
-            // Release: as in `cancel`.
-            let prev = child
-                .state
-                .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
-            if mutant("run_state::walk_drops_last_under_lock") {
-                // The bug: let our reference go here, under the lock. If
-                // its holder dropped its own meanwhile, ours is the last,
-                // and the child's drop (its unlink) takes this very lock.
-                drop(child);
-                continue;
-            }
-            if needs_follow_up(prev) {
-                // The rest of the work comes after the lock is released
-                // (callbacks are user code, and ours may be the last
-                // reference, whose drop takes this lock).
-                follow.push(Follow::State(child, Some(prev)));
-            } else if let Some(last) = Arc::into_inner(child) {
+            if let Some(last) = mark_child(child, reason, follow) {
                 // Ours was the last reference (its holder dropped it as
                 // we walked): its drop, which takes this lock, comes after
                 // it; meanwhile its slot lets go of its `Weak` (freeing
@@ -122,8 +123,39 @@ impl Registry {
                 }
                 follow.push(Follow::Last(last));
             }
-            // Otherwise our reference went with one RMW (`into_inner`),
-            // under the lock: not the last, so no drop ran.
         }
     }
+}
+
+/// A walk's work on one live `child`, under its registry's lock: with
+/// `reason`, the child goes to `follow` unmarked; otherwise its word is
+/// marked, and it goes to `follow` if it needs more, or our reference is
+/// let go at once. Returns the child if ours was its last reference (for
+/// the caller to drop after the lock).
+fn mark_child(child: Arc<RunState>, reason: bool, follow: &mut Vec<Follow>) -> Option<RunState> {
+    if reason {
+        follow.push(Follow::State(child, None));
+        return None;
+    }
+    // Release: as in `cancel`.
+    let prev = child
+        .state
+        .fetch_or(CANCELLED | FROM_PARENT, Ordering::Release);
+    if mutant("run_state::walk_drops_last_under_lock") {
+        // The bug: let our reference go here, under the lock. If its
+        // holder dropped its own meanwhile, ours is the last, and the
+        // child's drop (its unlink) takes this very lock.
+        drop(child);
+        return None;
+    }
+    if needs_follow_up(prev) {
+        // The rest of the work comes after the lock is released
+        // (callbacks are user code, and ours may be the last reference,
+        // whose drop takes this lock).
+        follow.push(Follow::State(child, Some(prev)));
+        return None;
+    }
+    // Our reference goes with one RMW (`into_inner`), under the lock: if
+    // not the last, no drop ran.
+    Arc::into_inner(child)
 }
