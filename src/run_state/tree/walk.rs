@@ -132,6 +132,7 @@ impl Registry {
 /// marked, and it goes to `follow` if it needs more, or our reference is
 /// let go at once. Returns the child if ours was its last reference (for
 /// the caller to drop after the lock).
+#[inline(always)]
 fn mark_child(child: Arc<RunState>, reason: bool, follow: &mut Vec<Follow>) -> Option<RunState> {
     if reason {
         follow.push(Follow::State(child, None));
