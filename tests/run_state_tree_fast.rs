@@ -6,6 +6,7 @@
 //! still following the root, the registry freed when its owner and every
 //! child are gone, and a child moved out of its `Arc`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -143,4 +144,71 @@ fn children_made_and_dropped_by_many_threads_while_the_parent_cancels_all_end_ca
         }
         assert_eq!(parent.child_count(), 0);
     }
+}
+
+// --- kind: a lock-free unlink's free ordered after a walk's reads ----------
+//
+// From the review: the unlink's CAS must acquire the walk's release of
+// `BUSY`, or a walk's read of the child's allocation (its failed upgrade)
+// is not ordered before the free by whoever lets go of the last `Weak`
+// after the unlink (here a user's, on a third thread). Miri (several seeds,
+// see `.ci/run`) reports the data race on the old code.
+
+#[test]
+fn a_walks_read_of_a_moved_out_fast_child_happens_before_its_free() {
+    let parent = Arc::new(RunState::new("parent"));
+    let arc = parent.child("moved");
+    let user_weak = Arc::downgrade(&arc);
+    let child = Arc::into_inner(arc).expect("the only Arc");
+    let done = Arc::new(AtomicBool::new(false));
+    let walker = {
+        let parent = Arc::clone(&parent);
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            // The walk: the upgrade fails (a read of the strong count),
+            // then `BUSY` is cleared.
+            parent.cancel();
+            done.store(true, Ordering::Relaxed);
+        })
+    };
+    // Relaxed: an order in time only, no happens-before with the walker.
+    while !done.load(Ordering::Relaxed) {
+        thread::yield_now();
+    }
+    drop(child); // the lock-free unlink: CAS to empty, the slot's `Weak` let go
+                 // The last `Weak`, on a thread ordered after this one only.
+    thread::spawn(move || drop(user_weak)).join().unwrap();
+    walker.join().unwrap();
+    assert_eq!(parent.child_count(), 0);
+}
+
+#[test]
+fn a_walks_read_of_a_dropping_fast_child_happens_before_its_free() {
+    let parent = Arc::new(RunState::new("parent"));
+    let arc = parent.child("dropping");
+    let user_weak = Arc::downgrade(&arc);
+    let done = Arc::new(AtomicBool::new(false));
+    let go = Arc::new(AtomicBool::new(false));
+    let walker = {
+        let (parent, done, go) = (Arc::clone(&parent), Arc::clone(&done), Arc::clone(&go));
+        thread::spawn(move || {
+            while !go.load(Ordering::Relaxed) {
+                thread::yield_now();
+            }
+            parent.cancel();
+            done.store(true, Ordering::Relaxed);
+        })
+    };
+    // The child's last `Arc` dropped as the walk runs.
+    let holder = thread::spawn(move || {
+        go.store(true, Ordering::Relaxed);
+        drop(arc);
+    });
+    holder.join().unwrap();
+    while !done.load(Ordering::Relaxed) {
+        thread::yield_now();
+    }
+    thread::spawn(move || drop(user_weak)).join().unwrap();
+    walker.join().unwrap();
+    assert_eq!(parent.child_count(), 0);
 }

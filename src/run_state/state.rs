@@ -29,8 +29,8 @@ use crate::sync::{mutant, ordering_unless, Ordering};
 // PARENT (FROM_PARENT): the cancel came from a parent (`child`); set with
 //   CANCELLED by the parent's cancel or at the child's creation, never
 //   cleared: a child of a cancelled parent stays cancelled, run after run.
-// CHILDREN (HAS_CHILDREN): some child has been made; set (under the child
-//   registry's lock) by `child`, never cleared. A cancel that sees it in the
+// CHILDREN (HAS_CHILDREN): some child has been made; set by `child` with an
+//   RMW before it links the child (see `tree/mod.rs`), never cleared. A cancel that sees it in the
 //   word it changed cancels the children (the slow path); a childless
 //   cancel never looks at the registry.
 // CALLBACKS (HAS_CALLBACKS): some callback has been registered; set by

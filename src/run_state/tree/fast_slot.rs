@@ -49,6 +49,10 @@
 //! all is argued as for the slab: the link sets `HAS_CHILDREN` with an RMW
 //! before its CAS.)
 //!
+//! The walk's first CAS retries while lock-free links and unlinks change
+//! the slot under it: lock-free, not wait-free (each retry means another
+//! thread's link or unlink succeeded).
+//!
 //! # Reclaiming
 //!
 //! The `Weak` is let go only by whoever empties the slot: the unlink
@@ -147,13 +151,18 @@ impl FastSlot {
                 debug_assert!(has(current, SLOW));
                 return false;
             };
-            // Release: our last access of the registry, which whoever frees
-            // it (after an Acquire RMW of this word, under its lock) must
-            // see before the free; and, over `BUSY`, the walk that lets go
-            // of the `Weak` for us. Relaxed on failure: we retry.
+            // AcqRel. Release: our last access of the registry, which
+            // whoever frees it (after an Acquire RMW of this word, under its
+            // lock) must see before the free; and, over `BUSY`, the walk
+            // that lets go of the `Weak` for us. Acquire: a walk's reads of
+            // the allocation (its upgrade's load of the strong count), which
+            // its Release clearing of `BUSY` ends, happen before our `Weak`'s
+            // release, so before the free of whoever lets go of the last
+            // `Weak` after us (std's `Weak::drop` fences only for its own
+            // last). Relaxed on failure: we retry.
             match self
                 .0
-                .compare_exchange(current, next, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(current, next, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => {
                     if next.is_null() {
@@ -270,9 +279,10 @@ impl FastSlot {
 }
 
 impl Drop for FastSlot {
-    /// A registry is freed only once no child is linked: its slot is
-    /// empty, or holds a child that was taken out of its `Arc` and
-    /// forgotten (whose `Weak` is let go here).
+    /// A registry is freed only once no child is linked (a linked child,
+    /// even one taken out of its `Arc` and forgotten, is counted once the
+    /// owner goes, and keeps the registry): the slot is then empty. Should
+    /// it not be, its `Weak` is let go here rather than leaked.
     fn drop(&mut self) {
         // Relaxed: `&mut self`.
         let ptr = address(self.0.load(Ordering::Relaxed));

@@ -24,8 +24,9 @@
 //!   fast slot first, so that a child in it unlinks under the lock,
 //!   counted). (For what making and dropping a child costs, see "What a
 //!   child costs".)
-//! - A dropped child unlinks itself: its `ParentLink`'s `Drop` takes the
-//!   registry's lock and frees its slot (O(1)), so a parent that makes
+//! - A dropped child unlinks itself: its `ParentLink`'s `Drop` empties the
+//!   fast slot with one CAS, or takes the registry's lock and frees its
+//!   slab slot (O(1)), so a parent that makes
 //!   and drops a million children keeps one slot per child alive at a
 //!   time (the slab never grows past the most children alive at once, and
 //!   is emptied when its last child goes, unless that was its only slot).
@@ -49,12 +50,13 @@
 //!
 //! # Why a child never misses its parent's cancel
 //!
-//! `child()` inserts the child under the registry's lock, and under that
-//! lock reads the parent's word, setting `HAS_CHILDREN` with an RMW if it
-//! is not set yet. A cancel sets `CANCELLED` with an RMW and, if the word it
-//! changed had `HAS_CHILDREN`, takes the lock to list the children. In the
-//! word's order, either the child's RMW (or its read of a word that already
-//! had `HAS_CHILDREN`) comes first, and then the cancel sees
+//! `child()` sets `HAS_CHILDREN` in the parent's word with an RMW if it is
+//! not set yet, then inserts the child in the slab under the registry's
+//! lock, and under that lock reads the parent's word. A cancel sets
+//! `CANCELLED` with an RMW and, if the word it changed had `HAS_CHILDREN`,
+//! takes the lock to list the children. In the word's order, either the
+//! child's RMW (or its read of a word that already had `HAS_CHILDREN`)
+//! comes first, and then the cancel sees
 //! `HAS_CHILDREN` and its lock comes after the insert, so it lists the
 //! child; or the cancel comes first, and the child reads `CANCELLED` and is
 //! made cancelled. A cancelled parent's children are cancelled before its
@@ -215,7 +217,8 @@ impl RunState {
     /// start.
     ///
     /// Costs: an allocation for the child, and one CAS to link it (and, in
-    /// its drop, one to unlink it) if it is this state's only live child;
+    /// its drop, one to unlink it) if this state's one lock-free place for a
+    /// child is free (as it is whenever this state has no other live child);
     /// otherwise this state's registry lock to insert it (and to remove
     /// it): O(1) either way, never blocking but on that lock. A state's
     /// first child also allocates the registry.
@@ -270,7 +273,10 @@ impl RunState {
             }
         } else {
             // Taken meanwhile: the slab, under the lock, with the `Weak`
-            // the slot did not take.
+            // the slot did not take. (The child's place says the fast slot
+            // until `set_slab`: nothing between could panic but a `Vec`
+            // capacity overflow in the insert, which the allocator's
+            // abort comes before.)
             let mut slab = registry.lock();
             // SAFETY: from `into_raw` above, not taken by the slot.
             let index = slab.insert(ChildPtr(unsafe { Weak::from_raw(weak) }));
@@ -356,8 +362,9 @@ impl RunState {
     }
 
     /// The word a child made now begins with, as this state reads
-    /// cancelled, with the reason to give it. Called under the registry
-    /// lock (a cancel from now on walks the child): this state's cancel as
+    /// cancelled, with the reason to give it. Called once the child is
+    /// linked (under the registry lock in the slab, after the link's CAS in
+    /// the fast slot: a cancel from now on walks the child): this state's cancel as
     /// it is now, with its reason, read together under its reasons lock
     /// (lock order: registry, then reasons). Its current cancel holds for
     /// the child for good (`CANCELLED | FROM_PARENT`); a cancel whose run
