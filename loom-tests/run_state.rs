@@ -670,21 +670,34 @@ fn stale_guard_claim_wakes_a_waiting_stop() {
 
 // --- the cancellation tree (issue 13) ------------------------------------------
 
+/// Two tests of one tree model: `$fast` with the child under test in its
+/// parent's fast slot (the first child a parent makes goes there), `$slab`
+/// with it in the slab (`$model(true)` makes a holder child first, to take
+/// the fast slot). The model's docs are on `$model`.
+macro_rules! fast_and_slab {
+    ($fast:ident, $slab:ident, $model:ident) => {
+        #[test]
+        fn $fast() {
+            $model(false);
+        }
+
+        #[test]
+        fn $slab() {
+            $model(true);
+        }
+    };
+}
+
+fast_and_slab!(
+    child_made_while_parent_cancels,
+    child_made_while_parent_cancels_slab,
+    child_made_while_parent_cancels_in
+);
+
 /// A child is made while its parent cancels: whichever comes first, the
 /// child ends cancelled, with the parent's reason (the registration and
-/// the cancel meet in the parent's word and its registry lock).
-#[test]
-fn child_made_while_parent_cancels() {
-    child_made_while_parent_cancels_in(false);
-}
-
-/// As [`child_made_while_parent_cancels`], with the child in the slab (a holder takes the
-/// fast slot first).
-#[test]
-fn child_made_while_parent_cancels_slab() {
-    child_made_while_parent_cancels_in(true);
-}
-
+/// the cancel meet in the parent's word, then in the fast slot's
+/// modification order or, in the slab, in the registry lock).
 fn child_made_while_parent_cancels_in(slab: bool) {
     loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
@@ -722,24 +735,18 @@ fn fast_child_made_while_parent_cancels_plainly() {
     });
 }
 
+fast_and_slab!(
+    child_dropped_while_parent_cancels,
+    child_dropped_while_parent_cancels_slab,
+    child_dropped_while_parent_cancels_in
+);
+
 /// A child's last owner drops it while the parent cancels: the cancel
 /// may hold the last reference, so the child's drop (its unlink, which
 /// takes the registry lock) can run in the cancelling thread; that lock
 /// must not be held then (and the walk, which let go of its reference in
 /// place, must then take the child's drop out of its lock). The registry
 /// ends empty.
-#[test]
-fn child_dropped_while_parent_cancels() {
-    child_dropped_while_parent_cancels_in(false);
-}
-
-/// As [`child_dropped_while_parent_cancels`], with the child in the slab (a holder takes the
-/// fast slot first).
-#[test]
-fn child_dropped_while_parent_cancels_slab() {
-    child_dropped_while_parent_cancels_in(true);
-}
-
 fn child_dropped_while_parent_cancels_in(slab: bool) {
     loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
@@ -761,23 +768,17 @@ fn child_dropped_while_parent_cancels_in(slab: bool) {
     });
 }
 
+fast_and_slab!(
+    parent_dropped_while_its_last_child_drops,
+    parent_dropped_while_its_last_child_drops_slab,
+    parent_dropped_while_its_last_child_drops_in
+);
+
 /// A parent dropped while its last child drops: the registry is freed,
 /// once, by whichever goes last (the parent's drop leaves its reference
 /// in the registry only while a child is linked, deciding under the
 /// registry's lock; the unlink that empties it takes that reference back).
 /// A leak or a double free otherwise; the child's link holds no count.
-#[test]
-fn parent_dropped_while_its_last_child_drops() {
-    parent_dropped_while_its_last_child_drops_in(false);
-}
-
-/// As [`parent_dropped_while_its_last_child_drops`], with the child in the slab (a holder takes the
-/// fast slot first).
-#[test]
-fn parent_dropped_while_its_last_child_drops_slab() {
-    parent_dropped_while_its_last_child_drops_in(true);
-}
-
 fn parent_dropped_while_its_last_child_drops_in(slab: bool) {
     loom::model(move || {
         let parent = RunState::new("parent");
@@ -868,23 +869,17 @@ fn guard_joins_while_the_last_other_guard_ends() {
     });
 }
 
+fast_and_slab!(
+    middle_dropped_while_root_cancels,
+    middle_dropped_while_root_cancels_slab,
+    middle_dropped_while_root_cancels_in
+);
+
 /// A middle state is dropped while the root cancels: the grandchild ends
 /// cancelled, whether the drop leaves the middle's registry in the root's
 /// (an orphan, walked by the cancel) or the cancel's walk finds the middle
 /// going (its word marked, no strong reference to be had) and walks its
 /// registry itself. Either way the registries end empty.
-#[test]
-fn middle_dropped_while_root_cancels() {
-    middle_dropped_while_root_cancels_in(false);
-}
-
-/// As [`middle_dropped_while_root_cancels`], with the child in the slab (a holder takes the
-/// fast slot first).
-#[test]
-fn middle_dropped_while_root_cancels_slab() {
-    middle_dropped_while_root_cancels_in(true);
-}
-
 fn middle_dropped_while_root_cancels_in(slab: bool) {
     loom::model(move || {
         let root = Arc::new(RunState::new("root"));
@@ -913,22 +908,16 @@ fn middle_dropped_while_root_cancels_in(slab: bool) {
     });
 }
 
+fast_and_slab!(
+    child_made_while_parent_restarts,
+    child_made_while_parent_restarts_slab,
+    child_made_while_parent_restarts_in
+);
+
 /// A child made while its parent, whose cancelled run has stopped, starts
 /// again: made before the start, it reads cancelled (as the parent did)
 /// only until its own start; made after, it is not cancelled at all. It
 /// never inherits the past run's cancel for good.
-#[test]
-fn child_made_while_parent_restarts() {
-    child_made_while_parent_restarts_in(false);
-}
-
-/// As [`child_made_while_parent_restarts`], with the child in the slab (a holder takes the
-/// fast slot first).
-#[test]
-fn child_made_while_parent_restarts_slab() {
-    child_made_while_parent_restarts_in(true);
-}
-
 fn child_made_while_parent_restarts_in(slab: bool) {
     loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
@@ -950,22 +939,16 @@ fn child_made_while_parent_restarts_in(slab: bool) {
     });
 }
 
+fast_and_slab!(
+    children_reason_survives_a_restart_mid_cancel,
+    children_reason_survives_a_restart_mid_cancel_slab,
+    children_reason_survives_a_restart_mid_cancel_in
+);
+
 /// A parent's cancel with a reason races a stop and restart of the
 /// parent: its child ends cancelled with the cancel's reason, even if the
 /// restart emptied the parent's record before the cancel walked its
 /// children.
-#[test]
-fn children_reason_survives_a_restart_mid_cancel() {
-    children_reason_survives_a_restart_mid_cancel_in(false);
-}
-
-/// As [`children_reason_survives_a_restart_mid_cancel`], with the child in the slab (a holder takes the
-/// fast slot first).
-#[test]
-fn children_reason_survives_a_restart_mid_cancel_slab() {
-    children_reason_survives_a_restart_mid_cancel_in(true);
-}
-
 fn children_reason_survives_a_restart_mid_cancel_in(slab: bool) {
     loom::model(move || {
         let parent = Arc::new(RunState::new("parent"));
