@@ -91,3 +91,26 @@ pub fn at<T: Send + 'static>(
         f()
     })
 }
+
+/// `n` natively, `small` under Miri.
+pub fn size(n: usize, small: usize) -> usize {
+    if cfg!(miri) {
+        small
+    } else {
+        n
+    }
+}
+
+/// A tiny xorshift, so each thread mixes its drops differently.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}

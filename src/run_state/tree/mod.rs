@@ -473,32 +473,38 @@ impl RunState {
             fast: FastSlot::new(),
         }))
         .cast_mut();
+        // Our parent's lock (we hold no other), held across the publish
+        // and the record of the slot's copy of our registry (for our
+        // unlink, and for a walk that finds us going: see `Entry::Child`),
+        // so that no walk sees the one without the other: a child moved
+        // out of its `Arc` and shared by reference could otherwise link a
+        // grandchild in our registry, published, that a walk between the
+        // two steps would miss (found by the adversarial tests).
+        let upstream = self
+            ._parent
+            .as_ref()
+            .map(|link| (link, link.registry().lock()));
         // AcqRel: Release publishes the registry; Acquire (also on
         // failure) sees another thread's.
-        let ptr = match self.children.0.compare_exchange(
+        match self.children.0.compare_exchange(
             std::ptr::null_mut(),
             new,
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                if let Some(link) = &self._parent {
+                if let Some((link, mut slab)) = upstream {
                     // SAFETY: `new` came from `into_raw` and `children`
                     // now holds it, alive while we hold `&self`;
                     // `ManuallyDrop`: borrowed, never dropped.
                     let mine = ManuallyDrop::new(unsafe { Arc::from_raw(new) });
-                    // Our parent's lock alone (we hold no other): the
-                    // slot's copy, for our unlink and for a walk that
-                    // finds us going (see `Entry::Child`).
-                    let registry = link.registry();
-                    let mut slab = registry.lock();
                     match link.place() {
                         Place::Slab(index) => slab.set_own_registry(index, &mine),
                         Place::Fast(_) => {
                             // Our unlink may have to leave our registry
                             // upstream as an orphan: it takes the lock.
                             slab.fast_own = Some(Arc::clone(&mine));
-                            if registry.fast.close() {
+                            if link.registry().fast.close() {
                                 slab.live += 1;
                             }
                         }
@@ -507,13 +513,13 @@ impl RunState {
                 new
             }
             Err(theirs) => {
+                drop(upstream);
                 // SAFETY: `new` came from `into_raw` just above and was
                 // never shared.
                 drop(unsafe { Arc::from_raw(new) });
                 theirs
             }
-        };
-        ptr
+        }
     }
 
     /// The registry, if any child was ever made.
