@@ -914,6 +914,41 @@ fast_and_slab!(
     child_made_while_parent_restarts_in
 );
 
+/// A child moved out of its `Arc` (so a cancel's walk can no longer
+/// upgrade it, and reaches its children through the parent's copy of its
+/// registry) makes its first child in one thread while another thread,
+/// once the registry is published, links a second; then the parent
+/// cancels. The publish and the copy upstream are made under the parent's
+/// lock together, so the walk finds the registry and the second child.
+#[test]
+fn moved_out_childs_registry_published_while_another_thread_links() {
+    loom::model(|| {
+        let parent = Arc::new(RunState::new("parent"));
+        let moved =
+            Arc::new(std::sync::Arc::into_inner(parent.child("moved")).expect("the only Arc"));
+        let first = {
+            let moved = Arc::clone(&moved);
+            thread::spawn(move || moved.child("first"))
+        };
+        let second = {
+            let moved = Arc::clone(&moved);
+            thread::spawn(move || {
+                while moved.watch_children_registry().is_none() {
+                    thread::yield_now();
+                }
+                moved.child("second")
+            })
+        };
+        let second = second.join().unwrap();
+        parent.cancel();
+        assert!(
+            second.cancelled(),
+            "a child of a moved-out child missed the cancel"
+        );
+        drop(first.join().unwrap());
+    });
+}
+
 /// A child made while its parent, whose cancelled run has stopped, starts
 /// again: made before the start, it reads cancelled (as the parent did)
 /// only until its own start; made after, it is not cancelled at all. It

@@ -480,10 +480,13 @@ impl RunState {
         // out of its `Arc` and shared by reference could otherwise link a
         // grandchild in our registry, published, that a walk between the
         // two steps would miss (found by the adversarial tests).
-        let upstream = self
-            ._parent
-            .as_ref()
-            .map(|link| (link, link.registry().lock()));
+        let lock_upstream = || {
+            self._parent
+                .as_ref()
+                .map(|link| (link, link.registry().lock()))
+        };
+        let early = !mutant("run_state::registry_published_before_parent_lock");
+        let upstream = if early { lock_upstream() } else { None };
         // AcqRel: Release publishes the registry; Acquire (also on
         // failure) sees another thread's.
         match self.children.0.compare_exchange(
@@ -493,6 +496,8 @@ impl RunState {
             Ordering::Acquire,
         ) {
             Ok(_) => {
+                // (Under the mutant: the lock taken only now, the bug.)
+                let upstream = if early { upstream } else { lock_upstream() };
                 if let Some((link, mut slab)) = upstream {
                     // SAFETY: `new` came from `into_raw` and `children`
                     // now holds it, alive while we hold `&self`;
