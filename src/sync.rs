@@ -26,6 +26,43 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
+/// `fetch_or` of `bits` into the address of `atomic`'s pointer: one RMW
+/// that keeps the stored pointer's provenance (a CAS from a value read
+/// earlier would store that value's, which an ABA through a freed and
+/// reused address makes stale). Under loom, whose `AtomicPtr` has no
+/// `fetch_or`, the same RMW as a `fetch_update`. `order` is the RMW's.
+#[inline]
+pub(crate) fn ptr_fetch_or<T>(atomic: &AtomicPtr<T>, bits: usize, order: Ordering) -> *mut T {
+    #[cfg(not(loom))]
+    {
+        atomic.fetch_or(bits, order)
+    }
+    #[cfg(loom)]
+    {
+        // Never `Err`: the closure always returns `Some`.
+        match atomic.fetch_update(order, Ordering::Relaxed, |p| Some(p.map_addr(|a| a | bits))) {
+            Ok(p) | Err(p) => p,
+        }
+    }
+}
+
+/// `fetch_and` of `bits` into the address of `atomic`'s pointer: as
+/// [`ptr_fetch_or`].
+#[inline]
+pub(crate) fn ptr_fetch_and<T>(atomic: &AtomicPtr<T>, bits: usize, order: Ordering) -> *mut T {
+    #[cfg(not(loom))]
+    {
+        atomic.fetch_and(bits, order)
+    }
+    #[cfg(loom)]
+    {
+        // Never `Err`: the closure always returns `Some`.
+        match atomic.fetch_update(order, Ordering::Relaxed, |p| Some(p.map_addr(|a| a & bits))) {
+            Ok(p) | Err(p) => p,
+        }
+    }
+}
+
 // Thread-locals and threads: std's normally, loom's under loom (loom runs
 // every model thread on one OS thread, so a std thread-local would be
 // shared by them). `RunState`'s current-state stack and `RunState::spawn`.

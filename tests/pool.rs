@@ -186,7 +186,7 @@ fn fallible_factory_error_reaches_the_caller() {
     let c = Arc::clone(&calls);
     let pool = Pool::try_builder(move || {
         let n = c.fetch_add(1, SeqCst);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             Err(format!("call {n} failed"))
         } else {
             Ok(n)

@@ -252,7 +252,10 @@ fn children_of_a_moved_out_fast_child_still_follow_the_parents_cancel() {
 
 /// Moved-out children (fast and slab) and their children against a
 /// concurrent cancel, from many threads; nothing of it may crash, and the
-/// counts and registries come back.
+/// counts and registries come back. (A grandchild made by a moved-out
+/// middle after the cancel's walk passed is not cancelled, as documented:
+/// found by Miri's scheduling, which an earlier version of this test
+/// asserted otherwise.)
 #[test]
 fn children_moved_out_of_their_arcs_while_the_parent_cancels() {
     no_deadlock("moved out vs cancel", || {
@@ -276,7 +279,13 @@ fn children_moved_out_of_their_arcs_while_the_parent_cancels() {
                                 0 => {
                                     if let Some(v) = Arc::into_inner(child) {
                                         if rng.below(2) == 0 {
-                                            grand.push(v.child("g"));
+                                            // A moved-out middle no longer
+                                            // follows the cancel: a child it
+                                            // makes after the walk passed is
+                                            // cancelled only if the middle
+                                            // itself read cancelled.
+                                            let must = v.cancelled();
+                                            grand.push((v.child("g"), must));
                                         }
                                         values.push(v);
                                     }
@@ -286,7 +295,7 @@ fn children_moved_out_of_their_arcs_while_the_parent_cancels() {
                                     drop(child);
                                     assert!(weak.upgrade().is_none());
                                 }
-                                2 => grand.push(child.child("g2")),
+                                2 => grand.push((child.child("g2"), true)),
                                 _ => drop(child),
                             }
                             if values.len() > 3 {
@@ -304,9 +313,10 @@ fn children_moved_out_of_their_arcs_while_the_parent_cancels() {
             parent.cancel();
             for m in makers {
                 let (values, grand) = m.join().unwrap();
-                // Grandchildren follow the cancel whatever their middle.
-                for g in &grand {
-                    assert!(g.cancelled(), "a grandchild missed the cancel");
+                // Grandchildren of a middle in its `Arc` follow the cancel;
+                // those of a moved-out one, if it read cancelled.
+                for (g, must) in &grand {
+                    assert!(!must || g.cancelled(), "a grandchild missed the cancel");
                 }
                 drop(values);
                 drop(grand);

@@ -294,7 +294,8 @@ impl Limit {
         let threads = waiters(w) > 0;
         if w & ASYNC_WAITERS != 0 && !mutant("pool::async_wake_skips_futures") {
             // Relaxed: only a turn-taker; any order is fair enough.
-            let futures_turn = !threads || self.turn.fetch_add(1, Ordering::Relaxed) % 2 == 0;
+            let futures_turn =
+                !threads || self.turn.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
             // No fence: our compare-and-swap (Acquire) read a word in the
             // release sequence of the future's, made after it allocated the
             // queue. `false`: no entry is waiting (each is notified and will

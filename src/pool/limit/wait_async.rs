@@ -72,7 +72,7 @@ const CHECK_EVERY: u32 = 4;
 /// Is the look after `looks` registered looks one that checks the clock?
 #[cfg(not(loom))]
 fn check_due(looks: u32) -> bool {
-    looks % CHECK_EVERY == 0
+    looks.is_multiple_of(CHECK_EVERY)
 }
 
 #[cfg(loom)]

@@ -65,7 +65,7 @@ use std::mem::ManuallyDrop;
 use std::sync::Weak;
 
 use crate::run_state::RunState;
-use crate::sync::{mutant, AtomicPtr, Ordering};
+use crate::sync::{mutant, ptr_fetch_and, ptr_fetch_or, AtomicPtr, Ordering};
 
 /// A walk holds the slot's `Weak` (see the module docs).
 const BUSY: usize = 1 << 0;
@@ -193,27 +193,12 @@ impl FastSlot {
     /// that unlink). Returns whether this newly closed it over a child: the
     /// caller then counts that child in `Slab::live`.
     pub(super) fn close(&self) -> bool {
-        // Relaxed: under the lock; only a lock-free unlink can change it
-        // meanwhile, and the CAS decides between us.
-        let mut current = self.0.load(Ordering::Relaxed);
-        loop {
-            if has(current, SLOW) {
-                return false;
-            }
-            // Acquire: a child that unlinked before this (so is not
-            // counted) made its last access of the registry (see
-            // `unlink`), which a free after this must follow. Relaxed on
-            // failure: we retry.
-            match self.0.compare_exchange(
-                current,
-                current.map_addr(|a| a | SLOW),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return !current.is_null(),
-                Err(now) => current = now,
-            }
-        }
+        // Acquire: a child that unlinked before this (so is not counted)
+        // made its last access of the registry (see `unlink`), which a
+        // free after this must follow. An RMW that keeps the stored
+        // pointer (see `ptr_fetch_or`).
+        let before = ptr_fetch_or(&self.0, SLOW, Ordering::Acquire);
+        !address(before).is_null() && !has(before, SLOW)
     }
 
     /// Under the registry's lock: does the slot hold a child not counted in
@@ -230,22 +215,11 @@ impl FastSlot {
     /// or, if the child unlinked meanwhile (`DEAD`), empties the slot and
     /// lets go of the `Weak`.
     pub(super) fn walk(&self, walk: impl FnOnce(&Weak<RunState>)) {
-        // Relaxed: the CAS reads the latest value.
-        let mut before = self.0.load(Ordering::Relaxed);
-        loop {
-            // AcqRel: Acquire sees the child a link published; Release
-            // heads the release sequence a later link's CAS reads from
-            // (see the module docs). Relaxed on failure: we retry.
-            match self.0.compare_exchange(
-                before,
-                before.map_addr(|a| a | BUSY),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => before = now,
-            }
-        }
+        // AcqRel: Acquire sees the child a link published; Release heads
+        // the release sequence a later link's CAS reads from (see the
+        // module docs). A `fetch_or`, not a CAS from a value read before:
+        // the pointer we then use is the one stored (see `ptr_fetch_or`).
+        let before = ptr_fetch_or(&self.0, BUSY, Ordering::AcqRel);
         let ptr = address(before);
         if !ptr.is_null() {
             // SAFETY: the slot's `Weak`, pinned by `BUSY` (the unlink
@@ -253,20 +227,17 @@ impl FastSlot {
             let weak = ManuallyDrop::new(unsafe { Weak::from_raw(ptr) });
             walk(&weak);
         }
-        // Release: as the RMW above. Acquire on failure: the unlink's
-        // Release (its last access of the registry and of the `Weak`).
-        if let Err(now) = self.0.compare_exchange(
-            before.map_addr(|a| a | BUSY),
-            before,
-            Ordering::Release,
-            Ordering::Acquire,
-        ) {
-            debug_assert!(has(now, DEAD) && address(now) == ptr);
+        // AcqRel. Release: as the RMW above. Acquire: the unlink's Release
+        // (its last access of the registry and of the `Weak`), if it left
+        // the child `DEAD` to us meanwhile.
+        let after = ptr_fetch_and(&self.0, !BUSY, Ordering::AcqRel);
+        if has(after, DEAD) {
+            debug_assert_eq!(address(after), ptr);
             if mutant("run_state::fast_walk_ignores_dead") {
-                // The bug: put the slot back as it was, as if the child
-                // were still linked: it then counts for ever (and its
-                // `Weak` stays until the registry goes).
-                self.0.swap(before, Ordering::AcqRel);
+                // The bug: leave the slot as it was, as if the child were
+                // still linked: it then counts for ever (and its `Weak`
+                // stays until the registry goes).
+                ptr_fetch_and(&self.0, !DEAD, Ordering::AcqRel);
                 return;
             }
             // AcqRel: an RMW like every write of the slot; nothing else

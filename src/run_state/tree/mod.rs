@@ -206,7 +206,8 @@ impl RunState {
     /// state with no parent dropped first detaches its children. A child
     /// taken out of its `Arc` (`Arc::into_inner`, `try_unwrap`) stays
     /// linked until it drops, but no longer follows this state's cancel
-    /// (its own children still do); `Arc::get_mut` on a child is `None`
+    /// (the children it has when the cancel comes still do; one it makes
+    /// later follows it, not cancelled); `Arc::get_mut` on a child is `None`
     /// (this state's `Weak`).
     ///
     /// A child made while this state reads cancelled follows this state's
